@@ -1,0 +1,1016 @@
+//! Server configuration: HCL file format, defaults, validation.
+//!
+//! The file format is a superset of the original Cycast `config.hcl`: every key the
+//! original accepted still loads, so an existing file keeps working unchanged.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use hcl::edit::Span as _;
+use hcl::eval::{Context, Evaluate};
+use serde::de::IntoDeserializer;
+use serde::{Deserialize, Serialize};
+
+/// The shipped default configuration, embedded so the server runs without a file.
+pub const DEFAULT_CONFIG_HCL: &str = include_str!("../config.hcl");
+
+const MIB: usize = 1024 * 1024;
+const REDACTED: &str = "<redacted>";
+
+/// Complete server configuration.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Network endpoints, credentials and executor layout.
+    pub server: ServerConfig,
+    /// Per-mount ring buffer sizing.
+    pub buffer: BufferConfig,
+    /// Per-listener limits and slow-listener handling.
+    pub limits: LimitsConfig,
+    /// How source audio is cut into chunks for listeners.
+    pub broadcaster: BroadcasterConfig,
+    /// Fallback playlist played while no source is connected.
+    pub playlist: PlaylistConfig,
+    /// Station identity and ICY metadata settings.
+    pub metadata: MetadataConfig,
+    /// Miscellaneous settings kept from the original layout.
+    pub advanced: AdvancedConfig,
+}
+
+/// `server { ... }` block.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// IP address both ports bind to.
+    pub host: String,
+    /// Port sources (encoders) connect to with SOURCE or PUT.
+    pub source_port: u16,
+    /// Port listeners, the web page and the APIs are served on.
+    pub listen_port: u16,
+    /// Username sources must authenticate with.
+    pub source_user: String,
+    /// Password sources must authenticate with.
+    pub source_password: String,
+    /// Mount path of the stream, e.g. `/stream`.
+    pub mount_point: String,
+    /// Number of listener shards (executors); 0 means one per online core.
+    pub shards: usize,
+    /// CPU index the ingest executor is pinned to.
+    pub ingest_core: usize,
+    /// Backlog passed to listen(2) for both sockets.
+    pub listen_backlog: u32,
+    /// Username for the admin API.
+    pub admin_user: String,
+    /// Password for the admin API; empty disables the admin API.
+    pub admin_password: String,
+    /// glommio io_memory per executor in KiB; kept small because RLIMIT_MEMLOCK usually is.
+    pub io_memory_kib: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            host: "0.0.0.0".into(),
+            source_port: 8000,
+            listen_port: 8001,
+            source_user: "source".into(),
+            source_password: "hackme".into(),
+            mount_point: "/stream".into(),
+            shards: 0,
+            ingest_core: 0,
+            listen_backlog: 4096,
+            admin_user: "admin".into(),
+            admin_password: String::new(),
+            io_memory_kib: 1024,
+        }
+    }
+}
+
+/// `buffer { ... }` block.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BufferConfig {
+    /// Ring buffer size per mount in MiB (1..=1000).
+    pub size_mb: u32,
+}
+
+impl Default for BufferConfig {
+    fn default() -> Self {
+        Self { size_mb: 20 }
+    }
+}
+
+/// What to do with a listener that falls more than `queue_size` bytes behind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SlowListenerPolicy {
+    /// Disconnect the listener.
+    #[default]
+    Drop,
+    /// Skip the listener forward to recent audio, discarding the oldest data.
+    Skip,
+}
+
+/// `limits { ... }` block.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Bytes of recent audio sent at once to a newly connected listener.
+    pub burst_size: usize,
+    /// A listener further behind the live edge than this many bytes is slow.
+    pub queue_size: usize,
+    /// What happens to a slow listener: `drop` or `skip`.
+    pub slow_listener: SlowListenerPolicy,
+    /// Maximum concurrent listeners; 0 = unlimited. Overrides `advanced.max_listeners` when non-zero.
+    pub max_listeners: u32,
+    /// Seconds a client has to send its complete request header.
+    pub header_timeout: f64,
+    /// Largest request header accepted, in bytes.
+    pub max_header_bytes: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            burst_size: 65536,
+            queue_size: 524_288,
+            slow_listener: SlowListenerPolicy::Drop,
+            max_listeners: 0,
+            header_timeout: 5.0,
+            max_header_bytes: 8192,
+        }
+    }
+}
+
+/// `broadcaster { ... }` block.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BroadcasterConfig {
+    /// Maximum bytes per published chunk.
+    pub chunk_size: usize,
+    /// Target audio duration per published chunk in ms; listeners get one send per chunk,
+    /// so this sets the number of sends per second.
+    pub chunk_ms: u64,
+    /// Legacy polling interval of the original; accepted and ignored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sleep_high: Option<f64>,
+    /// Legacy polling interval of the original; accepted and ignored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sleep_medium: Option<f64>,
+    /// Legacy polling interval of the original; accepted and ignored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sleep_low: Option<f64>,
+}
+
+impl Default for BroadcasterConfig {
+    fn default() -> Self {
+        Self {
+            chunk_size: 16384,
+            chunk_ms: 400,
+            sleep_high: None,
+            sleep_medium: None,
+            sleep_low: None,
+        }
+    }
+}
+
+/// `playlist { ... }` block.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PlaylistConfig {
+    /// Directory the fallback playlist is read from.
+    pub directory: String,
+    /// Play the files in random order instead of sorted by name.
+    pub shuffle: bool,
+    /// File name endings that are included in the playlist.
+    pub extensions: Vec<String>,
+}
+
+impl Default for PlaylistConfig {
+    fn default() -> Self {
+        Self {
+            directory: "./music".into(),
+            shuffle: true,
+            extensions: vec![".mp3".into(), ".ogg".into()],
+        }
+    }
+}
+
+/// `metadata { ... }` block.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetadataConfig {
+    /// Station name, sent as `icy-name` and shown on the web page.
+    pub station_name: String,
+    /// Station description, sent as `icy-description`.
+    pub station_description: String,
+    /// Station genre, sent as `icy-genre` and shown on the web page.
+    pub station_genre: String,
+    /// Station home page, sent as `icy-url`.
+    pub station_url: String,
+    /// Interleave ICY metadata blocks for listeners that ask with `Icy-MetaData: 1`.
+    pub enable_icy: bool,
+    /// Audio bytes between ICY metadata blocks (advertised as `icy-metaint`).
+    pub icy_metaint: usize,
+}
+
+impl Default for MetadataConfig {
+    fn default() -> Self {
+        Self {
+            station_name: "Cycast Radio".into(),
+            station_description: "High-performance internet radio".into(),
+            station_genre: "Various".into(),
+            station_url: "http://localhost:8001".into(),
+            enable_icy: true,
+            icy_metaint: 16000,
+        }
+    }
+}
+
+/// `advanced { ... }` block.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdvancedConfig {
+    /// Maximum concurrent listeners; 0 = unlimited. `limits.max_listeners` wins when non-zero.
+    pub max_listeners: u32,
+    /// Seconds without data after which a source is considered gone.
+    pub source_timeout: f64,
+    /// Log at debug level.
+    pub verbose_logging: bool,
+    /// Serve `/api/stats`; when false it answers 403.
+    pub enable_stats: bool,
+    /// Legacy web-framework switch of the original; accepted and ignored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flask_debug: Option<bool>,
+    /// Legacy web-framework secret of the original; accepted and ignored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flask_secret_key: Option<String>,
+}
+
+impl Default for AdvancedConfig {
+    fn default() -> Self {
+        Self {
+            max_listeners: 0,
+            source_timeout: 10.0,
+            verbose_logging: false,
+            enable_stats: true,
+            flask_debug: None,
+            flask_secret_key: None,
+        }
+    }
+}
+
+/// A configuration problem. `Display` is always a single line.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file could not be read.
+    #[error("cannot read config file {}: {source}", path.display())]
+    Io {
+        /// File that was being read.
+        path: PathBuf,
+        /// Underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The text is not valid HCL.
+    #[error("config syntax error{}: {message}", Where(file.as_deref(), Some(*line), Some(*column)))]
+    Syntax {
+        /// File the text came from, when loaded from a file.
+        file: Option<PathBuf>,
+        /// One-based line of the error.
+        line: usize,
+        /// One-based column of the error.
+        column: usize,
+        /// What the parser expected.
+        message: String,
+    },
+    /// A key is unknown, has the wrong type, or has a value that is not allowed.
+    #[error("config key `{key}`{}: {message}", Where(file.as_deref(), *line, None))]
+    Invalid {
+        /// Dotted path of the key, e.g. `limits.queue_size`.
+        key: String,
+        /// One-based line where the key appears, when known.
+        line: Option<usize>,
+        /// File the text came from, when loaded from a file.
+        file: Option<PathBuf>,
+        /// What is wrong with it.
+        message: String,
+    },
+}
+
+impl ConfigError {
+    fn invalid(key: &str, message: impl Into<String>) -> Self {
+        ConfigError::Invalid {
+            key: key.to_string(),
+            line: None,
+            file: None,
+            message: message.into(),
+        }
+    }
+
+    /// Dotted key the error is about, if it is about one key.
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            ConfigError::Invalid { key, .. } => Some(key),
+            _ => None,
+        }
+    }
+
+    fn with_file(mut self, path: &Path) -> Self {
+        match &mut self {
+            ConfigError::Syntax { file, .. } | ConfigError::Invalid { file, .. } => {
+                *file = Some(path.to_path_buf());
+            }
+            ConfigError::Io { .. } => {}
+        }
+        self
+    }
+}
+
+/// Formats the " (file line N, column M)" suffix of an error.
+struct Where<'a>(Option<&'a Path>, Option<usize>, Option<usize>);
+
+impl fmt::Display for Where<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut out = String::new();
+        if let Some(p) = self.0 {
+            out.push_str(&p.display().to_string());
+        }
+        if let Some(l) = self.1 {
+            if !out.is_empty() {
+                out.push(' ');
+            }
+            out.push_str(&format!("line {l}"));
+        }
+        if let Some(c) = self.2 {
+            out.push_str(&format!(", column {c}"));
+        }
+        if out.is_empty() {
+            Ok(())
+        } else {
+            write!(f, " ({out})")
+        }
+    }
+}
+
+/// Keeps error messages on one line even if a library message spans several.
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Byte offset to one-based line number.
+fn line_of(text: &str, offset: usize) -> usize {
+    let end = offset.min(text.len());
+    text.as_bytes()[..end]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+/// Evaluated HCL body plus the line each dotted key was written on.
+struct Evaluated {
+    value: hcl::Value,
+    lines: HashMap<String, usize>,
+}
+
+impl Evaluated {
+    /// Line of `key`, or of its closest written ancestor (a missing key is reported at its block).
+    fn line_for(&self, key: &str) -> Option<usize> {
+        let mut k = key;
+        loop {
+            if let Some(&l) = self.lines.get(k) {
+                return Some(l);
+            }
+            k = &k[..k.rfind('.')?];
+        }
+    }
+}
+
+/// Turns HCL text into a plain value tree, evaluating every expression.
+///
+/// Each attribute is evaluated on its own so an evaluation error can name its key and line,
+/// which evaluating the whole body at once cannot.
+fn evaluate(text: &str) -> Result<Evaluated, ConfigError> {
+    let body = hcl::edit::parser::parse_body(text).map_err(|e| ConfigError::Syntax {
+        file: None,
+        line: e.location().line(),
+        column: e.location().column(),
+        message: one_line(e.message()),
+    })?;
+    let ctx = Context::new();
+    let mut lines = HashMap::new();
+    let map = eval_body(text, &body, "", &ctx, &mut lines)?;
+    Ok(Evaluated {
+        value: hcl::Value::Object(map),
+        lines,
+    })
+}
+
+fn join(prefix: &str, name: &str) -> String {
+    if prefix.is_empty() {
+        name.to_string()
+    } else {
+        format!("{prefix}.{name}")
+    }
+}
+
+fn eval_body(
+    text: &str,
+    body: &hcl::edit::structure::Body,
+    prefix: &str,
+    ctx: &Context,
+    lines: &mut HashMap<String, usize>,
+) -> Result<hcl::Map<String, hcl::Value>, ConfigError> {
+    use hcl::edit::structure::Structure;
+    let mut map = hcl::Map::new();
+    for structure in body.iter() {
+        match structure {
+            Structure::Attribute(attr) => {
+                let name = attr.key.as_str();
+                let key = join(prefix, name);
+                let line = attr
+                    .key
+                    .span()
+                    .or(attr.span())
+                    .map(|s| line_of(text, s.start));
+                let err = |message: String| ConfigError::Invalid {
+                    key: key.clone(),
+                    line,
+                    file: None,
+                    message,
+                };
+                if map.contains_key(name) {
+                    return Err(err("is set more than once".into()));
+                }
+                let expr = hcl::Expression::from(attr.value.clone());
+                let value = expr
+                    .evaluate(ctx)
+                    .map_err(|e| err(one_line(&e.to_string())))?;
+                if let Some(l) = line {
+                    lines.insert(key.clone(), l);
+                }
+                map.insert(name.to_string(), value);
+            }
+            Structure::Block(block) => {
+                let name = block.ident.as_str();
+                let mut key = join(prefix, name);
+                let line = block.span().map(|s| line_of(text, s.start));
+                // Labels nest like HCL's JSON mapping: `a "b" { }` becomes a.b.
+                let mut path: Vec<String> = vec![name.to_string()];
+                for label in &block.labels {
+                    key = join(&key, label.as_str());
+                    path.push(label.as_str().to_string());
+                }
+                if let Some(l) = line {
+                    lines.insert(key.clone(), l);
+                }
+                let inner = eval_body(text, &block.body, &key, ctx, lines)?;
+                let mut slot = &mut map;
+                let last = path.pop().expect("block has an ident");
+                for seg in &path {
+                    let entry = slot
+                        .entry(seg.clone())
+                        .or_insert_with(|| hcl::Value::Object(hcl::Map::new()));
+                    slot = match entry {
+                        hcl::Value::Object(m) => m,
+                        _ => {
+                            return Err(ConfigError::Invalid {
+                                key: key.clone(),
+                                line,
+                                file: None,
+                                message: "is set more than once".into(),
+                            })
+                        }
+                    };
+                }
+                if slot.contains_key(&last) {
+                    return Err(ConfigError::Invalid {
+                        key,
+                        line,
+                        file: None,
+                        message: "block appears more than once".into(),
+                    });
+                }
+                slot.insert(last, hcl::Value::Object(inner));
+            }
+        }
+    }
+    Ok(map)
+}
+
+impl Config {
+    /// Parses, evaluates (so `64 * 1024` works) and validates HCL config text.
+    pub fn from_hcl_str(text: &str) -> Result<Config, ConfigError> {
+        let ev = evaluate(text)?;
+        let cfg: Config = serde_path_to_error::deserialize(ev.value.clone().into_deserializer())
+            .map_err(|e| {
+                let key = e.path().to_string();
+                let message = one_line(&e.inner().to_string());
+                ConfigError::Invalid {
+                    line: ev.line_for(&key),
+                    key,
+                    file: None,
+                    message,
+                }
+            })?;
+        cfg.validate().map_err(|e| match e {
+            ConfigError::Invalid {
+                key,
+                line: None,
+                file,
+                message,
+            } => ConfigError::Invalid {
+                line: ev.line_for(&key),
+                key,
+                file,
+                message,
+            },
+            other => other,
+        })?;
+        Ok(cfg)
+    }
+
+    /// Reads and parses a config file; errors name the file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::from_hcl_str(&text).map_err(|e| e.with_file(path))
+    }
+
+    /// Checks every value that deserialization alone cannot; the first problem is returned.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, msg: String| Err(ConfigError::invalid(key, msg));
+        let s = &self.server;
+
+        if s.host.parse::<IpAddr>().is_err() {
+            return bad("server.host", format!("{:?} is not an IP address", s.host));
+        }
+        // Port 0 asks the kernel for a free port (tests, side-by-side benchmarks).
+        if s.listen_port != 0 && s.listen_port == s.source_port {
+            return bad(
+                "server.listen_port",
+                format!(
+                    "must differ from server.source_port (both are {})",
+                    s.source_port
+                ),
+            );
+        }
+        // Basic auth splits user from password at the first ':'.
+        for (key, user) in [
+            ("server.source_user", &s.source_user),
+            ("server.admin_user", &s.admin_user),
+        ] {
+            if user.is_empty() || user.contains(':') || user.chars().any(char::is_control) {
+                return bad(
+                    key,
+                    "must be non-empty without ':' or control characters".into(),
+                );
+            }
+        }
+        if s.source_password.is_empty() {
+            return bad("server.source_password", "must not be empty".into());
+        }
+        let m = &s.mount_point;
+        if !m.starts_with('/') {
+            return bad("server.mount_point", format!("{m:?} must start with '/'"));
+        }
+        if m.len() < 2 {
+            return bad(
+                "server.mount_point",
+                "must name a path, not just '/'".into(),
+            );
+        }
+        if m.chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '?' || c == '#')
+        {
+            return bad(
+                "server.mount_point",
+                format!("{m:?} must not contain spaces, '?', '#' or control characters"),
+            );
+        }
+        // The listen port also serves the web page and APIs under these paths.
+        for reserved in ["/api", "/admin"] {
+            if m == reserved || m.starts_with(&format!("{reserved}/")) {
+                return bad(
+                    "server.mount_point",
+                    format!("{m:?} clashes with the reserved {reserved} path"),
+                );
+            }
+        }
+        if s.listen_backlog < 1 {
+            return bad("server.listen_backlog", "must be at least 1".into());
+        }
+        if s.io_memory_kib < 64 {
+            return bad(
+                "server.io_memory_kib",
+                format!("must be at least 64 (got {})", s.io_memory_kib),
+            );
+        }
+
+        let size = self.buffer.size_mb;
+        if !(1..=1000).contains(&size) {
+            return bad(
+                "buffer.size_mb",
+                format!("must be between 1 and 1000 (got {size})"),
+            );
+        }
+
+        let l = &self.limits;
+        if l.queue_size < 16384 {
+            return bad(
+                "limits.queue_size",
+                format!("must be at least 16384 (got {})", l.queue_size),
+            );
+        }
+        let half_ring = self.ring_bytes() / 2;
+        if l.queue_size > half_ring {
+            return bad(
+                "limits.queue_size",
+                format!(
+                    "must be at most half the ring buffer ({half_ring} bytes with buffer.size_mb = {size}) (got {})",
+                    l.queue_size
+                ),
+            );
+        }
+        if l.burst_size > l.queue_size {
+            return bad(
+                "limits.burst_size",
+                format!(
+                    "must not exceed limits.queue_size = {} (got {})",
+                    l.queue_size, l.burst_size
+                ),
+            );
+        }
+        if !(l.header_timeout.is_finite() && l.header_timeout > 0.0) {
+            return bad(
+                "limits.header_timeout",
+                format!(
+                    "must be a positive number of seconds (got {})",
+                    l.header_timeout
+                ),
+            );
+        }
+        if !(1024..=65536).contains(&l.max_header_bytes) {
+            return bad(
+                "limits.max_header_bytes",
+                format!(
+                    "must be between 1024 and 65536 (got {})",
+                    l.max_header_bytes
+                ),
+            );
+        }
+
+        let b = &self.broadcaster;
+        if b.chunk_size < 1024 {
+            return bad(
+                "broadcaster.chunk_size",
+                format!("must be at least 1024 (got {})", b.chunk_size),
+            );
+        }
+        if b.chunk_size > l.queue_size {
+            return bad(
+                "broadcaster.chunk_size",
+                format!(
+                    "must not exceed limits.queue_size = {} (got {})",
+                    l.queue_size, b.chunk_size
+                ),
+            );
+        }
+        if !(20..=5000).contains(&b.chunk_ms) {
+            return bad(
+                "broadcaster.chunk_ms",
+                format!("must be between 20 and 5000 (got {})", b.chunk_ms),
+            );
+        }
+
+        if let Some(i) = self.playlist.extensions.iter().position(|e| e.is_empty()) {
+            return bad(
+                "playlist.extensions",
+                format!("entry {i} is empty and would match every file"),
+            );
+        }
+
+        let md = &self.metadata;
+        if !(1..=65535).contains(&md.icy_metaint) {
+            return bad(
+                "metadata.icy_metaint",
+                format!("must be between 1 and 65535 (got {})", md.icy_metaint),
+            );
+        }
+        // These go into HTTP response headers verbatim.
+        for (key, v) in [
+            ("metadata.station_name", &md.station_name),
+            ("metadata.station_description", &md.station_description),
+            ("metadata.station_genre", &md.station_genre),
+            ("metadata.station_url", &md.station_url),
+        ] {
+            if v.chars().any(char::is_control) {
+                return bad(
+                    key,
+                    "must not contain control characters such as newlines".into(),
+                );
+            }
+        }
+
+        let st = self.advanced.source_timeout;
+        if !(st.is_finite() && st > 0.0) {
+            return bad(
+                "advanced.source_timeout",
+                format!("must be a positive number of seconds (got {st})"),
+            );
+        }
+        Ok(())
+    }
+
+    /// Dotted names of legacy keys present in the config, so the caller can warn once.
+    pub fn legacy_keys_in_use(&self) -> Vec<&'static str> {
+        let b = &self.broadcaster;
+        let a = &self.advanced;
+        [
+            ("broadcaster.sleep_high", b.sleep_high.is_some()),
+            ("broadcaster.sleep_medium", b.sleep_medium.is_some()),
+            ("broadcaster.sleep_low", b.sleep_low.is_some()),
+            ("advanced.flask_debug", a.flask_debug.is_some()),
+            ("advanced.flask_secret_key", a.flask_secret_key.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(k, set)| set.then_some(k))
+        .collect()
+    }
+
+    /// Effective listener cap: `limits.max_listeners` if non-zero, else `advanced.max_listeners`; 0 = unlimited.
+    pub fn max_listeners(&self) -> u32 {
+        if self.limits.max_listeners != 0 {
+            self.limits.max_listeners
+        } else {
+            self.advanced.max_listeners
+        }
+    }
+
+    /// Ring buffer size per mount in bytes.
+    pub fn ring_bytes(&self) -> usize {
+        self.buffer.size_mb as usize * MIB
+    }
+
+    /// Time a client has to send its request header.
+    pub fn header_timeout(&self) -> Duration {
+        secs(self.limits.header_timeout)
+    }
+
+    /// Time without data after which a source is dropped.
+    pub fn source_timeout(&self) -> Duration {
+        secs(self.advanced.source_timeout)
+    }
+
+    /// The effective config as HCL, with every password and secret replaced by `<redacted>`.
+    /// An empty admin password stays `""` so it is visible that the admin API is off.
+    pub fn to_redacted_hcl(&self) -> String {
+        let mut c = self.clone();
+        c.server.source_password = REDACTED.into();
+        if !c.server.admin_password.is_empty() {
+            c.server.admin_password = REDACTED.into();
+        }
+        if c.advanced.flask_secret_key.is_some() {
+            c.advanced.flask_secret_key = Some(REDACTED.into());
+        }
+        let mut body = hcl::Body::builder();
+        // One block per section, matching the layout of config.hcl.
+        let sections = [
+            ("server", hcl::to_value(&c.server)),
+            ("buffer", hcl::to_value(&c.buffer)),
+            ("limits", hcl::to_value(&c.limits)),
+            ("broadcaster", hcl::to_value(&c.broadcaster)),
+            ("playlist", hcl::to_value(&c.playlist)),
+            ("metadata", hcl::to_value(&c.metadata)),
+            ("advanced", hcl::to_value(&c.advanced)),
+        ];
+        for (name, value) in sections {
+            let mut block = hcl::Block::builder(name);
+            if let Ok(hcl::Value::Object(fields)) = value {
+                for (k, v) in fields {
+                    block = block.add_attribute((k, v));
+                }
+            }
+            body = body.add_block(block.build());
+        }
+        hcl::format::to_string(&body.build()).unwrap_or_default()
+    }
+}
+
+fn secs(s: f64) -> Duration {
+    Duration::try_from_secs_f64(s).unwrap_or(Duration::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ORIGINAL: &str = r#"
+# Cycast configuration
+server {
+  host = "0.0.0.0"
+  source_port = 8000
+  listen_port = 8001
+  source_password = "hackme"
+  mount_point = "/stream"
+}
+
+buffer {
+  size_mb = 20
+}
+
+playlist {
+  directory = "./music"
+  shuffle = true
+  extensions = [".mp3", ".ogg"]
+}
+
+broadcaster {
+  chunk_size = 16384
+  sleep_high = 0.0005
+  sleep_medium = 0.001
+  sleep_low = 0.002
+}
+
+metadata {
+  station_name = "Cycast Radio"
+  station_description = "High-performance internet radio"
+  station_genre = "Various"
+  station_url = "http://localhost:8001"
+  enable_icy = true
+  icy_metaint = 16000
+}
+
+advanced {
+  max_listeners = 0
+  source_timeout = 10.0
+  verbose_logging = false
+  enable_stats = true
+  flask_debug = false
+  flask_secret_key = "change-me-in-production"
+}
+"#;
+
+    fn err(text: &str) -> String {
+        let e = Config::from_hcl_str(text).expect_err("config should be rejected");
+        let s = e.to_string();
+        assert!(!s.contains('\n'), "error must be one line: {s:?}");
+        s
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = Config::default();
+        c.validate().unwrap();
+        assert_eq!(c.server.source_port, 8000);
+        assert_eq!(c.limits.slow_listener, SlowListenerPolicy::Drop);
+        assert_eq!(c.broadcaster.chunk_ms, 400);
+        assert_eq!(c.ring_bytes(), 20 * MIB);
+        assert_eq!(c.header_timeout(), Duration::from_secs(5));
+        assert_eq!(c.source_timeout(), Duration::from_secs(10));
+        assert!(c.legacy_keys_in_use().is_empty());
+    }
+
+    #[test]
+    fn embedded_default_equals_default() {
+        let parsed = Config::from_hcl_str(DEFAULT_CONFIG_HCL).unwrap();
+        assert_eq!(
+            serde_json::to_value(&parsed).unwrap(),
+            serde_json::to_value(Config::default()).unwrap()
+        );
+    }
+
+    #[test]
+    fn empty_text_gives_defaults() {
+        let parsed = Config::from_hcl_str("").unwrap();
+        assert_eq!(
+            serde_json::to_value(&parsed).unwrap(),
+            serde_json::to_value(Config::default()).unwrap()
+        );
+    }
+
+    #[test]
+    fn original_config_loads_and_reports_legacy_keys() {
+        let c = Config::from_hcl_str(ORIGINAL).unwrap();
+        assert_eq!(c.broadcaster.sleep_high, Some(0.0005));
+        assert_eq!(
+            c.advanced.flask_secret_key.as_deref(),
+            Some("change-me-in-production")
+        );
+        assert_eq!(
+            c.legacy_keys_in_use(),
+            vec![
+                "broadcaster.sleep_high",
+                "broadcaster.sleep_medium",
+                "broadcaster.sleep_low",
+                "advanced.flask_debug",
+                "advanced.flask_secret_key",
+            ]
+        );
+    }
+
+    #[test]
+    fn arithmetic_is_evaluated() {
+        let c = Config::from_hcl_str(
+            "limits {\n  queue_size = 64 * 1024\n  burst_size = 32 * 1024\n}\n",
+        )
+        .unwrap();
+        assert_eq!(c.limits.queue_size, 65536);
+        assert_eq!(c.limits.burst_size, 32768);
+    }
+
+    #[test]
+    fn integer_accepted_for_seconds() {
+        let c = Config::from_hcl_str("advanced {\n  source_timeout = 3\n}\n").unwrap();
+        assert_eq!(c.source_timeout(), Duration::from_secs(3));
+    }
+
+    #[test]
+    fn typo_names_dotted_key_and_line() {
+        let s = err("limits {\n  burst_size = 1024\n  queue_sise = 65536\n}\n");
+        assert!(s.contains("limits.queue_sise"), "{s}");
+        assert!(s.contains("line 3"), "{s}");
+        let s = err("servre {\n}\n");
+        assert!(s.contains("servre"), "{s}");
+    }
+
+    #[test]
+    fn wrong_type_names_key() {
+        let s = err("server {\n  source_port = \"eight thousand\"\n}\n");
+        assert!(s.contains("server.source_port"), "{s}");
+        assert!(s.contains("line 2"), "{s}");
+        let s = err("limits {\n  slow_listener = \"kick\"\n}\n");
+        assert!(s.contains("limits.slow_listener"), "{s}");
+    }
+
+    #[test]
+    fn bad_values_name_key() {
+        let s = err("buffer {\n  size_mb = 0\n}\n");
+        assert!(s.contains("buffer.size_mb") && s.contains("line 2"), "{s}");
+        let s = err("server {\n  mount_point = \"stream\"\n}\n");
+        assert!(s.contains("server.mount_point"), "{s}");
+        assert!(err("server {\n  listen_port = 8000\n}\n").contains("server.listen_port"));
+        assert!(err("server {\n  host = \"localhost\"\n}\n").contains("server.host"));
+        assert!(err("limits {\n  burst_size = 600000\n}\n").contains("limits.burst_size"));
+        assert!(
+            err("buffer {\n  size_mb = 1\n}\nlimits {\n  queue_size = 1048576\n}\n")
+                .contains("limits.queue_size")
+        );
+        assert!(err("broadcaster {\n  chunk_ms = 5\n}\n").contains("broadcaster.chunk_ms"));
+        assert!(err("metadata {\n  icy_metaint = 70000\n}\n").contains("metadata.icy_metaint"));
+        assert!(err("advanced {\n  source_timeout = 0\n}\n").contains("advanced.source_timeout"));
+        assert!(err("limits {\n  header_timeout = -1\n}\n").contains("limits.header_timeout"));
+    }
+
+    #[test]
+    fn syntax_and_eval_errors_are_one_line() {
+        let s = err("server {\n  host = \n}\n");
+        assert!(s.contains("line 2"), "{s}");
+        let s = err("limits {\n  queue_size = nope * 2\n}\n");
+        assert!(s.contains("limits.queue_size"), "{s}");
+        let s = err("buffer {\n  size_mb = 1\n}\nbuffer {\n  size_mb = 2\n}\n");
+        assert!(s.contains("buffer"), "{s}");
+    }
+
+    #[test]
+    fn load_names_file() {
+        let missing = Path::new("/nonexistent/cycast.hcl");
+        let s = Config::load(missing).unwrap_err().to_string();
+        assert!(s.contains("/nonexistent/cycast.hcl"), "{s}");
+    }
+
+    #[test]
+    fn max_listeners_precedence() {
+        let mut c = Config::default();
+        c.advanced.max_listeners = 100;
+        assert_eq!(c.max_listeners(), 100);
+        c.limits.max_listeners = 7;
+        assert_eq!(c.max_listeners(), 7);
+    }
+
+    #[test]
+    fn redacted_output_hides_secrets_and_round_trips() {
+        let text = ORIGINAL
+            .replace("\"hackme\"", "\"s3cr3t-src\"")
+            .replace("server {", "server {\n  admin_password = \"s3cr3t-adm\"");
+        let c = Config::from_hcl_str(&text).unwrap();
+        let out = c.to_redacted_hcl();
+        for secret in ["s3cr3t-src", "s3cr3t-adm", "change-me-in-production"] {
+            assert!(!out.contains(secret), "{secret} leaked:\n{out}");
+        }
+        assert!(out.contains(REDACTED));
+        let back = Config::from_hcl_str(&out).unwrap();
+        assert_eq!(back.server.source_password, REDACTED);
+        assert_eq!(back.limits.queue_size, c.limits.queue_size);
+
+        let d = Config::default().to_redacted_hcl();
+        assert!(d.contains("admin_password = \"\""), "{d}");
+        assert!(!d.contains("hackme"), "{d}");
+    }
+}

@@ -1,0 +1,294 @@
+//! HTTP/1.x request heads as sources and listeners send them, parsed with `httparse`, plus the
+//! small response and authentication helpers both ports share.
+//!
+//! Sources speak a few dialects httparse does not: `SOURCE /m ICE/1.0` (rewritten to HTTP/1.0
+//! before parsing) and bare-LF header lines (httparse accepts those as they are).
+
+use std::time::Duration;
+
+use base64::Engine;
+use futures_lite::{future, AsyncReadExt};
+use glommio::net::TcpStream;
+use glommio::timer::Timer;
+use subtle::ConstantTimeEq;
+
+/// Most header lines accepted in one request.
+const MAX_HEADERS: usize = 64;
+
+/// A parsed request head plus whatever body bytes arrived with it.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// `GET`, `SOURCE`, `PUT`, …, as sent.
+    pub method: String,
+    /// Path without the query string, percent-decoding left to the caller.
+    pub path: String,
+    /// Raw query string (after `?`), empty when absent.
+    pub query: String,
+    /// Minor version of HTTP/1.x (ICE/1.0 counts as 0).
+    pub minor_version: u8,
+    /// Header lines in order, names as sent.
+    pub headers: Vec<(String, String)>,
+    /// Bytes after the head that arrived in the same reads: for sources, the first audio.
+    pub body: Vec<u8>,
+}
+
+impl Request {
+    /// First header with this name, compared case-insensitively.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Query parameter `name`, percent-decoded (`+` as space).
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        self.query.split('&').find_map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(k) == name).then(|| percent_decode(v))
+        })
+    }
+
+    /// User and password of a Basic `Authorization` header.
+    pub fn basic_credentials(&self) -> Option<(String, String)> {
+        let value = self.header("authorization")?;
+        let (scheme, encoded) = value.trim().split_once(' ')?;
+        if !scheme.eq_ignore_ascii_case("basic") {
+            return None;
+        }
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(encoded.trim())
+            .ok()?;
+        let text = String::from_utf8(decoded).ok()?;
+        let (user, pass) = text.split_once(':')?;
+        Some((user.to_string(), pass.to_string()))
+    }
+}
+
+/// Why no request could be read.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    /// The peer closed before sending a whole head.
+    #[error("connection closed before the request was complete")]
+    Closed,
+    /// The head did not arrive within the header timeout.
+    #[error("request header not received within {0:?}")]
+    Timeout(Duration),
+    /// The head is longer than allowed.
+    #[error("request header larger than {0} bytes")]
+    TooLarge(usize),
+    /// The head is not HTTP.
+    #[error("malformed request: {0}")]
+    Malformed(String),
+    /// Socket error.
+    #[error("read failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl RequestError {
+    /// The status line to answer with, when an answer makes sense.
+    pub fn response(&self) -> Option<Vec<u8>> {
+        match self {
+            RequestError::TooLarge(_) => Some(response(
+                431,
+                "Request Header Fields Too Large",
+                &[],
+                "Request header too large\n",
+            )),
+            RequestError::Malformed(_) => {
+                Some(response(400, "Bad Request", &[], "Malformed request\n"))
+            }
+            RequestError::Timeout(_) => {
+                Some(response(408, "Request Timeout", &[], "Request timeout\n"))
+            }
+            RequestError::Closed | RequestError::Io(_) => None,
+        }
+    }
+}
+
+/// Reads one request head, giving up after `timeout` overall (a peer trickling bytes does not
+/// extend it) or when more than `max_bytes` arrive without the head ending.
+pub async fn read_request(
+    stream: &mut TcpStream,
+    max_bytes: usize,
+    timeout: Duration,
+) -> Result<Request, RequestError> {
+    let read = async {
+        let mut buf = Vec::with_capacity(1024);
+        let mut chunk = [0u8; 4096];
+        loop {
+            let n = stream.read(&mut chunk).await?;
+            if n == 0 {
+                return Err(RequestError::Closed);
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            if let Some(request) = parse_head(&buf)? {
+                return Ok(request);
+            }
+            if buf.len() > max_bytes {
+                return Err(RequestError::TooLarge(max_bytes));
+            }
+        }
+    };
+    let deadline = async {
+        Timer::new(timeout).await;
+        Err(RequestError::Timeout(timeout))
+    };
+    future::or(read, deadline).await
+}
+
+/// Parses a complete head from `buf`, `Ok(None)` while it is still partial.
+pub fn parse_head(buf: &[u8]) -> Result<Option<Request>, RequestError> {
+    // `ICE/1.0` in the request line becomes `HTTP/1.0` (one byte longer) for httparse.
+    let line_end = buf.iter().position(|&b| b == b'\n');
+    let ice = line_end.and_then(|end| {
+        let line = buf[..end].strip_suffix(b"\r").unwrap_or(&buf[..end]);
+        line.ends_with(b" ICE/1.0").then_some(line.len())
+    });
+    let normalized;
+    let (input, shift) = match ice {
+        Some(line_len) => {
+            let mut v = Vec::with_capacity(buf.len() + 1);
+            v.extend_from_slice(&buf[..line_len - 7]);
+            v.extend_from_slice(b"HTTP/1.0");
+            v.extend_from_slice(&buf[line_len..]);
+            normalized = v;
+            (&normalized[..], 1)
+        }
+        None => (buf, 0),
+    };
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let head_len = match req.parse(input) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(e) => return Err(RequestError::Malformed(e.to_string())),
+    };
+    let target = req.path.unwrap_or("/");
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    Ok(Some(Request {
+        method: req.method.unwrap_or("").to_string(),
+        path: path.to_string(),
+        query: query.to_string(),
+        minor_version: req.version.unwrap_or(0),
+        headers: req
+            .headers
+            .iter()
+            .map(|h| {
+                (
+                    h.name.to_string(),
+                    String::from_utf8_lossy(h.value).trim().to_string(),
+                )
+            })
+            .collect(),
+        body: buf[head_len - shift..].to_vec(),
+    }))
+}
+
+/// A complete `HTTP/1.0` response with a plain-text body.
+pub fn response(status: u16, reason: &str, headers: &[(&str, &str)], body: &str) -> Vec<u8> {
+    let mut out = format!(
+        "HTTP/1.0 {status} {reason}\r\nServer: {}\r\nConnection: close\r\n",
+        server_id()
+    );
+    for (name, value) in headers {
+        out.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if !body.is_empty()
+        && !headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case("content-type"))
+    {
+        out.push_str("Content-Type: text/plain; charset=utf-8\r\n");
+    }
+    out.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    out.into_bytes()
+}
+
+/// `Server:` header value and `server_id` in status pages.
+pub fn server_id() -> &'static str {
+    concat!("cycast/", env!("CARGO_PKG_VERSION"))
+}
+
+/// Compares a presented secret with the configured one in time independent of where they
+/// differ.
+pub fn secret_matches(presented: &str, expected: &str) -> bool {
+    !expected.is_empty() && bool::from(presented.as_bytes().ct_eq(expected.as_bytes()))
+}
+
+/// Decodes `%XX` escapes and `+` (form encoding); invalid escapes are kept as they are.
+pub fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                match u8::from_str_radix(
+                    std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"),
+                    16,
+                ) {
+                    Ok(v) => {
+                        out.push(v);
+                        i += 2;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ice_request_line_and_bare_lf_headers() {
+        let head = b"SOURCE /live ICE/1.0\ncontent-type: audio/mpeg\nAuthorization: Basic c291cmNlOmhhY2ttZQ==\r\n\r\nAUDIO";
+        let req = parse_head(head).unwrap().unwrap();
+        assert_eq!(req.method, "SOURCE");
+        assert_eq!(req.path, "/live");
+        assert_eq!(req.header("Content-Type"), Some("audio/mpeg"));
+        assert_eq!(
+            req.basic_credentials(),
+            Some(("source".into(), "hackme".into()))
+        );
+        assert_eq!(req.body, b"AUDIO");
+    }
+
+    #[test]
+    fn partial_then_complete() {
+        assert!(parse_head(b"GET /stream HTTP/1.1\r\nHost: x\r\n")
+            .unwrap()
+            .is_none());
+        let req = parse_head(b"GET /stream?a=1&song=A%20-+B HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(req.path, "/stream");
+        assert_eq!(req.query_param("song").as_deref(), Some("A - B"));
+        assert_eq!(req.minor_version, 1);
+        assert!(req.body.is_empty());
+    }
+
+    #[test]
+    fn garbage_is_malformed() {
+        assert!(matches!(
+            parse_head(b"\x16\x03\x01\x02\x00garbage\r\n\r\n"),
+            Err(RequestError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn secrets() {
+        assert!(secret_matches("hackme", "hackme"));
+        assert!(!secret_matches("hackmf", "hackme"));
+        assert!(!secret_matches("", ""));
+        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(percent_decode("%e2%82%ac"), "€");
+    }
+}

@@ -1,0 +1,1351 @@
+//! MPEG audio frame parsing for live ingest and the playlist player.
+//!
+//! The server publishes audio in chunks that start on frame boundaries, paces
+//! playlist files in real time from frame durations, and must never forward
+//! tags or garbage to listeners. All of that needs only the 4-byte frame
+//! header (length and duration), so this module is a header parser rather
+//! than a decoder: it runs on every ingested byte, must hand frames through
+//! byte-for-byte untouched, and must not allocate per frame. Decoding (e.g.
+//! with minimp3) would cost orders of magnitude more and tell us nothing
+//! extra about framing.
+
+use std::borrow::Cow;
+
+/// MPEG audio version from the frame header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MpegVersion {
+    Mpeg1,
+    Mpeg2,
+    /// Unofficial low-sample-rate extension (8/11.025/12 kHz).
+    Mpeg25,
+}
+
+/// A parsed MPEG audio (MPEG-1/2/2.5, Layer I/II/III) frame header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameHeader {
+    pub version: MpegVersion,
+    /// 1, 2 or 3.
+    pub layer: u8,
+    pub bitrate_kbps: u32,
+    pub sample_rate: u32,
+    /// 1 (mono) or 2.
+    pub channels: u8,
+    /// Whole frame length in bytes, header and padding included.
+    pub frame_len: usize,
+    /// PCM samples per channel carried by the frame.
+    pub samples: u32,
+}
+
+// Bitrates in kbps indexed by the 4-bit header field; index 0 (free format)
+// and 15 (invalid) are rejected before lookup.
+const BITRATES_V1_L1: [u16; 16] = [
+    0, 32, 64, 96, 128, 160, 192, 224, 256, 288, 320, 352, 384, 416, 448, 0,
+];
+const BITRATES_V1_L2: [u16; 16] = [
+    0, 32, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384, 0,
+];
+const BITRATES_V1_L3: [u16; 16] = [
+    0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 0,
+];
+const BITRATES_V2_L1: [u16; 16] = [
+    0, 32, 48, 56, 64, 80, 96, 112, 128, 144, 160, 176, 192, 224, 256, 0,
+];
+const BITRATES_V2_L23: [u16; 16] = [
+    0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160, 0,
+];
+const SAMPLE_RATES_V1: [u32; 3] = [44100, 48000, 32000];
+
+/// Parses the 4-byte header at the start of `bytes`.
+///
+/// Returns `None` for anything that is not a usable frame header: missing
+/// sync, reserved version/layer/sample-rate/emphasis, free-format bitrate
+/// (index 0, length not derivable from the header) or bitrate index 15.
+#[inline]
+pub fn parse_header(bytes: &[u8]) -> Option<FrameHeader> {
+    if bytes.len() < 4 {
+        return None;
+    }
+    let (b1, b2, b3) = (bytes[1], bytes[2], bytes[3]);
+    if bytes[0] != 0xFF || b1 & 0xE0 != 0xE0 {
+        return None;
+    }
+    let version = match (b1 >> 3) & 3 {
+        0 => MpegVersion::Mpeg25,
+        2 => MpegVersion::Mpeg2,
+        3 => MpegVersion::Mpeg1,
+        _ => return None,
+    };
+    let layer = match (b1 >> 1) & 3 {
+        1 => 3u8,
+        2 => 2,
+        3 => 1,
+        _ => return None,
+    };
+    let bitrate_index = (b2 >> 4) as usize;
+    let sr_index = ((b2 >> 2) & 3) as usize;
+    if bitrate_index == 0 || bitrate_index == 15 || sr_index == 3 || b3 & 3 == 2 {
+        return None;
+    }
+    let padding = ((b2 >> 1) & 1) as u32;
+    let table = match (version, layer) {
+        (MpegVersion::Mpeg1, 1) => &BITRATES_V1_L1,
+        (MpegVersion::Mpeg1, 2) => &BITRATES_V1_L2,
+        (MpegVersion::Mpeg1, _) => &BITRATES_V1_L3,
+        (_, 1) => &BITRATES_V2_L1,
+        _ => &BITRATES_V2_L23,
+    };
+    let bitrate_kbps = table[bitrate_index] as u32;
+    let sample_rate = SAMPLE_RATES_V1[sr_index]
+        >> match version {
+            MpegVersion::Mpeg1 => 0,
+            MpegVersion::Mpeg2 => 1,
+            MpegVersion::Mpeg25 => 2,
+        };
+    let bps = bitrate_kbps * 1000;
+    let (frame_len, samples) = match (layer, version) {
+        (1, _) => ((12 * bps / sample_rate + padding) * 4, 384),
+        (2, _) | (3, MpegVersion::Mpeg1) => (144 * bps / sample_rate + padding, 1152),
+        _ => (72 * bps / sample_rate + padding, 576),
+    };
+    Some(FrameHeader {
+        version,
+        layer,
+        bitrate_kbps,
+        sample_rate,
+        channels: if b3 >> 6 == 3 { 1 } else { 2 },
+        frame_len: frame_len as usize,
+        samples,
+    })
+}
+
+impl FrameHeader {
+    /// Playback time of this frame in microseconds (truncated).
+    #[inline]
+    pub fn duration_micros(&self) -> u64 {
+        self.samples as u64 * 1_000_000 / self.sample_rate as u64
+    }
+
+    /// Whether `other` plausibly belongs to the same elementary stream.
+    /// Bitrate and channel mode may legitimately change frame to frame (VBR,
+    /// joint stereo), so only the fields fixed for a stream are compared.
+    #[inline]
+    pub fn same_stream(&self, other: &FrameHeader) -> bool {
+        self.version == other.version
+            && self.layer == other.layer
+            && self.sample_rate == other.sample_rate
+    }
+}
+
+/// Unconsumed data kept across `push` calls is capped at this; anything older
+/// is dropped so a caller that never drains cannot grow the buffer without
+/// bound. Comfortably above the largest frame (2881 bytes) plus lookahead.
+const MAX_CARRY: usize = 16 * 1024;
+/// Upper bound accepted for an APE tag's declared size; larger values are
+/// treated as garbage so a corrupt footer cannot swallow the stream.
+const MAX_APE_TAG: u32 = 16 * 1024 * 1024;
+
+/// Bytes that may start something we recognise: a frame sync, "ID3",
+/// "TAG" or "APETAGEX". Garbage is skipped up to the next such byte.
+static CANDIDATE: [bool; 256] = {
+    let mut t = [false; 256];
+    t[0xFF] = true;
+    t[b'I' as usize] = true;
+    t[b'T' as usize] = true;
+    t[b'A' as usize] = true;
+    t
+};
+
+enum Step {
+    /// A verified audio frame of this header at the current position.
+    Frame(FrameHeader),
+    /// A tag of this total length (possibly more than is buffered).
+    Tag(u64),
+    /// Undecidable until more input arrives.
+    NeedMore,
+    /// Not audio: discard and search.
+    Garbage,
+}
+
+enum Prefix {
+    Full,
+    Partial,
+    Mismatch,
+}
+
+#[inline]
+fn match_prefix(avail: &[u8], magic: &[u8]) -> Prefix {
+    let n = avail.len().min(magic.len());
+    if avail[..n] != magic[..n] {
+        Prefix::Mismatch
+    } else if n < magic.len() {
+        Prefix::Partial
+    } else {
+        Prefix::Full
+    }
+}
+
+#[inline]
+fn syncsafe(b: &[u8]) -> Option<u32> {
+    if b[..4].iter().any(|&x| x & 0x80 != 0) {
+        return None;
+    }
+    Some((b[0] as u32) << 21 | (b[1] as u32) << 14 | (b[2] as u32) << 7 | b[3] as u32)
+}
+
+#[inline]
+fn be32(b: &[u8]) -> u32 {
+    u32::from_be_bytes([b[0], b[1], b[2], b[3]])
+}
+
+/// Whether a Layer III frame is a Xing/Info/VBRI header frame: metadata for
+/// seeking, not audio, placed where the side info ends (VBRI: fixed offset).
+#[inline]
+fn is_vbr_info_frame(h: &FrameHeader, frame: &[u8]) -> bool {
+    if h.layer != 3 {
+        return false;
+    }
+    let side = match (h.version, h.channels) {
+        (MpegVersion::Mpeg1, 1) => 17,
+        (MpegVersion::Mpeg1, _) => 32,
+        (_, 1) => 9,
+        _ => 17,
+    };
+    let has = |off: usize, tag: &[u8; 4]| frame.get(off..off + 4) == Some(&tag[..]);
+    let off = 4 + side;
+    // Some writers count the 2-byte CRC before the tag, some do not.
+    let crc = frame[1] & 1 == 0;
+    let xing_at = |o: usize| has(o, b"Xing") || has(o, b"Info");
+    xing_at(off) || (crc && xing_at(off + 2)) || has(36, b"VBRI")
+}
+
+/// Incremental splitter: feed arbitrary byte slices (as they arrive from a
+/// socket), get back whole frames only.
+///
+/// Frames are returned byte-exact. Tags (ID3v2, ID3v1, APE), Xing/Info/VBRI
+/// header frames and garbage are dropped and counted in [`skipped_bytes`].
+/// A frame is released only once the bytes right after it are known to start
+/// another frame of the same stream (or a tag, while already in sync), so a
+/// stray 0xFFE in garbage cannot be mistaken for audio. As a consequence the
+/// frame immediately preceding garbage is dropped too: it cannot be told
+/// apart from a truncated frame.
+///
+/// The buffer holds at most the latest `push` plus a bounded carry-over
+/// (about one frame when the caller drains with `next_frame` after each
+/// push); large tags are skipped as they stream past without buffering.
+///
+/// [`skipped_bytes`]: Mp3Framer::skipped_bytes
+#[derive(Debug, Default)]
+pub struct Mp3Framer {
+    buf: Vec<u8>,
+    /// First unconsumed byte of `buf`.
+    start: usize,
+    /// Rest of a tag larger than what was buffered; discarded on arrival.
+    skip_remaining: u64,
+    finished: bool,
+    /// The previous frame was released with a verified successor.
+    synced: bool,
+    /// Inside a run of garbage (one run counts as one resync).
+    searching: bool,
+    skipped: u64,
+    resyncs: u64,
+}
+
+impl Mp3Framer {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends input. Tag bytes still owed from an earlier tag are dropped
+    /// here without being buffered.
+    pub fn push(&mut self, mut input: &[u8]) {
+        if self.skip_remaining > 0 {
+            let n = (self.skip_remaining.min(input.len() as u64)) as usize;
+            self.skip_remaining -= n as u64;
+            self.skipped += n as u64;
+            input = &input[n..];
+        }
+        if input.is_empty() {
+            return;
+        }
+        if self.start > 0 {
+            // Carry-over is normally under one frame, so this copy is cheap.
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        if self.buf.len() > MAX_CARRY {
+            let excess = self.buf.len() - MAX_CARRY;
+            self.buf.drain(..excess);
+            self.note_garbage(excess);
+        }
+        self.buf.extend_from_slice(input);
+    }
+
+    /// Next complete audio frame (header + payload), valid until the next
+    /// call, or `None` if more bytes are needed.
+    pub fn next_frame(&mut self) -> Option<(FrameHeader, &[u8])> {
+        let (h, at) = self.next_frame_at()?;
+        Some((h, &self.buf[at..at + h.frame_len]))
+    }
+
+    fn next_frame_at(&mut self) -> Option<(FrameHeader, usize)> {
+        loop {
+            if self.skip_remaining > 0 {
+                let n = self
+                    .skip_remaining
+                    .min((self.buf.len() - self.start) as u64);
+                self.start += n as usize;
+                self.skip_remaining -= n;
+                self.skipped += n;
+                if self.skip_remaining > 0 {
+                    if self.finished {
+                        // The tag was cut short; nothing more will arrive.
+                        self.skip_remaining = 0;
+                    }
+                    return None;
+                }
+            }
+            let avail = &self.buf[self.start..];
+            if avail.is_empty() {
+                return None;
+            }
+            match self.classify(avail) {
+                Step::Frame(h) => {
+                    let at = self.start;
+                    self.start += h.frame_len;
+                    self.synced = true;
+                    self.searching = false;
+                    if is_vbr_info_frame(&h, &self.buf[at..at + h.frame_len]) {
+                        self.skipped += h.frame_len as u64;
+                        continue;
+                    }
+                    return Some((h, at));
+                }
+                Step::Tag(len) => {
+                    let have = (self.buf.len() - self.start) as u64;
+                    let n = len.min(have);
+                    self.start += n as usize;
+                    self.skipped += n;
+                    self.skip_remaining = len - n;
+                    self.searching = false;
+                }
+                Step::NeedMore => return None,
+                Step::Garbage => {
+                    self.synced = false;
+                    // Drop up to the next byte that could start a frame or tag.
+                    let n = 1 + avail[1..]
+                        .iter()
+                        .position(|&b| CANDIDATE[b as usize])
+                        .unwrap_or(avail.len() - 1);
+                    self.start += n;
+                    self.note_garbage(n);
+                }
+            }
+        }
+    }
+
+    fn note_garbage(&mut self, n: usize) {
+        self.skipped += n as u64;
+        self.synced = false;
+        if !self.searching {
+            self.searching = true;
+            self.resyncs += 1;
+        }
+    }
+
+    /// What starts at the front of `avail` (which is non-empty).
+    #[inline]
+    fn classify(&self, avail: &[u8]) -> Step {
+        // Without more input, anything undecidable is garbage.
+        let need_more = if self.finished {
+            Step::Garbage
+        } else {
+            Step::NeedMore
+        };
+        match avail[0] {
+            0xFF => {
+                if avail.len() < 4 {
+                    return need_more;
+                }
+                let Some(h) = parse_header(avail) else {
+                    return Step::Garbage;
+                };
+                let Some(next) = avail.get(h.frame_len..h.frame_len + 4) else {
+                    // Successor not buffered yet; at end of input the frame
+                    // may stand alone if only a few stray bytes follow it.
+                    if self.finished && avail.len() >= h.frame_len {
+                        return Step::Frame(h);
+                    }
+                    return need_more;
+                };
+                let follows = match parse_header(next) {
+                    Some(n) => n.same_stream(&h),
+                    None => {
+                        self.synced
+                            && (next.starts_with(b"ID3")
+                                || next.starts_with(b"TAG")
+                                || next.starts_with(b"APET"))
+                    }
+                };
+                if follows {
+                    Step::Frame(h)
+                } else {
+                    Step::Garbage
+                }
+            }
+            b'I' => match match_prefix(avail, b"ID3") {
+                Prefix::Mismatch => Step::Garbage,
+                Prefix::Partial => need_more,
+                Prefix::Full if avail.len() < 10 => need_more,
+                Prefix::Full => {
+                    let (ver, rev, flags) = (avail[3], avail[4], avail[5]);
+                    match syncsafe(&avail[6..10]) {
+                        Some(size) if (2..=4).contains(&ver) && rev != 0xFF => {
+                            let footer = if ver == 4 && flags & 0x10 != 0 { 10 } else { 0 };
+                            Step::Tag(10 + footer + size as u64)
+                        }
+                        _ => Step::Garbage,
+                    }
+                }
+            },
+            b'T' => match match_prefix(avail, b"TAG") {
+                Prefix::Mismatch => Step::Garbage,
+                Prefix::Partial => need_more,
+                Prefix::Full => Step::Tag(128),
+            },
+            b'A' => match match_prefix(avail, b"APETAGEX") {
+                Prefix::Mismatch => Step::Garbage,
+                Prefix::Partial => need_more,
+                Prefix::Full if avail.len() < 32 => need_more,
+                Prefix::Full => {
+                    // Size covers the items and footer but not the header.
+                    let size = u32::from_le_bytes([avail[12], avail[13], avail[14], avail[15]]);
+                    let flags = u32::from_le_bytes([avail[20], avail[21], avail[22], avail[23]]);
+                    let is_header = flags & (1 << 29) != 0;
+                    if !is_header {
+                        // A footer: the items before it have already gone by.
+                        Step::Tag(32)
+                    } else if (32..=MAX_APE_TAG).contains(&size) {
+                        Step::Tag(32 + size as u64)
+                    } else {
+                        Step::Garbage
+                    }
+                }
+            },
+            _ => Step::Garbage,
+        }
+    }
+
+    /// Marks end of input so the final frame can be released without its
+    /// successor check. Call [`reset`](Self::reset) before reusing.
+    pub fn finish(&mut self) {
+        self.finished = true;
+    }
+
+    /// Bytes discarded so far as non-audio (tags, Xing frames, garbage,
+    /// partial frames dropped by `reset`).
+    pub fn skipped_bytes(&self) -> u64 {
+        self.skipped
+    }
+
+    /// Number of times the framer lost sync and had to search (0 for a clean
+    /// stream).
+    pub fn resyncs(&self) -> u64 {
+        self.resyncs
+    }
+
+    /// Drops buffered partial data (e.g. when a source disconnects
+    /// mid-frame). Counters are kept.
+    pub fn reset(&mut self) {
+        self.skipped += (self.buf.len() - self.start) as u64;
+        self.buf.clear();
+        self.start = 0;
+        self.skip_remaining = 0;
+        self.finished = false;
+        self.synced = false;
+        self.searching = false;
+    }
+
+    #[cfg(test)]
+    fn buffer_capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+}
+
+/// One Layer III frame of digital silence (header + zeroed side info and
+/// main data), for keeping players connected when nothing is on air.
+///
+/// 32/44.1/48 kHz give an MPEG-1 frame; MPEG-2/2.5 rates (8-24 kHz) give the
+/// matching lower-rate frame so the silence never forces a decoder reset.
+/// Other values are rounded to the nearest valid sample rate and bitrate.
+/// Frames carry no padding, so the real bitrate can be a hair below nominal.
+pub fn silence_frame(bitrate_kbps: u32, sample_rate: u32, stereo: bool) -> Vec<u8> {
+    const RATES: [(u32, u8, usize); 9] = [
+        (44100, 0b11, 0),
+        (48000, 0b11, 1),
+        (32000, 0b11, 2),
+        (22050, 0b10, 0),
+        (24000, 0b10, 1),
+        (16000, 0b10, 2),
+        (11025, 0b00, 0),
+        (12000, 0b00, 1),
+        (8000, 0b00, 2),
+    ];
+    let &(_, version_bits, sr_index) = RATES
+        .iter()
+        .min_by_key(|r| r.0.abs_diff(sample_rate))
+        .expect("non-empty table");
+    let table = if version_bits == 0b11 {
+        &BITRATES_V1_L3
+    } else {
+        &BITRATES_V2_L23
+    };
+    let bitrate_index = (1..15)
+        .min_by_key(|&i| (table[i] as u32).abs_diff(bitrate_kbps))
+        .expect("non-empty range");
+    let header = [
+        0xFF,
+        0xE0 | version_bits << 3 | 0b01 << 1 | 1, // Layer III, no CRC
+        (bitrate_index as u8) << 4 | (sr_index as u8) << 2,
+        if stereo { 0b00 << 6 } else { 0b11 << 6 },
+    ];
+    let len = parse_header(&header)
+        .expect("valid by construction")
+        .frame_len;
+    let mut frame = vec![0u8; len];
+    frame[..4].copy_from_slice(&header);
+    frame
+}
+
+/// Title from a file's tags: "Artist - Title" from ID3v2 (TPE1/TIT2; v2.2,
+/// v2.3 and v2.4; text encodings Latin-1, UTF-16 with BOM, UTF-16BE, UTF-8),
+/// else from ID3v1, else `None`. With only one of artist/title present, that
+/// one alone is returned.
+pub fn tag_title(file_bytes: &[u8]) -> Option<String> {
+    let (artist, title) = id3v2_fields(file_bytes).unwrap_or_default();
+    if let Some(t) = join_title(artist, title) {
+        return Some(t);
+    }
+    let (artist, title) = id3v1_fields(file_bytes)?;
+    join_title(artist, title)
+}
+
+fn join_title(artist: Option<String>, title: Option<String>) -> Option<String> {
+    match (artist, title) {
+        (Some(a), Some(t)) => Some(format!("{a} - {t}")),
+        (a, t) => t.or(a),
+    }
+}
+
+/// Reverses ID3 unsynchronisation (0xFF 0x00 -> 0xFF).
+fn unsynchronise(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len());
+    let mut prev_ff = false;
+    for &b in data {
+        if !(prev_ff && b == 0) {
+            out.push(b);
+        }
+        prev_ff = b == 0xFF;
+    }
+    out
+}
+
+fn looks_like_frame_start(body: &[u8], pos: usize) -> bool {
+    match body.get(pos..pos + 4) {
+        None => pos >= body.len() || body[pos] == 0,
+        Some(id) => {
+            id[0] == 0
+                || id
+                    .iter()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+        }
+    }
+}
+
+type Fields = (Option<String>, Option<String>);
+
+fn id3v2_fields(b: &[u8]) -> Option<Fields> {
+    if b.len() < 10 || &b[..3] != b"ID3" {
+        return None;
+    }
+    let ver = b[3];
+    if !(2..=4).contains(&ver) {
+        return None;
+    }
+    let flags = b[5];
+    let size = syncsafe(&b[6..10])? as usize;
+    let raw = &b[10..(10 + size).min(b.len())];
+    // Before v2.4 unsynchronisation applies to the whole tag body.
+    let body: Cow<[u8]> = if ver < 4 && flags & 0x80 != 0 {
+        Cow::Owned(unsynchronise(raw))
+    } else {
+        Cow::Borrowed(raw)
+    };
+    let mut pos = 0usize;
+    if ver >= 3 && flags & 0x40 != 0 {
+        let ext = body.get(..4)?;
+        pos = if ver == 3 {
+            be32(ext) as usize + 4
+        } else {
+            syncsafe(ext)? as usize
+        };
+    }
+    let (id_len, hdr_len) = if ver == 2 { (3, 6) } else { (4, 10) };
+    let (mut artist, mut title) = (None, None);
+    while pos + hdr_len <= body.len() {
+        let hdr = &body[pos..pos + hdr_len];
+        let id = &hdr[..id_len];
+        if !id
+            .iter()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+        {
+            break; // padding or junk
+        }
+        let size = match ver {
+            2 => (hdr[3] as usize) << 16 | (hdr[4] as usize) << 8 | hdr[5] as usize,
+            3 => be32(&hdr[4..8]) as usize,
+            _ => {
+                // Some writers put plain big-endian sizes in v2.4 tags.
+                let plain = be32(&hdr[4..8]) as usize;
+                match syncsafe(&hdr[4..8]) {
+                    Some(s)
+                        if looks_like_frame_start(&body, pos + hdr_len + s as usize)
+                            || !looks_like_frame_start(&body, pos + hdr_len + plain) =>
+                    {
+                        s as usize
+                    }
+                    _ => plain,
+                }
+            }
+        };
+        let start = pos + hdr_len;
+        let Some(data) = body.get(start..start + size) else {
+            break;
+        };
+        pos = start + size;
+        let slot = match id {
+            b"TPE1" | b"TP1" => &mut artist,
+            b"TIT2" | b"TT2" => &mut title,
+            _ => continue,
+        };
+        if slot.is_some() {
+            continue;
+        }
+        let fmt = if ver >= 3 { hdr[9] } else { 0 };
+        let mut data: Cow<[u8]> = Cow::Borrowed(data);
+        if ver == 3 {
+            if fmt & 0xC0 != 0 {
+                continue; // compressed or encrypted
+            }
+            if fmt & 0x20 != 0 {
+                data = Cow::Owned(data.get(1..).unwrap_or_default().to_vec()); // group id
+            }
+        } else if ver == 4 {
+            if fmt & 0x0C != 0 {
+                continue; // compressed or encrypted
+            }
+            let mut skip = 0;
+            if fmt & 0x40 != 0 {
+                skip += 1; // group id
+            }
+            if fmt & 0x01 != 0 {
+                skip += 4; // data length indicator
+            }
+            let rest = data.get(skip..).unwrap_or_default();
+            data = if fmt & 0x02 != 0 {
+                Cow::Owned(unsynchronise(rest))
+            } else {
+                Cow::Owned(rest.to_vec())
+            };
+        }
+        *slot = decode_text_frame(&data);
+    }
+    Some((artist, title))
+}
+
+/// Decodes a text frame body (encoding byte + text). Multiple NUL-separated
+/// values (v2.4) are joined with "/", the v2.3 convention.
+fn decode_text_frame(data: &[u8]) -> Option<String> {
+    let (&enc, text) = data.split_first()?;
+    let values: Vec<String> = match enc {
+        0 => text
+            .split(|&c| c == 0)
+            .map(|v| v.iter().map(|&c| c as char).collect())
+            .collect(),
+        3 => text
+            .split(|&c| c == 0)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .collect(),
+        1 | 2 => {
+            let units: Vec<[u8; 2]> = text.chunks_exact(2).map(|c| [c[0], c[1]]).collect();
+            units
+                .split(|u| *u == [0, 0])
+                .map(|v| {
+                    // Encoding 2 is big-endian; for 1 each value carries a
+                    // BOM, and little-endian is the common case without one.
+                    let (mut le, mut v) = (enc == 1, v);
+                    match v.first() {
+                        Some([0xFF, 0xFE]) => (le, v) = (true, &v[1..]),
+                        Some([0xFE, 0xFF]) => (le, v) = (false, &v[1..]),
+                        _ => {}
+                    }
+                    let units = v.iter().map(|u| {
+                        if le {
+                            u16::from_le_bytes(*u)
+                        } else {
+                            u16::from_be_bytes(*u)
+                        }
+                    });
+                    char::decode_utf16(units)
+                        .map(|r| r.unwrap_or(char::REPLACEMENT_CHARACTER))
+                        .collect()
+                })
+                .collect()
+        }
+        _ => return None,
+    };
+    let values: Vec<&str> = values
+        .iter()
+        .map(|v| v.trim())
+        .filter(|v| !v.is_empty())
+        .collect();
+    if values.is_empty() {
+        None
+    } else {
+        Some(values.join("/"))
+    }
+}
+
+fn id3v1_fields(b: &[u8]) -> Option<Fields> {
+    let tag = b.get(b.len().checked_sub(128)?..)?;
+    if &tag[..3] != b"TAG" {
+        return None;
+    }
+    let field = |f: &[u8]| {
+        let f = &f[..f.iter().position(|&c| c == 0).unwrap_or(f.len())];
+        // ID3v1 is nominally Latin-1, but UTF-8 is common in practice and
+        // unambiguous when it validates.
+        let s = match std::str::from_utf8(f) {
+            Ok(s) => s.to_owned(),
+            Err(_) => f.iter().map(|&c| c as char).collect(),
+        };
+        let s = s.trim();
+        (!s.is_empty()).then(|| s.to_owned())
+    };
+    Some((field(&tag[33..63]), field(&tag[3..33])))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Lcg(u64);
+    impl Lcg {
+        fn next_u8(&mut self) -> u8 {
+            self.0 = self
+                .0
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (self.0 >> 33) as u8
+        }
+        fn bytes(&mut self, n: usize) -> Vec<u8> {
+            (0..n).map(|_| self.next_u8()).collect()
+        }
+    }
+
+    /// A Layer III frame with a non-silent payload so byte-exactness is
+    /// actually checked.
+    fn frame(br: u32, sr: u32, stereo: bool, padding: bool, rng: &mut Lcg) -> Vec<u8> {
+        let mut f = silence_frame(br, sr, stereo);
+        if padding {
+            f[2] |= 0x02;
+            f.push(0);
+        }
+        for b in &mut f[4..] {
+            *b = rng.next_u8();
+        }
+        assert_eq!(parse_header(&f).unwrap().frame_len, f.len());
+        f
+    }
+
+    fn frames(n: usize, seed: u64) -> Vec<Vec<u8>> {
+        let mut rng = Lcg(seed);
+        let brs = [128, 64, 320, 160, 32, 256];
+        (0..n)
+            .map(|i| frame(brs[i % brs.len()], 44100, i % 5 != 0, i % 3 == 0, &mut rng))
+            .collect()
+    }
+
+    struct Out {
+        frames: Vec<Vec<u8>>,
+        skipped: u64,
+        resyncs: u64,
+    }
+
+    fn run(stream: &[u8], chunk: usize) -> Out {
+        let mut f = Mp3Framer::new();
+        let mut frames = Vec::new();
+        for piece in stream.chunks(chunk.max(1)) {
+            f.push(piece);
+            while let Some((h, data)) = f.next_frame() {
+                assert_eq!(h.frame_len, data.len());
+                frames.push(data.to_vec());
+            }
+        }
+        f.finish();
+        while let Some((_, data)) = f.next_frame() {
+            frames.push(data.to_vec());
+        }
+        Out {
+            frames,
+            skipped: f.skipped_bytes(),
+            resyncs: f.resyncs(),
+        }
+    }
+
+    fn run_all_chunkings(stream: &[u8]) -> Out {
+        let whole = run(stream, stream.len());
+        for chunk in [1, 2, 3, 7, 100, 417, 4096] {
+            let o = run(stream, chunk);
+            assert_eq!(o.frames, whole.frames, "chunk {chunk}");
+            assert_eq!(o.skipped, whole.skipped, "chunk {chunk}");
+            assert_eq!(o.resyncs, whole.resyncs, "chunk {chunk}");
+        }
+        whole
+    }
+
+    fn id3v2(ver: u8, body_len: usize, footer: bool) -> Vec<u8> {
+        let mut t = b"ID3".to_vec();
+        t.extend([ver, 0, if footer { 0x10 } else { 0 }]);
+        let s = body_len as u32;
+        t.extend([
+            (s >> 21) as u8 & 0x7F,
+            (s >> 14) as u8 & 0x7F,
+            (s >> 7) as u8 & 0x7F,
+            s as u8 & 0x7F,
+        ]);
+        // Body full of sync-looking bytes that must not be taken as frames.
+        t.extend((0..body_len).map(|i| if i % 2 == 0 { 0xFF } else { 0xFB }));
+        if footer {
+            let mut f = t[..10].to_vec();
+            f[..3].copy_from_slice(b"3DI");
+            t.extend(f);
+        }
+        t
+    }
+
+    fn ape(items: usize, with_header: bool) -> Vec<u8> {
+        let block = |is_header: bool| {
+            let mut b = b"APETAGEX".to_vec();
+            b.extend(2000u32.to_le_bytes());
+            b.extend((items as u32 + 32).to_le_bytes());
+            b.extend(1u32.to_le_bytes());
+            let mut flags = 0u32;
+            if with_header {
+                flags |= 1 << 31;
+            }
+            if is_header {
+                flags |= 1 << 29;
+            }
+            b.extend(flags.to_le_bytes());
+            b.extend([0u8; 8]);
+            b
+        };
+        let mut t = Vec::new();
+        if with_header {
+            t.extend(block(true));
+        }
+        t.extend((0..items).map(|i| b"Title\0Some Song\xFF\xFB"[i % 17]));
+        t.extend(block(false));
+        t
+    }
+
+    fn id3v1(title: &str, artist: &str) -> Vec<u8> {
+        let mut t = b"TAG".to_vec();
+        let mut field = |s: &str, n: usize| {
+            let mut f = s.as_bytes().to_vec();
+            f.resize(n, 0);
+            t.extend(f);
+        };
+        field(title, 30);
+        field(artist, 30);
+        field("", 30);
+        field("2024", 4);
+        field("", 30);
+        t.push(255);
+        assert_eq!(t.len(), 128);
+        t
+    }
+
+    fn xing_frame(kind: &[u8; 4], rng: &mut Lcg) -> Vec<u8> {
+        let mut f = frame(128, 44100, true, false, rng);
+        f[4..].fill(0);
+        // Xing/Info follow the 32-byte stereo side info; VBRI sits at 36 too.
+        f[36..40].copy_from_slice(kind);
+        f
+    }
+
+    #[test]
+    fn parses_headers() {
+        let h = parse_header(&[0xFF, 0xFB, 0x90, 0x64]).unwrap();
+        assert_eq!(
+            h,
+            FrameHeader {
+                version: MpegVersion::Mpeg1,
+                layer: 3,
+                bitrate_kbps: 128,
+                sample_rate: 44100,
+                channels: 2,
+                frame_len: 417,
+                samples: 1152
+            }
+        );
+        assert_eq!(h.duration_micros(), 26122);
+        // Padding, mono.
+        let h = parse_header(&[0xFF, 0xFB, 0x92, 0xC0]).unwrap();
+        assert_eq!((h.frame_len, h.channels), (418, 1));
+        // MPEG-1 Layer II, 192 kbps, 48 kHz.
+        let h = parse_header(&[0xFF, 0xFD, 0xA4, 0x00]).unwrap();
+        assert_eq!(
+            (h.layer, h.bitrate_kbps, h.sample_rate, h.frame_len),
+            (2, 192, 48000, 576)
+        );
+        // MPEG-1 Layer I, 384 kbps, 44.1 kHz.
+        let h = parse_header(&[0xFF, 0xFF, 0xC0, 0x00]).unwrap();
+        assert_eq!((h.layer, h.frame_len, h.samples), (1, 416, 384));
+        // MPEG-2 Layer III, 64 kbps, 22.05 kHz.
+        let h = parse_header(&[0xFF, 0xF3, 0x80, 0x00]).unwrap();
+        assert_eq!(
+            (
+                h.version,
+                h.bitrate_kbps,
+                h.sample_rate,
+                h.frame_len,
+                h.samples
+            ),
+            (MpegVersion::Mpeg2, 64, 22050, 208, 576)
+        );
+        // MPEG-2.5 Layer III, 8 kbps, 8 kHz.
+        let h = parse_header(&[0xFF, 0xE3, 0x18, 0x00]).unwrap();
+        assert_eq!(
+            (h.version, h.sample_rate, h.frame_len),
+            (MpegVersion::Mpeg25, 8000, 72)
+        );
+        assert_eq!(h.duration_micros(), 72000);
+        assert!(h.same_stream(&parse_header(&[0xFF, 0xE3, 0x28, 0xC0]).unwrap()));
+        assert!(!h.same_stream(&parse_header(&[0xFF, 0xF3, 0x80, 0x00]).unwrap()));
+
+        for bad in [
+            &[0xFF, 0xFB, 0x90][..],   // too short
+            &[0xFE, 0xFB, 0x90, 0x64], // no sync
+            &[0xFF, 0xDB, 0x90, 0x64], // no sync (11th bit)
+            &[0xFF, 0xEB, 0x90, 0x64], // reserved version
+            &[0xFF, 0xF9, 0x90, 0x64], // reserved layer
+            &[0xFF, 0xFB, 0x00, 0x64], // free format
+            &[0xFF, 0xFB, 0xF0, 0x64], // bitrate index 15
+            &[0xFF, 0xFB, 0x9C, 0x64], // reserved sample rate
+            &[0xFF, 0xFB, 0x90, 0x66], // reserved emphasis
+        ] {
+            assert_eq!(parse_header(bad), None, "{bad:02X?}");
+        }
+    }
+
+    #[test]
+    fn silence_frames_are_valid_and_decode_to_silence() {
+        for (br, sr, stereo, len) in [
+            (128, 44100, true, 417),
+            (32, 48000, false, 96),
+            (320, 32000, true, 1440),
+            (64, 22050, true, 208),
+            (16, 8000, false, 144),
+        ] {
+            let f = silence_frame(br, sr, stereo);
+            let h = parse_header(&f).unwrap();
+            assert_eq!(
+                (h.bitrate_kbps, h.sample_rate, h.channels, f.len()),
+                (br, sr, 1 + stereo as u8, len)
+            );
+            if sr >= 32000 {
+                assert_eq!(h.version, MpegVersion::Mpeg1);
+            }
+            let stream: Vec<u8> = f.repeat(10);
+            let mut dec = minimp3::Decoder::new(std::io::Cursor::new(stream));
+            let mut decoded = 0;
+            loop {
+                match dec.next_frame() {
+                    Ok(fr) => {
+                        assert_eq!(fr.sample_rate as u32, sr);
+                        assert_eq!(fr.channels, 1 + stereo as usize);
+                        assert!(fr.data.iter().all(|&s| s == 0));
+                        decoded += 1;
+                    }
+                    Err(minimp3::Error::Eof) => break,
+                    Err(e) => panic!("{e:?}"),
+                }
+            }
+            assert!(decoded >= 9, "decoded {decoded}");
+        }
+        // Out-of-table values snap to the nearest valid ones.
+        let h = parse_header(&silence_frame(100, 44000, true)).unwrap();
+        assert_eq!((h.bitrate_kbps, h.sample_rate), (96, 44100));
+    }
+
+    #[test]
+    fn clean_stream_any_chunking() {
+        let fs = frames(200, 1);
+        let stream = fs.concat();
+        let o = run_all_chunkings(&stream);
+        assert_eq!(o.frames, fs);
+        assert_eq!((o.skipped, o.resyncs), (0, 0));
+    }
+
+    #[test]
+    fn last_frame_needs_finish() {
+        let fs = frames(5, 2);
+        let mut f = Mp3Framer::new();
+        f.push(&fs.concat());
+        let mut n = 0;
+        while f.next_frame().is_some() {
+            n += 1;
+        }
+        assert_eq!(n, 4);
+        f.finish();
+        assert_eq!(f.next_frame().unwrap().1, &fs[4][..]);
+        assert!(f.next_frame().is_none());
+    }
+
+    #[test]
+    fn strips_tags_and_xing() {
+        let mut rng = Lcg(3);
+        let fs = frames(50, 4);
+        for footer in [false, true] {
+            let head = id3v2(if footer { 4 } else { 3 }, 3000, footer);
+            let mid = id3v2(4, 20, false);
+            let xing = xing_frame(b"Xing", &mut rng);
+            let ape_t = ape(300, true);
+            let v1 = id3v1("Song", "Band");
+            let stream = [
+                head.clone(),
+                xing.clone(),
+                fs[..20].concat(),
+                mid.clone(),
+                fs[20..].concat(),
+                ape_t.clone(),
+                v1.clone(),
+            ]
+            .concat();
+            let o = run_all_chunkings(&stream);
+            assert_eq!(o.frames, fs);
+            assert_eq!(o.resyncs, 0);
+            let tags = head.len() + xing.len() + mid.len() + ape_t.len() + v1.len();
+            assert_eq!(o.skipped, tags as u64);
+        }
+    }
+
+    #[test]
+    fn strips_info_vbri_and_footer_only_ape() {
+        let mut rng = Lcg(5);
+        let fs = frames(10, 6);
+        for kind in [b"Info", b"VBRI"] {
+            let x = xing_frame(kind, &mut rng);
+            let o = run_all_chunkings(&[x.clone(), fs.concat()].concat());
+            assert_eq!(o.frames, fs);
+            assert_eq!((o.skipped, o.resyncs), (x.len() as u64, 0));
+        }
+        // A tag without header (APEv1 style): its items look like garbage,
+        // so the last frame cannot be verified; the footer is recognised.
+        let a = ape(40, false);
+        let o = run_all_chunkings(&[fs.concat(), a.clone(), id3v1("x", "y")].concat());
+        assert_eq!(o.frames, fs[..9]);
+        assert_eq!(o.skipped, (fs[9].len() + a.len() + 128) as u64);
+        assert_eq!(o.resyncs, 1);
+    }
+
+    #[test]
+    fn garbage_between_frames_is_a_resync() {
+        let fs = frames(40, 7);
+        let garbage = Lcg(8).bytes(777);
+        let stream = [fs[..20].concat(), garbage.clone(), fs[20..].concat()].concat();
+        let o = run_all_chunkings(&stream);
+        // The frame just before the garbage cannot be verified and is dropped.
+        let mut expect = fs.clone();
+        let lost = expect.remove(19);
+        assert_eq!(o.frames, expect);
+        assert_eq!(o.resyncs, 1);
+        assert_eq!(o.skipped, (garbage.len() + lost.len()) as u64);
+    }
+
+    #[test]
+    fn truncated_frame_is_never_emitted() {
+        // A source that died mid-frame and came back without a reset.
+        let fs = frames(20, 9);
+        let stream = [fs[..12].concat(), fs[12][..200].to_vec(), fs[13..].concat()].concat();
+        let o = run_all_chunkings(&stream);
+        let expect: Vec<_> = fs[..12].iter().chain(&fs[13..]).cloned().collect();
+        assert_eq!(o.frames, expect);
+        assert_eq!((o.skipped, o.resyncs), (200, 1));
+    }
+
+    #[test]
+    fn joins_mid_frame() {
+        let fs = frames(20, 10);
+        let stream = fs.concat()[100..].to_vec();
+        let o = run_all_chunkings(&stream);
+        assert_eq!(o.frames, fs[1..]);
+        assert_eq!(o.skipped, (fs[0].len() - 100) as u64);
+    }
+
+    #[test]
+    fn random_bytes_yield_no_frames_and_bounded_buffer() {
+        let noise = Lcg(11).bytes(1 << 20);
+        let o = run(&noise, 4096);
+        assert!(o.frames.len() <= 1, "{} frames from noise", o.frames.len());
+        assert_eq!(
+            o.skipped,
+            noise.len() as u64 - o.frames.iter().map(|f| f.len() as u64).sum::<u64>()
+        );
+
+        let mut f = Mp3Framer::new();
+        for piece in noise.chunks(4096) {
+            f.push(piece);
+            while f.next_frame().is_some() {}
+            assert!(f.buffer_capacity() <= 4 * 4096, "{}", f.buffer_capacity());
+        }
+        // A caller that never drains is still bounded.
+        let mut f = Mp3Framer::new();
+        for piece in noise.chunks(4096) {
+            f.push(piece);
+        }
+        assert!(f.buffer_capacity() <= 2 * (MAX_CARRY + 4096));
+    }
+
+    #[test]
+    fn large_tag_is_not_buffered() {
+        let fs = frames(5, 12);
+        let tag = id3v2(3, 500_000, false);
+        let stream = [tag.clone(), fs.concat()].concat();
+        let mut f = Mp3Framer::new();
+        let mut got = Vec::new();
+        for piece in stream.chunks(4096) {
+            f.push(piece);
+            while let Some((_, d)) = f.next_frame() {
+                got.push(d.to_vec());
+            }
+            assert!(f.buffer_capacity() <= 3 * 4096);
+        }
+        f.finish();
+        while let Some((_, d)) = f.next_frame() {
+            got.push(d.to_vec());
+        }
+        assert_eq!(got, fs);
+        assert_eq!(f.skipped_bytes(), tag.len() as u64);
+    }
+
+    #[test]
+    fn reset_drops_partial_frame() {
+        let fs = frames(6, 13);
+        let mut f = Mp3Framer::new();
+        f.push(&fs[0][..150]);
+        assert!(f.next_frame().is_none());
+        f.reset();
+        f.push(&fs.concat());
+        f.finish();
+        let mut got = Vec::new();
+        while let Some((_, d)) = f.next_frame() {
+            got.push(d.to_vec());
+        }
+        assert_eq!(got, fs);
+        assert_eq!((f.skipped_bytes(), f.resyncs()), (150, 0));
+    }
+
+    fn v2_text_frame(ver: u8, id: &[u8; 4], enc: u8, text: &[u8]) -> Vec<u8> {
+        let mut f = id.to_vec();
+        let n = text.len() as u32 + 1;
+        if ver == 4 {
+            f.extend([
+                (n >> 21) as u8 & 0x7F,
+                (n >> 14) as u8 & 0x7F,
+                (n >> 7) as u8 & 0x7F,
+                n as u8 & 0x7F,
+            ]);
+        } else {
+            f.extend(n.to_be_bytes());
+        }
+        f.extend([0, 0, enc]);
+        f.extend(text);
+        f
+    }
+
+    fn v2_tag(ver: u8, frames: &[Vec<u8>]) -> Vec<u8> {
+        let mut body = frames.concat();
+        body.extend([0u8; 64]); // padding
+        let mut t = b"ID3".to_vec();
+        let s = body.len() as u32;
+        t.extend([
+            ver,
+            0,
+            0,
+            (s >> 21) as u8 & 0x7F,
+            (s >> 14) as u8 & 0x7F,
+            (s >> 7) as u8 & 0x7F,
+            s as u8 & 0x7F,
+        ]);
+        t.extend(body);
+        t
+    }
+
+    fn utf16(s: &str, le: bool, bom: bool) -> Vec<u8> {
+        let mut v = Vec::new();
+        if bom {
+            v.extend(if le { [0xFF, 0xFE] } else { [0xFE, 0xFF] });
+        }
+        for u in s.encode_utf16() {
+            v.extend(if le { u.to_le_bytes() } else { u.to_be_bytes() });
+        }
+        v
+    }
+
+    #[test]
+    fn tag_titles() {
+        let audio = frames(3, 14).concat();
+        let file = |tag: Vec<u8>| [tag, audio.clone()].concat();
+
+        // v2.3 Latin-1 (0xE9 = é) with NUL terminator.
+        let t = v2_tag(
+            3,
+            &[
+                v2_text_frame(3, b"TALB", 0, b"Album"),
+                v2_text_frame(3, b"TPE1", 0, b"Beyonc\xE9\0"),
+                v2_text_frame(3, b"TIT2", 0, b"Halo"),
+            ],
+        );
+        assert_eq!(tag_title(&file(t)).as_deref(), Some("Beyoncé - Halo"));
+
+        // v2.3 UTF-16 with BOM, both byte orders.
+        let t = v2_tag(
+            3,
+            &[
+                v2_text_frame(3, b"TIT2", 1, &utf16("Ça va ♪", true, true)),
+                v2_text_frame(3, b"TPE1", 1, &utf16("Zoë", false, true)),
+            ],
+        );
+        assert_eq!(tag_title(&file(t)).as_deref(), Some("Zoë - Ça va ♪"));
+
+        // v2.4 UTF-16BE and UTF-8, with multiple values.
+        let t = v2_tag(
+            4,
+            &[
+                v2_text_frame(
+                    4,
+                    b"TPE1",
+                    2,
+                    &[
+                        utf16("A", false, false),
+                        vec![0, 0],
+                        utf16("B", false, false),
+                    ]
+                    .concat(),
+                ),
+                v2_text_frame(4, b"TIT2", 3, "日本語 🎵\0".as_bytes()),
+            ],
+        );
+        assert_eq!(tag_title(&file(t)).as_deref(), Some("A/B - 日本語 🎵"));
+
+        // v2.4 large frame (syncsafe size differs from plain).
+        let long = "x".repeat(300);
+        let t = v2_tag(
+            4,
+            &[
+                v2_text_frame(4, b"TIT2", 3, long.as_bytes()),
+                v2_text_frame(4, b"TPE1", 3, b"Me"),
+            ],
+        );
+        assert_eq!(tag_title(&file(t)), Some(format!("Me - {long}")));
+
+        // Title only.
+        let t = v2_tag(3, &[v2_text_frame(3, b"TIT2", 0, b"Lonely")]);
+        assert_eq!(tag_title(&file(t)).as_deref(), Some("Lonely"));
+
+        // ID3v1 fallback when ID3v2 lacks both fields, and when absent.
+        let v1 = id3v1("Old Song", "Old Band");
+        let t = v2_tag(3, &[v2_text_frame(3, b"TALB", 0, b"Album")]);
+        assert_eq!(
+            tag_title(&[t, audio.clone(), v1.clone()].concat()).as_deref(),
+            Some("Old Band - Old Song")
+        );
+        assert_eq!(
+            tag_title(&[audio.clone(), v1].concat()).as_deref(),
+            Some("Old Band - Old Song")
+        );
+
+        assert_eq!(tag_title(&audio), None);
+        assert_eq!(tag_title(b""), None);
+        assert_eq!(tag_title(b"ID3\x03\x00\x00\x7F\x7F"), None);
+    }
+
+    /// Demo files generated by scripts/make-demo-playlist.sh: ~20 s each,
+    /// ID3v2 + LAME Info frame + ID3v1.
+    #[test]
+    fn real_demo_files() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("music");
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            eprintln!("no {dir:?}; skipping");
+            return;
+        };
+        let mut checked = 0;
+        for entry in entries {
+            let path = entry.unwrap().path();
+            if path.extension().and_then(|e| e.to_str()) != Some("mp3") {
+                continue;
+            }
+            let data = std::fs::read(&path).unwrap();
+            let id3 = if &data[..3] == b"ID3" {
+                10 + syncsafe(&data[6..10]).unwrap() as usize
+            } else {
+                0
+            };
+            let first = parse_header(&data[id3..]).expect("audio right after ID3v2");
+            let info = &data[id3..id3 + first.frame_len];
+            assert!(
+                is_vbr_info_frame(&first, info),
+                "{path:?} has no Info frame"
+            );
+            let info_frames = be32(&info[36 + 8..36 + 12]) as usize; // LAME: tag, flags, frames
+            let v1 = if &data[data.len() - 128..data.len() - 125] == b"TAG" {
+                128
+            } else {
+                0
+            };
+
+            let o = run_all_chunkings(&data);
+            assert_eq!(o.resyncs, 0, "{path:?}");
+            assert_eq!(o.skipped, (id3 + first.frame_len + v1) as u64, "{path:?}");
+            assert_eq!(o.frames.len(), info_frames, "{path:?}");
+            let audio_bytes: usize = o.frames.iter().map(Vec::len).sum();
+            assert_eq!(audio_bytes + o.skipped as usize, data.len());
+
+            let micros: u64 = o
+                .frames
+                .iter()
+                .map(|f| parse_header(f).unwrap().duration_micros())
+                .sum();
+            let secs = micros as f64 / 1e6;
+            assert!((secs - 20.0).abs() / 20.0 < 0.01, "{path:?}: {secs} s");
+            assert!(tag_title(&data).unwrap().starts_with("Cycast Demo - "));
+
+            // Frames passed through must still decode.
+            let mut dec = minimp3::Decoder::new(std::io::Cursor::new(o.frames.concat()));
+            let mut decoded = 0;
+            while let Ok(fr) = dec.next_frame() {
+                assert_eq!((fr.sample_rate, fr.channels), (44100, 2));
+                decoded += 1;
+            }
+            assert!(
+                decoded + 2 >= o.frames.len(),
+                "{decoded} of {}",
+                o.frames.len()
+            );
+            checked += 1;
+        }
+        eprintln!("checked {checked} demo files");
+    }
+}

@@ -1,0 +1,264 @@
+//! The Icecast source protocol: `SOURCE` (ICE/1.0 or HTTP/1.0) and `PUT` (with or without
+//! `Expect: 100-continue`), Basic auth, the libshout probe, and then the audio itself.
+
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use futures_lite::{future, AsyncReadExt, AsyncWriteExt};
+use glommio::net::TcpStream;
+use glommio::timer::Timer;
+
+use super::feed::MountFeed;
+use super::frames::Mp3Framer;
+use super::IngestContext;
+use crate::http::{read_request, response, secret_matches, Request};
+use crate::mount::{valid_mount_name, MountId, StreamInfo};
+
+/// Bytes read from a source socket at a time.
+const READ_SIZE: usize = 16 * 1024;
+
+/// Serves one connection on the source port until it ends.
+pub async fn handle(ctx: Rc<IngestContext>, mut stream: TcpStream) {
+    let peer = stream.peer_addr().ok();
+    let cfg = &ctx.shared.config;
+    loop {
+        let request = match read_request(
+            &mut stream,
+            cfg.limits.max_header_bytes,
+            cfg.header_timeout(),
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::debug!(?peer, "source connection: {e}");
+                if let Some(answer) = e.response() {
+                    let _ = stream.write_all(&answer).await;
+                }
+                return;
+            }
+        };
+        let keep_alive = request
+            .header("connection")
+            .is_some_and(|v| v.eq_ignore_ascii_case("keep-alive"));
+        let answer = match request.method.as_str() {
+            "SOURCE" | "PUT" => match admit(&ctx, &request) {
+                Ok(admitted) => {
+                    run_source(&ctx, stream, request, admitted, peer).await;
+                    return;
+                }
+                Err(refusal) => refusal,
+            },
+            // libshout probes the server before streaming; it only needs to learn what we allow.
+            "OPTIONS" | "GET" | "HEAD" => {
+                response(200, "OK", &[("Allow", "GET, PUT, SOURCE, OPTIONS")], "")
+            }
+            _ => response(
+                405,
+                "Method Not Allowed",
+                &[("Allow", "GET, PUT, SOURCE, OPTIONS")],
+                "Method not allowed\n",
+            ),
+        };
+        if stream.write_all(&answer).await.is_err() || !keep_alive {
+            return;
+        }
+    }
+}
+
+/// A source that passed the checks and holds its mount.
+struct Admitted {
+    feed: Rc<RefCell<MountFeed>>,
+    mount: MountId,
+}
+
+/// Checks credentials, mount and content type; claims the mount. Err is the answer to send.
+fn admit(ctx: &IngestContext, request: &Request) -> Result<Admitted, Vec<u8>> {
+    let cfg = &ctx.shared.config.server;
+    let authorized = request.basic_credentials().is_some_and(|(user, pass)| {
+        user == cfg.source_user && secret_matches(&pass, &cfg.source_password)
+    });
+    if !authorized {
+        tracing::warn!(mount = %request.path, "source refused: bad or missing credentials");
+        return Err(response(
+            401,
+            "Authentication Required",
+            &[("WWW-Authenticate", "Basic realm=\"Icecast2 Server\"")],
+            "You need to authenticate\n",
+        ));
+    }
+    if !valid_mount_name(&request.path) {
+        return Err(response(400, "Bad Request", &[], "Invalid mountpoint\n"));
+    }
+    if request.method == "PUT" && request.header("content-type").is_none() {
+        return Err(response(403, "Forbidden", &[], "No Content-type given\n"));
+    }
+    let feed = ctx.feed_for(&request.path).map_err(|e| {
+        tracing::warn!(mount = %request.path, "source refused: {e}");
+        response(403, "Forbidden", &[], "too many sources connected\n")
+    })?;
+    let mount = feed.borrow().mount.id;
+    if !ctx.claim(mount) {
+        tracing::warn!(mount = %request.path, "source refused: mountpoint in use");
+        return Err(response(403, "Forbidden", &[], "Mountpoint in use\n"));
+    }
+    Ok(Admitted { feed, mount })
+}
+
+/// Releases the mount when the source session ends, however it ends.
+struct LiveGuard<'a> {
+    ctx: &'a IngestContext,
+    feed: Rc<RefCell<MountFeed>>,
+    mount: MountId,
+}
+
+impl Drop for LiveGuard<'_> {
+    fn drop(&mut self) {
+        let mut feed = self.feed.borrow_mut();
+        // Whole frames already gathered are good audio: publish them rather than lose them.
+        feed.flush();
+        let info = feed.mount.info();
+        feed.mount.info.store(Arc::new(StreamInfo {
+            live: false,
+            source_addr: None,
+            ..StreamInfo::clone(&info)
+        }));
+        self.ctx.release(self.mount);
+        tracing::info!(mount = %feed.mount.name, "source disconnected");
+    }
+}
+
+async fn run_source(
+    ctx: &IngestContext,
+    mut stream: TcpStream,
+    request: Request,
+    admitted: Admitted,
+    peer: Option<SocketAddr>,
+) {
+    let Admitted { feed, mount } = admitted;
+    let guard = LiveGuard {
+        ctx,
+        feed: feed.clone(),
+        mount,
+    };
+    let expects_continue = request
+        .header("expect")
+        .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
+    if expects_continue
+        && stream
+            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+            .await
+            .is_err()
+    {
+        return;
+    }
+    if stream.write_all(b"HTTP/1.0 200 OK\r\n\r\n").await.is_err() {
+        return;
+    }
+    let info = stream_info(&request, peer);
+    let mp3 = info.content_type.eq_ignore_ascii_case("audio/mpeg")
+        || info.content_type.eq_ignore_ascii_case("audio/mp3");
+    tracing::info!(mount = %request.path, ?peer, content_type = %info.content_type, agent = %info.source_agent, "source connected");
+    if !mp3 {
+        tracing::warn!(mount = %request.path, content_type = %info.content_type, "format not framed: audio passes through unaligned");
+    }
+    {
+        let mut feed = feed.borrow_mut();
+        // What was gathered before this source belongs to the previous program.
+        feed.flush();
+        feed.mount.info.store(Arc::new(info));
+    }
+    let timeout = ctx.shared.config.source_timeout();
+    let _ = stream.set_read_timeout(Some(timeout));
+    let mut framer = mp3.then(Mp3Framer::new);
+    let mut take = |bytes: &[u8]| {
+        let mut feed = feed.borrow_mut();
+        match framer.as_mut() {
+            Some(framer) => {
+                framer.push(bytes);
+                while let Some((header, frame)) = framer.next_frame() {
+                    feed.push_frame(frame, header.duration_micros());
+                }
+            }
+            None => feed.push_unframed(bytes),
+        }
+    };
+    take(&request.body);
+    let mut buf = vec![0u8; READ_SIZE];
+    loop {
+        let flush_due = feed.borrow().flush_due();
+        let read = match flush_due {
+            Some(due) => {
+                future::or(async { Some(stream.read(&mut buf).await) }, async {
+                    Timer::new(due).await;
+                    None
+                })
+                .await
+            }
+            None => Some(stream.read(&mut buf).await),
+        };
+        match read {
+            None => feed.borrow_mut().flush(),
+            Some(Ok(0)) => break,
+            Some(Ok(n)) => take(&buf[..n]),
+            Some(Err(e)) => {
+                if e.kind() == std::io::ErrorKind::TimedOut {
+                    tracing::warn!(mount = %request.path, "source silent for {timeout:?}: dropped");
+                } else {
+                    tracing::info!(mount = %request.path, "source read failed: {e}");
+                }
+                break;
+            }
+        }
+    }
+    drop(guard);
+}
+
+/// The mount's description from the source's `ice-*` / `icy-*` headers.
+fn stream_info(request: &Request, peer: Option<SocketAddr>) -> StreamInfo {
+    let ice = |name: &str| {
+        request
+            .header(&format!("ice-{name}"))
+            .or_else(|| request.header(&format!("icy-{name}")))
+            .unwrap_or("")
+            .to_string()
+    };
+    let audio_info = ice("audio-info");
+    let bitrate = ice("bitrate")
+        .parse()
+        .ok()
+        .or_else(|| audio_info_field(&audio_info, "bitrate").and_then(|v| v.parse().ok()));
+    StreamInfo {
+        content_type: request
+            .header("content-type")
+            .unwrap_or("audio/mpeg")
+            .to_string(),
+        live: true,
+        name: ice("name"),
+        description: ice("description"),
+        genre: ice("genre"),
+        url: ice("url"),
+        public: matches!(ice("public").as_str(), "1" | "true" | "yes"),
+        bitrate,
+        audio_info,
+        title: String::new(),
+        source_agent: request.header("user-agent").unwrap_or("").to_string(),
+        source_addr: peer,
+        since: Some(SystemTime::now()),
+    }
+}
+
+/// One `key=value` of `ice-audio-info` (`ice-samplerate=44100;ice-bitrate=128;…`).
+fn audio_info_field<'a>(audio_info: &'a str, key: &str) -> Option<&'a str> {
+    audio_info.split(';').find_map(|pair| {
+        let (k, v) = pair.split_once('=')?;
+        let k = k.trim();
+        (k.eq_ignore_ascii_case(key)
+            || k.strip_prefix("ice-")
+                .is_some_and(|k| k.eq_ignore_ascii_case(key)))
+        .then_some(v.trim())
+    })
+}

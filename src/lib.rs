@@ -1,0 +1,30 @@
+//! cycast: an internet radio streaming server, a drop-in for the Icecast ecosystem.
+//!
+//! # Layout
+//!
+//! Modules follow one byte of audio from a source socket to a listener socket:
+//!
+//! - [`config`], [`cli`]: the HCL configuration (every key documented, defaults embedded) and the
+//!   command-line overrides merged on top.
+//! - [`ingest`]: the ingest core. Accepts sources ([`ingest::source`]), cuts their bytes into
+//!   whole audio frames ([`ingest::frames`]) and publishes frame-aligned chunks to the mount's
+//!   ring ([`ingest::feed`]), waking every shard.
+//! - [`ring`]: the memory-mapped ring of one mount: a single writer, lock-free readers that
+//!   detect being lapped with sequence stamps. [`mount`] names the rings.
+//! - [`shard`]: one executor per core. Accepts listeners on a SO_REUSEPORT socket, answers their
+//!   request ([`shard::listener`]) and feeds them from the ring ([`shard::fanout`]).
+//! - [`observability`]: per-shard counters and the public status pages.
+//! - [`server`]: binds the sockets, creates the executors and wires them together.
+//! - [`http`]: request parsing and responses shared by both ports; [`sys`]: the only `unsafe`.
+
+pub mod cli;
+pub mod config;
+pub mod http;
+pub mod ingest;
+pub mod logging;
+pub mod mount;
+pub mod observability;
+pub mod ring;
+pub mod server;
+pub mod shard;
+pub mod sys;

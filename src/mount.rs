@@ -1,0 +1,171 @@
+//! Mounts: the named streams listeners ask for. Each has one ring (written by the ingest core)
+//! and a description of what is on air, which shards read when a listener joins.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use arc_swap::ArcSwap;
+
+use crate::ring::{Ring, RingWriter};
+
+/// Index of a mount in the [`MountTable`]; stable for the life of the process.
+pub type MountId = usize;
+
+/// Most mounts a server will create, configured plus created by sources on the fly.
+pub const MAX_MOUNTS: usize = 64;
+
+/// What a mount is currently playing, as announced by its source (or the configuration).
+#[derive(Debug, Clone, Default)]
+pub struct StreamInfo {
+    /// Content-Type sent to listeners.
+    pub content_type: String,
+    /// An authenticated live source is connected (false: playlist or silence).
+    pub live: bool,
+    /// `icy-name` / `ice-name`.
+    pub name: String,
+    /// `icy-description` / `ice-description`.
+    pub description: String,
+    /// `icy-genre` / `ice-genre`.
+    pub genre: String,
+    /// `icy-url` / `ice-url`.
+    pub url: String,
+    /// Whether the source asked to be listed in directories (`ice-public`).
+    pub public: bool,
+    /// Nominal bitrate in kbps, from `ice-bitrate`, `ice-audio-info` or the frames.
+    pub bitrate: Option<u32>,
+    /// Raw `ice-audio-info` value, passed on in status pages.
+    pub audio_info: String,
+    /// Now playing, `Artist - Title`.
+    pub title: String,
+    /// The live source's User-Agent, for status pages.
+    pub source_agent: String,
+    /// The live source's address.
+    pub source_addr: Option<std::net::SocketAddr>,
+    /// When the current source (or playlist) started feeding the mount.
+    pub since: Option<SystemTime>,
+}
+
+/// One mount: the ring plus what is on it.
+pub struct Mount {
+    /// Position in the mount table; shards index their listener lists by it.
+    pub id: MountId,
+    /// Path listeners request, such as `/stream`.
+    pub name: String,
+    /// The audio; shards read it, only the ingest core writes it.
+    pub ring: Arc<Ring>,
+    /// Current stream description, replaced whole on every change so readers never lock.
+    pub info: ArcSwap<StreamInfo>,
+    /// Listeners on this mount across all shards; admission control reads it.
+    pub listeners: AtomicU64,
+    /// Most listeners seen at once.
+    pub listener_peak: AtomicU64,
+    /// Bytes received from sources (after framing).
+    pub bytes_in: AtomicU64,
+}
+
+impl Mount {
+    /// A snapshot of what the mount is playing.
+    pub fn info(&self) -> Arc<StreamInfo> {
+        self.info.load_full()
+    }
+
+    /// Counts a joined listener and updates the peak.
+    pub fn listener_joined(&self) {
+        let now = self.listeners.fetch_add(1, Ordering::Relaxed) + 1;
+        self.listener_peak.fetch_max(now, Ordering::Relaxed);
+    }
+
+    /// Counts a departed listener.
+    pub fn listener_left(&self) {
+        self.listeners.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// All mounts, append-only: readers on any core see a consistent list without locking.
+pub struct MountTable {
+    /// The list; replaced whole when the ingest core adds a mount.
+    mounts: ArcSwap<Vec<Arc<Mount>>>,
+    /// Ring size for new mounts.
+    ring_bytes: usize,
+}
+
+/// Why a mount could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum MountError {
+    /// The table is full.
+    #[error("too many mounts (at most {MAX_MOUNTS})")]
+    TooMany,
+    /// The ring could not be mapped.
+    #[error("cannot map a {bytes}-byte ring: {source}")]
+    Map {
+        /// Requested ring size.
+        bytes: usize,
+        /// The mapping error.
+        source: std::io::Error,
+    },
+}
+
+impl MountTable {
+    /// An empty table whose mounts get rings of `ring_bytes`.
+    pub fn new(ring_bytes: usize) -> Self {
+        Self {
+            mounts: ArcSwap::from_pointee(Vec::new()),
+            ring_bytes,
+        }
+    }
+
+    /// Looks a mount up by path.
+    pub fn find(&self, name: &str) -> Option<Arc<Mount>> {
+        self.mounts.load().iter().find(|m| m.name == name).cloned()
+    }
+
+    /// Looks a mount up by id.
+    pub fn get(&self, id: MountId) -> Option<Arc<Mount>> {
+        self.mounts.load().get(id).cloned()
+    }
+
+    /// Every mount, in creation order.
+    pub fn all(&self) -> Arc<Vec<Arc<Mount>>> {
+        self.mounts.load_full()
+    }
+
+    /// Creates a mount. Only the ingest core calls this, so the append cannot race.
+    pub fn create(
+        &self,
+        name: &str,
+        info: StreamInfo,
+    ) -> Result<(Arc<Mount>, RingWriter), MountError> {
+        let current = self.mounts.load_full();
+        if current.len() >= MAX_MOUNTS {
+            return Err(MountError::TooMany);
+        }
+        let (ring, writer) = Ring::new(self.ring_bytes).map_err(|source| MountError::Map {
+            bytes: self.ring_bytes,
+            source,
+        })?;
+        let mount = Arc::new(Mount {
+            id: current.len(),
+            name: name.to_string(),
+            ring,
+            info: ArcSwap::from_pointee(info),
+            listeners: AtomicU64::new(0),
+            listener_peak: AtomicU64::new(0),
+            bytes_in: AtomicU64::new(0),
+        });
+        let mut next = Vec::clone(&current);
+        next.push(mount.clone());
+        self.mounts.store(Arc::new(next));
+        Ok((mount, writer))
+    }
+}
+
+/// Whether `path` is acceptable as a mount name: absolute, printable, no query or spaces.
+pub fn valid_mount_name(path: &str) -> bool {
+    path.len() > 1
+        && path.len() <= 256
+        && path.starts_with('/')
+        && path
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'?' && b != b'#' && b != b'%')
+}

@@ -1,0 +1,100 @@
+//! Per-shard counters. Each shard is the only writer of its own `ShardStats` (plain stores and
+//! uncontended adds on a cache line no other core writes); status pages on any core read them.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use arc_swap::ArcSwap;
+
+use crate::mount::MountId;
+
+/// A listener as status pages show it; each shard republishes its list about once a second.
+#[derive(Debug, Clone)]
+pub struct ListenerInfo {
+    /// Server-wide id.
+    pub id: u64,
+    /// Mount it listens to.
+    pub mount: MountId,
+    /// Client address.
+    pub peer: SocketAddr,
+    /// Client software.
+    pub user_agent: Box<str>,
+    /// Seconds since it joined.
+    pub connected_secs: u64,
+    /// Audio bytes delivered.
+    pub bytes_sent: u64,
+    /// Bytes it is behind the live edge.
+    pub lag: u64,
+}
+
+/// Why a listener left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DisconnectReason {
+    /// The client closed or reset the connection.
+    ClientClosed,
+    /// The listener fell more than `limits.queue_size` behind.
+    TooSlow,
+    /// The listener fell so far behind that the ring overwrote its position.
+    Lapped,
+    /// An operator removed it.
+    Kicked,
+}
+
+impl DisconnectReason {
+    /// Label value used in metrics and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DisconnectReason::ClientClosed => "client_closed",
+            DisconnectReason::TooSlow => "too_slow",
+            DisconnectReason::Lapped => "lapped",
+            DisconnectReason::Kicked => "kicked",
+        }
+    }
+}
+
+/// Counters of one shard.
+#[derive(Debug, Default)]
+pub struct ShardStats {
+    /// Listeners connected to this shard now.
+    pub listeners: AtomicU64,
+    /// Listeners accepted since start.
+    pub connects: AtomicU64,
+    /// Audio bytes written to listener sockets.
+    pub bytes_sent: AtomicU64,
+    /// Sends (system calls) made to listeners; the cost driver of the server.
+    pub sends: AtomicU64,
+    /// Departures by client close.
+    pub closed: AtomicU64,
+    /// Departures by falling behind (dropped, or skipped to the live edge).
+    pub slow: AtomicU64,
+    /// Departures by being lapped.
+    pub lapped: AtomicU64,
+    /// Departures by operator action.
+    pub kicked: AtomicU64,
+    /// The shard's listeners as of its last snapshot.
+    pub snapshot: ArcSwap<Vec<ListenerInfo>>,
+}
+
+impl ShardStats {
+    /// Adds `n` to a counter this shard owns.
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Counts a departure.
+    pub fn left(&self, reason: DisconnectReason) {
+        self.listeners.fetch_sub(1, Ordering::Relaxed);
+        let counter = match reason {
+            DisconnectReason::ClientClosed => &self.closed,
+            DisconnectReason::TooSlow => &self.slow,
+            DisconnectReason::Lapped => &self.lapped,
+            DisconnectReason::Kicked => &self.kicked,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Reads a counter.
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,241 @@
+//! Public status on the listen port: Icecast's `/status-json.xsl`, the original Cycast's
+//! `/api/status` and `/api/stats`, and a plain station page at `/`.
+//!
+//! Field names follow those servers exactly (widgets parse them); extra fields are additions.
+
+use std::sync::atomic::Ordering;
+use std::time::SystemTime;
+
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+
+use crate::http::{response, server_id, Request};
+use crate::mount::Mount;
+use crate::observability::stats::ShardStats;
+use crate::server::Shared;
+
+/// The answer for a status path, or `None` when the path is not a status page.
+pub fn page(shared: &Shared, request: &Request) -> Option<Vec<u8>> {
+    let body = match request.path.as_str() {
+        "/status-json.xsl" => icecast_status(shared),
+        "/api/status" => api_status(shared),
+        "/api/stats" if !shared.config.advanced.enable_stats => {
+            return Some(json_response(
+                403,
+                "Forbidden",
+                &json!({"error": "Stats disabled"}),
+            ));
+        }
+        "/api/stats" => api_stats(shared),
+        "/" => return Some(station_page(shared)),
+        _ => return None,
+    };
+    Some(json_response(200, "OK", &body))
+}
+
+fn json_response(status: u16, reason: &str, body: &Value) -> Vec<u8> {
+    response(
+        status,
+        reason,
+        &[
+            ("Content-Type", "application/json; charset=utf-8"),
+            ("Access-Control-Allow-Origin", "*"),
+            ("Cache-Control", "no-cache"),
+        ],
+        &body.to_string(),
+    )
+}
+
+fn uptime_secs(shared: &Shared) -> u64 {
+    SystemTime::now()
+        .duration_since(shared.started)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Total listeners over all shards.
+fn total_listeners(shared: &Shared) -> u64 {
+    shared
+        .shards
+        .iter()
+        .map(|s| ShardStats::get(&s.listeners))
+        .sum()
+}
+
+/// `/status-json.xsl` in Icecast 2.4's shape: `source` is an object for one mount, an array
+/// for several, absent for none.
+fn icecast_status(shared: &Shared) -> Value {
+    let cfg = &shared.config;
+    let mounts = shared.mounts.all();
+    let sources: Vec<Value> = mounts.iter().map(|m| icecast_source(shared, m)).collect();
+    let started: DateTime<Utc> = shared.started.into();
+    let mut stats = json!({
+        "admin": "",
+        "host": cfg.server.host,
+        "location": "",
+        "server_id": server_id(),
+        "server_start": started.format("%a, %d %b %Y %H:%M:%S %z").to_string(),
+        "server_start_iso8601": started.format("%Y-%m-%dT%H:%M:%S%z").to_string(),
+    });
+    match sources.len() {
+        0 => {}
+        1 => stats["source"] = sources.into_iter().next().unwrap_or_default(),
+        _ => stats["source"] = Value::Array(sources),
+    }
+    json!({ "icestats": stats })
+}
+
+fn icecast_source(shared: &Shared, mount: &Mount) -> Value {
+    let cfg = &shared.config;
+    let info = mount.info();
+    let or = |s: &str, d: &str| {
+        if s.is_empty() {
+            d.to_string()
+        } else {
+            s.to_string()
+        }
+    };
+    let listen_host = if cfg.server.host == "0.0.0.0" || cfg.server.host == "::" {
+        "localhost"
+    } else {
+        &cfg.server.host
+    };
+    let mut source = json!({
+        "audio_info": info.audio_info,
+        "bitrate": info.bitrate,
+        "genre": or(&info.genre, &cfg.metadata.station_genre),
+        "listener_peak": mount.listener_peak.load(Ordering::Relaxed),
+        "listeners": mount.listeners.load(Ordering::Relaxed),
+        "listenurl": format!("http://{listen_host}:{}{}", shared.listen_port, mount.name),
+        "server_description": or(&info.description, &cfg.metadata.station_description),
+        "server_name": or(&info.name, &cfg.metadata.station_name),
+        "server_type": or(&info.content_type, "audio/mpeg"),
+        "server_url": or(&info.url, &cfg.metadata.station_url),
+        "dummy": null,
+        "live": info.live,
+        "mount": mount.name,
+    });
+    if let Some(since) = info.since {
+        let since: DateTime<Utc> = since.into();
+        source["stream_start"] = json!(since.format("%a, %d %b %Y %H:%M:%S %z").to_string());
+        source["stream_start_iso8601"] = json!(since.format("%Y-%m-%dT%H:%M:%S%z").to_string());
+    }
+    if !info.title.is_empty() {
+        source["title"] = json!(info.title);
+    }
+    source
+}
+
+/// The original Cycast's `/api/status`.
+fn api_status(shared: &Shared) -> Value {
+    let cfg = &shared.config;
+    let mount = shared.mounts.find(&cfg.server.mount_point);
+    let info = mount.as_ref().map(|m| m.info()).unwrap_or_default();
+    let (artist, title) = match info.title.split_once(" - ") {
+        Some((a, t)) => (a.to_string(), t.to_string()),
+        None => (String::new(), info.title.clone()),
+    };
+    let uptime = uptime_secs(shared);
+    json!({
+        "source_connected": info.live,
+        "source_status": if info.live { "Connected" } else { "Playlist Fallback" },
+        "metadata": { "title": title, "artist": artist },
+        "listeners": total_listeners(shared),
+        "uptime_seconds": uptime,
+        "uptime_formatted": format!("{}h {}m", uptime / 3600, uptime / 60 % 60),
+        "station_name": cfg.metadata.station_name,
+        "station_genre": cfg.metadata.station_genre,
+    })
+}
+
+/// The original Cycast's `/api/stats`, plus per-shard and per-mount detail.
+fn api_stats(shared: &Shared) -> Value {
+    let mut listeners = Vec::new();
+    let mut shards = Vec::new();
+    for (id, shard) in shared.shards.iter().enumerate() {
+        let snapshot = shard.snapshot.load();
+        for l in snapshot.iter() {
+            listeners.push(json!({
+                "id": l.id,
+                "bytes_sent": l.bytes_sent,
+                "connected_seconds": l.connected_secs,
+                "active": true,
+                "shard": id,
+                "mount": shared.mounts.get(l.mount).map(|m| m.name.clone()),
+                "lag_bytes": l.lag,
+            }));
+        }
+        shards.push(json!({
+            "shard": id,
+            "listeners": ShardStats::get(&shard.listeners),
+            "connects": ShardStats::get(&shard.connects),
+            "bytes_sent": ShardStats::get(&shard.bytes_sent),
+            "sends": ShardStats::get(&shard.sends),
+            "disconnects": {
+                "client_closed": ShardStats::get(&shard.closed),
+                "too_slow": ShardStats::get(&shard.slow),
+                "lapped": ShardStats::get(&shard.lapped),
+                "kicked": ShardStats::get(&shard.kicked),
+            },
+        }));
+    }
+    let mounts = shared.mounts.all();
+    let (available, space) = shared
+        .mounts
+        .find(&shared.config.server.mount_point)
+        .map(|m| {
+            let used = m.ring.committed().min(m.ring.capacity());
+            (used, m.ring.capacity() - used)
+        })
+        .unwrap_or((0, 0));
+    json!({
+        "total_listeners": total_listeners(shared),
+        "total_bytes_sent": shared.shards.iter().map(|s| ShardStats::get(&s.bytes_sent)).sum::<u64>(),
+        "listeners": listeners,
+        "buffer": {
+            "available": available,
+            "space": space,
+            "fill_percentage": if available + space == 0 { 0.0 } else { available as f64 * 100.0 / (available + space) as f64 },
+        },
+        "shards": shards,
+        "mounts": mounts.iter().map(|m| json!({
+            "mount": m.name,
+            "listeners": m.listeners.load(Ordering::Relaxed),
+            "live": m.info().live,
+            "write_position": m.ring.committed(),
+            "bytes_in": m.bytes_in.load(Ordering::Relaxed),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// A minimal station page: name, what is on, and a player per mount.
+fn station_page(shared: &Shared) -> Vec<u8> {
+    let cfg = &shared.config;
+    let escape = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&quot;")
+    };
+    let mut players = String::new();
+    for mount in shared.mounts.all().iter() {
+        let info = mount.info();
+        players.push_str(&format!(
+            "<section><h2>{0}</h2><p>{1}</p><audio controls preload=\"none\" src=\"{0}\"></audio></section>\n",
+            escape(&mount.name),
+            if info.title.is_empty() { String::new() } else { format!("Now playing: {}", escape(&info.title)) },
+        ));
+    }
+    let body = format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\
+<title>{name}</title></head><body><h1>{name}</h1><p>{desc}</p>\n{players}</body></html>\n",
+        name = escape(&cfg.metadata.station_name),
+        desc = escape(&cfg.metadata.station_description),
+    );
+    response(
+        200,
+        "OK",
+        &[("Content-Type", "text/html; charset=utf-8")],
+        &body,
+    )
+}

@@ -1,0 +1,205 @@
+//! A listener connection's request: the stream itself (`GET`/`HEAD` of a mount), CORS
+//! preflight, and the public status pages. Everything here runs once per connection; the
+//! per-chunk work is in `fanout`.
+
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures_lite::AsyncWriteExt;
+use glommio::net::TcpStream;
+
+use super::fanout::Listener;
+use super::ShardContext;
+use crate::config::Config;
+use crate::http::{read_request, response, server_id, Request};
+use crate::mount::{Mount, StreamInfo};
+use crate::observability::status;
+
+/// CORS headers on every listener response; browsers' players need them.
+const CORS: &str = "Access-Control-Allow-Origin: *\r\n\
+Access-Control-Allow-Headers: Origin, Accept, X-Requested-With, Content-Type, Icy-MetaData, Range\r\n\
+Access-Control-Allow-Methods: GET, OPTIONS, HEAD\r\n\
+Access-Control-Expose-Headers: icy-br, icy-name, icy-description, icy-genre, icy-url, icy-pub, icy-metaint\r\n";
+
+/// Serves one connection on the listen port.
+pub async fn handle(ctx: Rc<ShardContext>, mut stream: TcpStream) {
+    let cfg = &ctx.shared.config;
+    let request = match read_request(
+        &mut stream,
+        cfg.limits.max_header_bytes,
+        cfg.header_timeout(),
+    )
+    .await
+    {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::debug!(shard = ctx.id, "listener request: {e}");
+            if let Some(answer) = e.response() {
+                let _ = stream.write_all(&answer).await;
+            }
+            return;
+        }
+    };
+    let head_only = match request.method.as_str() {
+        "GET" => false,
+        "HEAD" => true,
+        "OPTIONS" => {
+            let answer = format!("HTTP/1.0 204 No Content\r\nServer: {}\r\n{CORS}Access-Control-Max-Age: 86400\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", server_id());
+            let _ = stream.write_all(answer.as_bytes()).await;
+            return;
+        }
+        _ => {
+            let _ = stream
+                .write_all(&response(
+                    405,
+                    "Method Not Allowed",
+                    &[("Allow", "GET, HEAD, OPTIONS")],
+                    "Method not allowed\n",
+                ))
+                .await;
+            return;
+        }
+    };
+    if let Some(page) = status::page(&ctx.shared, &request) {
+        let mut answer = page;
+        if head_only {
+            if let Some(end) = answer.windows(4).position(|w| w == b"\r\n\r\n") {
+                answer.truncate(end + 4);
+            }
+        }
+        let _ = stream.write_all(&answer).await;
+        return;
+    }
+    let Some(mount) = ctx.shared.mounts.find(&request.path) else {
+        let _ = stream
+            .write_all(&response(
+                404,
+                "Not Found",
+                &[],
+                "The file you requested could not be found\n",
+            ))
+            .await;
+        return;
+    };
+    if head_only {
+        let _ = stream
+            .write_all(stream_headers(cfg, &mount.info()).as_bytes())
+            .await;
+        return;
+    }
+    if !admit(&ctx, &mount) {
+        tracing::info!(shard = ctx.id, mount = %mount.name, "listener refused: server full");
+        let _ = stream
+            .write_all(&response(
+                503,
+                "Service Unavailable",
+                &[],
+                "Server full: too many listeners\n",
+            ))
+            .await;
+        return;
+    }
+    start_stream(&ctx, stream, &mount, &request).await;
+}
+
+/// Counts the listener in, unless the server or mount is full.
+fn admit(ctx: &ShardContext, mount: &Mount) -> bool {
+    let max = ctx.shared.config.max_listeners() as u64;
+    let before = ctx.shared.listeners.fetch_add(1, Ordering::Relaxed);
+    if max != 0 && before >= max {
+        ctx.shared.listeners.fetch_sub(1, Ordering::Relaxed);
+        return false;
+    }
+    mount.listener_joined();
+    true
+}
+
+/// Undoes [`admit`] for a listener that never reached the fan-out.
+fn unadmit(ctx: &ShardContext, mount: &Mount) {
+    ctx.shared.listeners.fetch_sub(1, Ordering::Relaxed);
+    mount.listener_left();
+}
+
+async fn start_stream(
+    ctx: &ShardContext,
+    mut stream: TcpStream,
+    mount: &Arc<Mount>,
+    request: &Request,
+) {
+    let cfg = &ctx.shared.config;
+    let peer = match stream.peer_addr() {
+        Ok(peer) => peer,
+        Err(_) => return unadmit(ctx, mount),
+    };
+    if stream
+        .write_all(stream_headers(cfg, &mount.info()).as_bytes())
+        .await
+        .is_err()
+    {
+        return unadmit(ctx, mount);
+    }
+    let socket = match crate::sys::detach_stream(&stream) {
+        Ok(socket) => socket,
+        Err(e) => {
+            tracing::warn!(shard = ctx.id, "cannot hand listener to the fan-out: {e}");
+            return unadmit(ctx, mount);
+        }
+    };
+    drop(stream);
+    let _ = socket.set_nodelay(true);
+    let listener = Listener {
+        socket,
+        cursor: 0,
+        aligned: true,
+        id: ctx.shared.next_listener_id.fetch_add(1, Ordering::Relaxed),
+        peer,
+        user_agent: request.header("user-agent").unwrap_or("").into(),
+        connected_at: Instant::now(),
+        bytes_sent: 0,
+    };
+    tracing::debug!(shard = ctx.id, id = listener.id, %peer, mount = %mount.name, "listener joined");
+    ctx.fanout.borrow_mut().join(mount, listener);
+}
+
+/// The response head of a stream: Icecast's headers, never chunked, no length.
+pub fn stream_headers(cfg: &Config, info: &StreamInfo) -> String {
+    let meta = &cfg.metadata;
+    let pick = |from_source: &str, configured: &str| {
+        clean(if from_source.is_empty() {
+            configured
+        } else {
+            from_source
+        })
+    };
+    let content_type = if info.content_type.is_empty() {
+        "audio/mpeg"
+    } else {
+        &info.content_type
+    };
+    let mut head = format!(
+        "HTTP/1.0 200 OK\r\nServer: {}\r\nContent-Type: {}\r\nCache-Control: no-cache, no-store\r\nPragma: no-cache\r\n\
+Expires: Mon, 26 Jul 1997 05:00:00 GMT\r\nConnection: close\r\n{CORS}",
+        server_id(),
+        clean(content_type),
+    );
+    if let Some(br) = info.bitrate {
+        head.push_str(&format!("icy-br:{br}\r\n"));
+    }
+    head.push_str(&format!(
+        "icy-name:{}\r\nicy-description:{}\r\nicy-genre:{}\r\nicy-url:{}\r\nicy-pub:{}\r\n\r\n",
+        pick(&info.name, &meta.station_name),
+        pick(&info.description, &meta.station_description),
+        pick(&info.genre, &meta.station_genre),
+        pick(&info.url, &meta.station_url),
+        u8::from(info.public),
+    ));
+    head
+}
+
+/// A header value with line breaks and other control characters removed, so a source cannot
+/// inject headers into listener responses.
+fn clean(value: &str) -> String {
+    value.chars().filter(|c| !c.is_control()).collect()
+}
