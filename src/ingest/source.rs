@@ -174,11 +174,14 @@ async fn run_source(
     let timeout = ctx.shared.config.source_timeout();
     let _ = stream.set_read_timeout(Some(timeout));
     let mut framer = mp3.then(Mp3Framer::new);
-    let mut take = |bytes: &[u8]| {
+    let mut take = |bytes: &[u8], end: bool| {
         let mut feed = feed.borrow_mut();
         match framer.as_mut() {
             Some(framer) => {
                 framer.push(bytes);
+                if end {
+                    framer.finish();
+                }
                 while let Some((header, frame)) = framer.next_frame() {
                     feed.push_frame(frame, header.duration_micros());
                 }
@@ -186,7 +189,7 @@ async fn run_source(
             None => feed.push_unframed(bytes),
         }
     };
-    take(&request.body);
+    take(&request.body, false);
     let mut buf = vec![0u8; READ_SIZE];
     loop {
         let flush_due = feed.borrow().flush_due();
@@ -202,8 +205,12 @@ async fn run_source(
         };
         match read {
             None => feed.borrow_mut().flush(),
-            Some(Ok(0)) => break,
-            Some(Ok(n)) => take(&buf[..n]),
+            Some(Ok(0)) => {
+                // A clean end: the last frame has all its bytes, release it.
+                take(&[], true);
+                break;
+            }
+            Some(Ok(n)) => take(&buf[..n], false),
             Some(Err(e)) => {
                 if e.kind() == std::io::ErrorKind::TimedOut {
                     tracing::warn!(mount = %request.path, "source silent for {timeout:?}: dropped");
