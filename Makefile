@@ -11,6 +11,7 @@ run:
 ## Everything CI checks: formatting, lints, unit and loopback integration tests.
 test: lint
 	./scripts/install-test-deps.sh
+	./scripts/install-browser-deps.sh
 	$(CARGO) test --all-targets
 
 lint:

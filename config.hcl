@@ -43,6 +43,10 @@ server {
   # Memory for io_uring buffers per executor, in KiB. Kept small because the
   # locked-memory limit (RLIMIT_MEMLOCK) usually is. Default 1024.
   io_memory_kib = 1024
+
+  # Reverse proxies (IP addresses) whose X-Forwarded-For header is believed for the
+  # listener's address in stats, logs and limits. Default [] (trust nobody).
+  trusted_proxies = []
 }
 
 buffer {
@@ -95,11 +99,27 @@ playlist {
   # Default "./music".
   directory = "./music"
 
-  # Play files in random order instead of by name. Default true.
+  # Play files in random order instead of by name (reshuffled every time the list has
+  # played through, never the same track twice in a row). Default true.
   shuffle = true
 
-  # File name endings included in the playlist. Default [".mp3", ".ogg"].
+  # File name endings included in the playlist, compared case-insensitively. Subdirectories
+  # are searched too; names starting with "." are ignored. Only MP3 is played: other files
+  # are skipped with one warning each. Default [".mp3", ".ogg"].
   extensions = [".mp3", ".ogg"]
+
+  # An .m3u or .m3u8 playlist file to play instead of scanning the directory: one path per
+  # line (relative to the file's own directory), "#" lines ignored. The list is played in
+  # its own order unless shuffle is true. Empty: scan the directory. Default "".
+  file = ""
+
+  # When a live source leaves: true continues the track it interrupted where it stopped,
+  # false starts the next track. Default true.
+  resume = true
+
+  # Seconds between checks for added or removed files (in the directory or the .m3u file).
+  # A check never interrupts the track playing. At least 0.1. Default 10.0.
+  rescan_interval = 10.0
 }
 
 metadata {
@@ -120,6 +140,10 @@ metadata {
 
   # Audio bytes between ICY metadata blocks, 1 to 65535. Default 16000.
   icy_metaint = 16000
+
+  # Encoding of ICY titles: "utf-8", or "latin1" for old players that show UTF-8 as
+  # mojibake. Default "utf-8".
+  icy_charset = "utf-8"
 }
 
 advanced {
@@ -136,6 +160,18 @@ advanced {
 
   # Serve /api/stats; when false it answers 403. Default true.
   enable_stats = true
+
+  # Access log in combined log format, one line per finished listener or request:
+  # a file path, "-" for standard error, or "" for none. Default "".
+  access_log = ""
+
+  # Path of the Prometheus endpoint on the listen port; "" turns it off there.
+  # Default "/metrics".
+  metrics_path = "/metrics"
+
+  # A separate port that serves only the metrics (bound on server.host), so the
+  # public port need not expose them. 0 = none. Default 0.
+  metrics_port = 0
 
   # flask_debug and flask_secret_key configured the original's web framework.
   # They are accepted for compatibility and ignored (a warning names them at startup).

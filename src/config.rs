@@ -68,6 +68,9 @@ pub struct ServerConfig {
     pub admin_password: String,
     /// glommio io_memory per executor in KiB; kept small because RLIMIT_MEMLOCK usually is.
     pub io_memory_kib: usize,
+    /// Addresses of reverse proxies whose `X-Forwarded-For` is believed for a listener's
+    /// address (stats, logs, limits); empty trusts nobody.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -85,6 +88,7 @@ impl Default for ServerConfig {
             admin_user: "admin".into(),
             admin_password: String::new(),
             io_memory_kib: 1024,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -187,6 +191,12 @@ pub struct PlaylistConfig {
     pub shuffle: bool,
     /// File name endings that are included in the playlist.
     pub extensions: Vec<String>,
+    /// An `.m3u`/`.m3u8` playlist file to play instead of scanning `directory`; empty: unused.
+    pub file: String,
+    /// When the live source leaves: continue the interrupted track (true) or start the next.
+    pub resume: bool,
+    /// Seconds between checks for added or removed files.
+    pub rescan_interval: f64,
 }
 
 impl Default for PlaylistConfig {
@@ -195,6 +205,9 @@ impl Default for PlaylistConfig {
             directory: "./music".into(),
             shuffle: true,
             extensions: vec![".mp3".into(), ".ogg".into()],
+            file: String::new(),
+            resume: true,
+            rescan_interval: 10.0,
         }
     }
 }
@@ -215,6 +228,8 @@ pub struct MetadataConfig {
     pub enable_icy: bool,
     /// Audio bytes between ICY metadata blocks (advertised as `icy-metaint`).
     pub icy_metaint: usize,
+    /// Encoding of ICY titles: "utf-8" (default) or "latin1" for old players.
+    pub icy_charset: String,
 }
 
 impl Default for MetadataConfig {
@@ -226,6 +241,7 @@ impl Default for MetadataConfig {
             station_url: "http://localhost:8001".into(),
             enable_icy: true,
             icy_metaint: 16000,
+            icy_charset: "utf-8".into(),
         }
     }
 }
@@ -242,6 +258,13 @@ pub struct AdvancedConfig {
     pub verbose_logging: bool,
     /// Serve `/api/stats`; when false it answers 403.
     pub enable_stats: bool,
+    /// Path of an access log in combined log format, one line per finished listener or
+    /// request; "-" writes it to standard error, empty turns it off.
+    pub access_log: String,
+    /// Path Prometheus scrapes on the listen port; empty turns `/metrics` off there.
+    pub metrics_path: String,
+    /// Separate port serving only the metrics (0 = none), to keep it off the public port.
+    pub metrics_port: u16,
     /// Legacy web-framework switch of the original; accepted and ignored.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub flask_debug: Option<bool>,
@@ -257,6 +280,9 @@ impl Default for AdvancedConfig {
             source_timeout: 10.0,
             verbose_logging: false,
             enable_stats: true,
+            access_log: String::new(),
+            metrics_path: "/metrics".into(),
+            metrics_port: 0,
             flask_debug: None,
             flask_secret_key: None,
         }
@@ -548,6 +574,42 @@ impl Config {
         let bad = |key: &str, msg: String| Err(ConfigError::invalid(key, msg));
         let s = &self.server;
 
+        for proxy in &s.trusted_proxies {
+            if proxy.parse::<IpAddr>().is_err() {
+                return bad(
+                    "server.trusted_proxies",
+                    format!("{proxy:?} is not an IP address"),
+                );
+            }
+        }
+        if !matches!(
+            self.metadata.icy_charset.to_ascii_lowercase().as_str(),
+            "utf-8" | "utf8" | "latin1" | "latin-1" | "iso-8859-1"
+        ) {
+            return bad(
+                "metadata.icy_charset",
+                format!(
+                    "{:?} is not \"utf-8\" or \"latin1\"",
+                    self.metadata.icy_charset
+                ),
+            );
+        }
+        let path = &self.advanced.metrics_path;
+        if !path.is_empty() && (!path.starts_with('/') || path.contains(['?', ' '])) {
+            return bad(
+                "advanced.metrics_path",
+                format!("{path:?} must be empty or a path starting with '/'"),
+            );
+        }
+        if self.advanced.metrics_port != 0
+            && (self.advanced.metrics_port == s.listen_port
+                || self.advanced.metrics_port == s.source_port)
+        {
+            return bad(
+                "advanced.metrics_port",
+                "must differ from the listen and source ports".into(),
+            );
+        }
         if s.host.parse::<IpAddr>().is_err() {
             return bad("server.host", format!("{:?} is not an IP address", s.host));
         }
@@ -693,6 +755,14 @@ impl Config {
             return bad(
                 "playlist.extensions",
                 format!("entry {i} is empty and would match every file"),
+            );
+        }
+        let ri = self.playlist.rescan_interval;
+        // Each check walks the whole directory; more often than this is waste.
+        if !(ri.is_finite() && ri >= 0.1) {
+            return bad(
+                "playlist.rescan_interval",
+                format!("must be at least 0.1 seconds (got {ri})"),
             );
         }
 
@@ -976,6 +1046,24 @@ advanced {
         assert!(s.contains("limits.queue_size"), "{s}");
         let s = err("buffer {\n  size_mb = 1\n}\nbuffer {\n  size_mb = 2\n}\n");
         assert!(s.contains("buffer"), "{s}");
+    }
+
+    #[test]
+    fn playlist_keys() {
+        let d = Config::default().playlist;
+        assert!(d.resume && d.file.is_empty());
+        assert_eq!(d.rescan_interval, 10.0);
+        let c = Config::from_hcl_str(
+            "playlist {\n  file = \"/srv/radio.m3u\"\n  resume = false\n  rescan_interval = 2\n}\n",
+        )
+        .unwrap();
+        assert_eq!(c.playlist.file, "/srv/radio.m3u");
+        assert!(!c.playlist.resume);
+        assert_eq!(c.playlist.rescan_interval, 2.0);
+        let s = err("playlist {\n  rescan_interval = 0\n}\n");
+        assert!(s.contains("playlist.rescan_interval"), "{s}");
+        let s = err("playlist {\n  extensions = [\"\"]\n}\n");
+        assert!(s.contains("playlist.extensions"), "{s}");
     }
 
     #[test]

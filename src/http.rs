@@ -185,6 +185,31 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Request>, RequestError> {
     }))
 }
 
+/// The listener's address: the peer, or when the peer is a trusted proxy, the last address in
+/// `X-Forwarded-For` that is not itself a trusted proxy.
+pub fn client_addr(
+    peer: std::net::IpAddr,
+    request: &Request,
+    trusted: &[String],
+) -> std::net::IpAddr {
+    let is_trusted = |ip: &std::net::IpAddr| {
+        trusted
+            .iter()
+            .any(|t| t.parse::<std::net::IpAddr>().is_ok_and(|t| t == *ip))
+    };
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let Some(forwarded) = request.header("x-forwarded-for") else {
+        return peer;
+    };
+    forwarded
+        .rsplit(',')
+        .filter_map(|hop| hop.trim().parse::<std::net::IpAddr>().ok())
+        .find(|ip| !is_trusted(ip))
+        .unwrap_or(peer)
+}
+
 /// A complete `HTTP/1.0` response with a plain-text body.
 pub fn response(status: u16, reason: &str, headers: &[(&str, &str)], body: &str) -> Vec<u8> {
     let mut out = format!(
@@ -281,6 +306,22 @@ mod tests {
             parse_head(b"\x16\x03\x01\x02\x00garbage\r\n\r\n"),
             Err(RequestError::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let req = parse_head(b"GET / HTTP/1.1\r\nX-Forwarded-For: 203.0.113.9, 10.0.0.2\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        let trusted = vec!["127.0.0.1".to_string(), "10.0.0.2".to_string()];
+        let proxy = "127.0.0.1".parse().unwrap();
+        assert_eq!(
+            client_addr(proxy, &req, &trusted),
+            "203.0.113.9".parse::<std::net::IpAddr>().unwrap()
+        );
+        let stranger = "192.0.2.1".parse().unwrap();
+        assert_eq!(client_addr(stranger, &req, &trusted), stranger);
+        assert_eq!(client_addr(proxy, &req, &[]), proxy);
     }
 
     #[test]

@@ -14,16 +14,25 @@
 //! - [`shard`]: one executor per core. Accepts listeners on a SO_REUSEPORT socket, answers their
 //!   request ([`shard::listener`]) and feeds them from the ring ([`shard::fanout`]).
 //! - [`observability`]: per-shard counters and the public status pages.
+//! - [`reload`]: SIGHUP re-reads the configuration without dropping anyone.
 //! - [`server`]: binds the sockets, creates the executors and wires them together.
+//! - [`control`]: messages between cores (new data, operator actions).
+//! - [`auth`]: slowing down password guessing.
 //! - [`http`]: request parsing and responses shared by both ports; [`sys`]: the only `unsafe`.
+//! - [`load`]: `cycast-load`, the load generator and real-time source (its own `unsafe` for
+//!   epoll lives in [`load::sys`]).
 
+pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod http;
 pub mod ingest;
+pub mod load;
 pub mod logging;
 pub mod mount;
 pub mod observability;
+pub mod reload;
 pub mod ring;
 pub mod server;
 pub mod shard;

@@ -23,7 +23,12 @@ fn main() -> ExitCode {
             legacy.join(", ")
         );
     }
-    match cycast::server::run(config) {
+    // SIGHUP re-reads the same file with the same command-line overrides.
+    let reload: cycast::server::Reload = match cli.config.is_some() {
+        true => Some(Box::new(move || cli.load_config())),
+        false => None,
+    };
+    match cycast::server::run(config, reload) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("cycast: {e}");

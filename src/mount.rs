@@ -38,6 +38,8 @@ pub struct StreamInfo {
     pub audio_info: String,
     /// Now playing, `Artist - Title`.
     pub title: String,
+    /// Bumped on every title change, so shards notice a change with one integer compare.
+    pub title_version: u64,
     /// The live source's User-Agent, for status pages.
     pub source_agent: String,
     /// The live source's address.
@@ -68,6 +70,25 @@ impl Mount {
     /// A snapshot of what the mount is playing.
     pub fn info(&self) -> Arc<StreamInfo> {
         self.info.load_full()
+    }
+
+    /// Sets the now-playing title (from the admin API, playlist tags or a relay).
+    pub fn set_title(&self, title: &str) {
+        self.info.rcu(|old| StreamInfo {
+            title: title.to_string(),
+            title_version: old.title_version + 1,
+            ..StreamInfo::clone(old)
+        });
+    }
+
+    /// Replaces the stream description (a source arrived or left), keeping the title and its
+    /// version unless `title` is given.
+    pub fn set_info(&self, info: StreamInfo, title: Option<&str>) {
+        self.info.rcu(|old| StreamInfo {
+            title: title.map_or_else(|| old.title.clone(), str::to_string),
+            title_version: old.title_version + u64::from(title.is_some()),
+            ..info.clone()
+        });
     }
 
     /// Counts a joined listener and updates the peak.

@@ -3,10 +3,11 @@
 //! executor per core, each pinned, and wire the ingest core's wake-ups to every shard.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
+use arc_swap::ArcSwap;
 use glommio::channels::shared_channel;
 use glommio::{LocalExecutorBuilder, Placement};
 use socket2::{Domain, Protocol, Socket, Type};
@@ -19,10 +20,13 @@ use crate::observability::stats::ShardStats;
 /// far behind reads to the live edge anyway).
 const WAKE_QUEUE: usize = 1024;
 
+/// Operator actions that may queue from one shard to the ingest core.
+const CONTROL_QUEUE: usize = 64;
+
 /// State every core can read. Written only through atomics and swaps, never locked.
 pub struct Shared {
-    /// The configuration in force.
-    pub config: Config,
+    /// The configuration in force; SIGHUP swaps in a new one (see `reload`).
+    pub config: ArcSwap<Config>,
     /// All mounts and their rings.
     pub mounts: MountTable,
     /// Counters of each shard, indexed by shard id.
@@ -37,7 +41,33 @@ pub struct Shared {
     pub listen_port: u16,
     /// The source port actually bound.
     pub source_port: u16,
+    /// Renders Prometheus scrapes.
+    pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+    /// Set on SIGTERM/SIGINT: every core stops accepting and closes its connections.
+    pub shutting_down: AtomicBool,
 }
+
+impl Shared {
+    /// The configuration in force now. Callers hold it for one request or pass, so a reload
+    /// applies from the next one.
+    pub fn config(&self) -> Arc<Config> {
+        self.config.load_full()
+    }
+
+    /// Resolves when shutdown has been requested. Checked every 100 ms: this is housekeeping,
+    /// not the data path, and it keeps signal handling on the main thread.
+    pub async fn shutdown_requested(&self) {
+        while !self.shutting_down.load(Ordering::Acquire) {
+            glommio::timer::sleep(SHUTDOWN_POLL).await;
+        }
+    }
+}
+
+/// How often executors look at the shutdown flag.
+const SHUTDOWN_POLL: Duration = Duration::from_millis(100);
+
+/// How long shutdown may take before the process exits regardless.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +88,12 @@ pub enum StartError {
     /// The configured CPU does not exist or is not ours to use.
     #[error("server.ingest_core = {0} is not an online CPU this process may use (have {1:?})")]
     NoSuchCore(usize, Vec<usize>),
+    /// Signal handlers could not be installed.
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+    /// The metrics recorder could not be installed.
+    #[error("cannot set up metrics: {0}")]
+    Metrics(String),
     /// An executor thread could not start.
     #[error("cannot start {what} executor on CPU {cpu}: {message}")]
     Executor {
@@ -70,8 +106,18 @@ pub enum StartError {
     },
 }
 
-/// Runs the server until the process is stopped.
-pub fn run(config: Config) -> Result<(), StartError> {
+/// Re-reads the configuration for SIGHUP (the file named on the command line, with its
+/// overrides); `None` when there is no file to re-read.
+pub type Reload = Option<Box<dyn Fn() -> Result<Config, crate::config::ConfigError>>>;
+
+/// Runs the server until SIGTERM or SIGINT, then shuts down within a bounded time.
+pub fn run(config: Config, reload: Reload) -> Result<(), StartError> {
+    // Every listener is a descriptor: take all the kernel allows this process.
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) if limit < 4096 => tracing::warn!("only {limit} file descriptors allowed: raise LimitNOFILE / ulimit -n for more listeners"),
+        Ok(_) => {}
+        Err(e) => tracing::warn!("cannot raise the file descriptor limit: {e}"),
+    }
     let cpus: Vec<usize> = core_affinity::get_core_ids()
         .unwrap_or_default()
         .into_iter()
@@ -103,6 +149,12 @@ pub fn run(config: Config) -> Result<(), StartError> {
         listen_sockets.push(socket);
     }
 
+    let metrics_socket = match config.advanced.metrics_port {
+        0 => None,
+        port => Some(bind("metrics", SocketAddr::new(host, port), backlog)?),
+    };
+    let mut metrics_socket = metrics_socket;
+
     let mounts = MountTable::new(config.ring_bytes());
     let default_info = StreamInfo {
         content_type: "audio/mpeg".into(),
@@ -113,7 +165,10 @@ pub fn run(config: Config) -> Result<(), StartError> {
 
     let io_memory = config.server.io_memory_kib * 1024;
     let ingest_core = config.server.ingest_core;
+    let metrics = crate::observability::metrics::install().map_err(StartError::Metrics)?;
     let shared = Arc::new(Shared {
+        metrics,
+        shutting_down: AtomicBool::new(false),
         mounts,
         shards: (0..shard_count)
             .map(|_| Arc::new(ShardStats::default()))
@@ -123,11 +178,14 @@ pub fn run(config: Config) -> Result<(), StartError> {
         started: SystemTime::now(),
         listen_port,
         source_port,
-        config,
+        config: ArcSwap::from_pointee(config),
     });
 
     let (senders, receivers): (Vec<_>, Vec<_>) = (0..shard_count)
         .map(|_| shared_channel::new_bounded(WAKE_QUEUE))
+        .unzip();
+    let (to_ingest, from_shards): (Vec<_>, Vec<_>) = (0..shard_count)
+        .map(|_| shared_channel::new_bounded(CONTROL_QUEUE))
         .unzip();
     let mut handles = Vec::with_capacity(shard_count + 1);
     let ingest_shared = shared.clone();
@@ -135,7 +193,9 @@ pub fn run(config: Config) -> Result<(), StartError> {
         LocalExecutorBuilder::new(Placement::Fixed(ingest_core))
             .name("cycast-ingest")
             .io_memory(io_memory)
-            .spawn(move || crate::ingest::serve(ingest_shared, source_socket, writers, senders))
+            .spawn(move || {
+                crate::ingest::serve(ingest_shared, source_socket, writers, senders, from_shards)
+            })
             .map_err(|e| StartError::Executor {
                 what: "ingest".into(),
                 cpu: ingest_core,
@@ -143,14 +203,28 @@ pub fn run(config: Config) -> Result<(), StartError> {
             })?,
     );
     let mut layout = Vec::with_capacity(shard_count);
-    for (id, (socket, receiver)) in listen_sockets.into_iter().zip(receivers).enumerate() {
+    let shard_channels = receivers.into_iter().zip(to_ingest);
+    for (id, (socket, (receiver, to_ingest))) in
+        listen_sockets.into_iter().zip(shard_channels).enumerate()
+    {
         let cpu = cpus[id % cpus.len()];
         let shard_shared = shared.clone();
+        // The first shard also answers the separate metrics port, if there is one.
+        let metrics_socket = metrics_socket.take();
         handles.push(
             LocalExecutorBuilder::new(Placement::Fixed(cpu))
                 .name(&format!("cycast-shard{id}"))
                 .io_memory(io_memory)
-                .spawn(move || crate::shard::serve(id, shard_shared, socket, receiver))
+                .spawn(move || {
+                    crate::shard::serve(
+                        id,
+                        shard_shared,
+                        socket,
+                        metrics_socket,
+                        receiver,
+                        to_ingest,
+                    )
+                })
                 .map_err(|e| StartError::Executor {
                     what: format!("shard {id}"),
                     cpu,
@@ -164,11 +238,38 @@ pub fn run(config: Config) -> Result<(), StartError> {
         sources = %SocketAddr::new(host, source_port),
         shards = shard_count,
         layout = %format!("ingest@cpu{ingest_core} {}", layout.join(" ")),
-        mount = %shared.config.server.mount_point,
+        mount = %shared.config().server.mount_point,
         "cycast {} listening", env!("CARGO_PKG_VERSION"),
     );
-    for handle in handles {
-        let _ = handle.join();
+    wait_for_signals(&shared, reload)?;
+    // Bounded: a core stuck on a peer must not keep the process alive.
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for handle in handles {
+            let _ = handle.join();
+        }
+        let _ = done_tx.send(());
+    });
+    match done_rx.recv_timeout(SHUTDOWN_GRACE) {
+        Ok(()) => tracing::info!("stopped"),
+        Err(_) => tracing::warn!("cores did not stop within {SHUTDOWN_GRACE:?}; exiting anyway"),
+    }
+    Ok(())
+}
+
+/// Blocks until SIGTERM or SIGINT; SIGHUP reloads the configuration in between.
+fn wait_for_signals(shared: &Shared, reload: Reload) -> Result<(), StartError> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
+        .map_err(StartError::Signals)?;
+    for signal in signals.forever() {
+        if signal == SIGHUP {
+            crate::reload::apply(shared, &reload);
+            continue;
+        }
+        tracing::info!("shutting down: closing listeners and sources");
+        shared.shutting_down.store(true, Ordering::Release);
+        return Ok(());
     }
     Ok(())
 }

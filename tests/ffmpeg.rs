@@ -93,6 +93,9 @@ fn check(legacy: bool) {
     server.wait_stats(Duration::from_secs(10), "ffmpeg source on air", |s| {
         s["mounts"][0]["live"] == true
     });
+    let status: serde_json::Value =
+        serde_json::from_slice(&server.get("/status-json.xsl").1).unwrap();
+    assert_eq!(status["icestats"]["source"]["server_name"], "ffmpeg test");
     let (pcm, errors) = decode(&server, 3, false);
     let _ = source.kill();
     let out = source.wait_with_output().unwrap();
@@ -104,9 +107,6 @@ fn check(legacy: bool) {
         "decoded only {pcm} of {expected} bytes; source said: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let status: serde_json::Value =
-        serde_json::from_slice(&server.get("/status-json.xsl").1).unwrap();
-    assert_eq!(status["icestats"]["source"]["server_name"], "ffmpeg test");
 }
 
 #[test]
@@ -117,4 +117,49 @@ fn ffmpeg_put_source_is_decoded_by_an_ffmpeg_listener() {
 #[test]
 fn ffmpeg_legacy_source_is_decoded_by_an_ffmpeg_listener() {
     check(true);
+}
+
+#[test]
+fn ffprobe_reads_the_title_from_icy_metadata() {
+    if !have("ffprobe") {
+        eprintln!("ffprobe is not installed (make test installs it): skipping");
+        return;
+    }
+    let server = Server::start(
+        "server {\n  admin_password = \"adminpw\"\n}\nmetadata { icy_metaint = 8000 }\nplaylist { directory = \"/nonexistent/x\" }\n",
+    );
+    let mut source = ffmpeg_source(&server, false);
+    server.wait_stats(Duration::from_secs(10), "ffmpeg source on air", |s| {
+        s["mounts"][0]["live"] == true
+    });
+    let answer = raw_exchange(
+        server.listen,
+        b"GET /admin/metadata?mount=/stream&mode=updinfo&song=Artist%20-%20%E6%97%A5%E6%9C%AC%20%27q%27 HTTP/1.0\r\nAuthorization: Basic YWRtaW46YWRtaW5wdw==\r\n\r\n",
+        Duration::from_secs(5),
+    );
+    assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.0 200"));
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "format_tags=StreamTitle",
+            "-of",
+            "default=nw=1:nk=1",
+        ])
+        .arg(format!("http://{}/stream", server.listen))
+        .stdin(Stdio::null())
+        .output()
+        .expect("run ffprobe");
+    let _ = source.kill();
+    let _ = source.wait();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "Artist - 日本 'q'"
+    );
 }

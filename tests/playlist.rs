@@ -55,10 +55,19 @@ fn put(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
     path
 }
 
+/// What a listener received.
+#[derive(Default)]
+struct Recorded {
+    /// The stream body so far.
+    bytes: Vec<u8>,
+    /// Per read: when it arrived and the body length after it.
+    reads: Vec<(Instant, usize)>,
+}
+
 /// A listener whose bytes are recorded by a thread, each read stamped with its arrival time.
 struct Capture {
-    /// The bytes so far and, per read, (arrival, end offset).
-    data: Arc<Mutex<(Vec<u8>, Vec<(Instant, usize)>)>>,
+    /// What arrived so far.
+    data: Arc<Mutex<Recorded>>,
     /// Tells the thread to stop.
     stop: Arc<AtomicBool>,
     /// The reading thread.
@@ -68,8 +77,15 @@ struct Capture {
 impl Capture {
     fn start(server: &Server) -> Capture {
         let listener = Listener::connect(server.listen, "/stream");
-        assert!(listener.head.starts_with("HTTP/1.0 200"), "{}", listener.head);
-        let first = (listener.body.clone(), vec![(Instant::now(), listener.body.len())]);
+        assert!(
+            listener.head.starts_with("HTTP/1.0 200"),
+            "{}",
+            listener.head
+        );
+        let first = Recorded {
+            reads: vec![(Instant::now(), listener.body.len())],
+            bytes: listener.body,
+        };
         let data = Arc::new(Mutex::new(first));
         let stop = Arc::new(AtomicBool::new(false));
         let (d, s) = (data.clone(), stop.clone());
@@ -85,9 +101,9 @@ impl Capture {
                     Ok(n) => {
                         let now = Instant::now();
                         let mut d = d.lock().unwrap();
-                        d.0.extend_from_slice(&buf[..n]);
-                        let end = d.0.len();
-                        d.1.push((now, end));
+                        d.bytes.extend_from_slice(&buf[..n]);
+                        let end = d.bytes.len();
+                        d.reads.push((now, end));
                     }
                     Err(e)
                         if matches!(
@@ -106,17 +122,18 @@ impl Capture {
     }
 
     fn len(&self) -> usize {
-        self.data.lock().unwrap().0.len()
+        self.data.lock().unwrap().bytes.len()
     }
 
     fn bytes(&self) -> Vec<u8> {
-        self.data.lock().unwrap().0.clone()
+        self.data.lock().unwrap().bytes.clone()
     }
 
     /// When the byte at `offset` arrived.
     fn arrival(&self, offset: usize) -> Instant {
         let d = self.data.lock().unwrap();
-        d.1.iter()
+        d.reads
+            .iter()
             .find(|(_, end)| *end > offset)
             .map(|(at, _)| *at)
             .expect("offset was captured")
@@ -125,7 +142,7 @@ impl Capture {
     /// Waits until `pred` holds for the capture, or panics after `timeout`.
     fn wait_for(&self, timeout: Duration, what: &str, pred: impl Fn(&[u8]) -> bool) {
         let deadline = Instant::now() + timeout;
-        while !pred(&self.data.lock().unwrap().0) {
+        while !pred(&self.data.lock().unwrap().bytes) {
             assert!(Instant::now() < deadline, "timed out waiting for {what}");
             sleep(Duration::from_millis(20));
         }
@@ -225,7 +242,11 @@ fn playlist_plays_in_real_time_with_a_bounded_burst() {
     );
     let frames = frames_of(&capture.bytes());
     assert!(frames.iter().all(|(_, h)| h.bitrate_kbps == 128));
-    assert!(status(&server).contains("\"title\":\"tone\""), "{}", status(&server));
+    assert!(
+        status(&server).contains("\"title\":\"tone\""),
+        "{}",
+        status(&server)
+    );
 }
 
 #[test]
@@ -245,9 +266,11 @@ fn live_source_takes_over_and_gives_back_on_frame_boundaries() {
     source.stream.shutdown(std::net::Shutdown::Both).unwrap();
     drop(source);
     let closed = Instant::now();
-    capture.wait_for(Duration::from_secs(3), "the playlist after the source", |b| {
-        find_frame(b, live_frames - 1).is_some_and(|at| b.len() > at + 20 * 418)
-    });
+    capture.wait_for(
+        Duration::from_secs(3),
+        "the playlist after the source",
+        |b| find_frame(b, live_frames - 1).is_some_and(|at| b.len() > at + 20 * 418),
+    );
     sleep(Duration::from_millis(300));
     let capture = capture.finish();
     let bytes = capture.bytes();
@@ -258,7 +281,11 @@ fn live_source_takes_over_and_gives_back_on_frame_boundaries() {
     let live = |at: usize, _: &FrameHeader| frame_number(&bytes[at..]).is_some();
     let runs = runs(&frames, live);
     let labels: Vec<bool> = runs.iter().map(|r| r.0).collect();
-    assert_eq!(labels, [false, true, false], "playlist, live, playlist: {runs:?}");
+    assert_eq!(
+        labels,
+        [false, true, false],
+        "playlist, live, playlist: {runs:?}"
+    );
     assert_eq!(runs[1].2, live_frames as usize);
 
     // Live audio reaches the listener within one chunk (plus scheduling slack).
@@ -418,7 +445,10 @@ fn bad_files_are_skipped_with_one_warning_and_the_scan_filters() {
     assert_eq!(log_lines(&server, &["WARN", "b-corrupt.mp3"]), 1, "{log}");
     assert_eq!(log_lines(&server, &["WARN", "c-empty.mp3"]), 1, "{log}");
     assert_eq!(log_lines(&server, &["WARN"]), 2, "{log}");
-    assert!(!log.contains("notes.txt") && !log.contains(".hidden"), "{log}");
+    assert!(
+        !log.contains("notes.txt") && !log.contains(".hidden"),
+        "{log}"
+    );
 }
 
 #[test]
@@ -460,7 +490,10 @@ fn empty_directory_sends_silence_until_a_file_appears() {
     let found = added.elapsed();
     eprintln!("new file on air after {found:?}");
     // A rescan every 0.5 s, then the next chunk.
-    assert!(found < Duration::from_millis(1500), "picked up after {found:?}");
+    assert!(
+        found < Duration::from_millis(1500),
+        "picked up after {found:?}"
+    );
     sleep(Duration::from_millis(300));
     let capture = capture.finish();
     let bytes = capture.bytes();
@@ -535,7 +568,11 @@ fn ffmpeg_decodes_a_capture_spanning_both_switches() {
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
     let live = std::fs::read(&live).unwrap();
 
     let server = Server::start(&config(music.path(), ""));

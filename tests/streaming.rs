@@ -92,7 +92,13 @@ fn every_listener_on_every_shard_gets_the_exact_source_bytes() {
 
 #[test]
 fn stalled_listener_is_dropped_while_others_keep_exact_data() {
-    let server = server();
+    // A large queue gives the healthy reader, a test thread on a busy machine, ample slack.
+    let server = Server::start_with_args(
+        &BASE
+            .replace("queue_size = 131072", "queue_size = 1048576")
+            .replace("size_mb = 4", "size_mb = 8"),
+        &["--shards", "2"],
+    );
     let mut source = Source::mp3(server.source, "/stream");
     source.send_frames(1, 10, 50.0);
     let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
@@ -102,13 +108,13 @@ fn stalled_listener_is_dropped_while_others_keep_exact_data() {
     let mut healthy = Listener::connect(server.listen, "/stream");
     let reader = std::thread::spawn(move || {
         // The newest frame waits for its successor (proof it is whole), so wait for the one before.
-        wait_for_frame(&mut healthy, 8_999, Duration::from_secs(60));
+        wait_for_frame(&mut healthy, 19_999, Duration::from_secs(60));
         healthy
     });
-    // About 3.7 MB: far more than the queue (128 KiB) plus socket buffers.
-    source.send_frames(11, 8_990, 200.0);
+    // About 8.3 MB: far more than the queue (1 MiB) plus socket buffers.
+    source.send_frames(11, 19_990, 200.0);
     let healthy = reader.join().unwrap();
-    assert_exact_suffix(&healthy.body, 1, 9_000);
+    assert_exact_suffix(&healthy.body, 1, 20_000);
     let stats = server.wait_stats(Duration::from_secs(5), "a too_slow disconnect", |s| {
         s["shards"]
             .as_array()
@@ -135,14 +141,9 @@ fn stalled_listener_is_skipped_to_the_live_edge_on_a_frame_boundary() {
     socket.set_recv_buffer_size(4096).unwrap();
     socket.connect(&server.listen.into()).unwrap();
     let mut stalled = Listener::from_stream(socket.into(), "/stream", "");
+    // The listener stalls through the flood, then reads again: it is moved to the live edge
+    // once its current chunk is complete, so the jump lands between frames.
     source.send_frames(11, 8_990, 2000.0);
-    server.wait_stats(Duration::from_secs(10), "a skip", |s| {
-        s["shards"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|sh| sh["disconnects"]["too_slow"].as_u64() >= Some(1))
-    });
     let sender = std::thread::spawn(move || {
         source.send_frames(9_001, 200, 20.0);
         source
@@ -164,6 +165,13 @@ fn stalled_listener_is_skipped_to_the_live_edge_on_a_frame_boundary() {
         "frames out of order"
     );
     let stats = server.stats();
+    let skips: u64 = stats["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["skipped"].as_u64().unwrap())
+        .sum();
+    assert!(skips >= 1, "no skip counted: {stats}");
     assert_eq!(
         stats["total_listeners"], 1,
         "skipped listener must stay connected: {stats}"

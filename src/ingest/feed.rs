@@ -12,18 +12,19 @@ use std::time::{Duration, Instant};
 
 use glommio::channels::shared_channel::ConnectedSender;
 
+use crate::control::ShardMessage;
 use crate::mount::{Mount, MountId};
 use crate::ring::RingWriter;
 
-/// The wake-up line from the ingest core to every shard.
+/// The line from the ingest core to every shard.
 pub struct ShardWakers {
-    /// One sender per shard; a message names the mount that has new data.
-    senders: Vec<ConnectedSender<MountId>>,
+    /// One sender per shard.
+    senders: Vec<ConnectedSender<ShardMessage>>,
 }
 
 impl ShardWakers {
     /// Wraps the connected senders, one per shard.
-    pub fn new(senders: Vec<ConnectedSender<MountId>>) -> Self {
+    pub fn new(senders: Vec<ConnectedSender<ShardMessage>>) -> Self {
         Self { senders }
     }
 
@@ -31,7 +32,16 @@ impl ShardWakers {
     /// wake-ups pending and will read up to the live edge anyway, so nothing is lost.
     pub fn notify(&self, mount: MountId) {
         for sender in &self.senders {
-            let _ = sender.try_send(mount);
+            let _ = sender.try_send(ShardMessage::Published(mount));
+        }
+    }
+
+    /// Sends an operator action to every shard.
+    pub fn broadcast(&self, message: ShardMessage) {
+        for (shard, sender) in self.senders.iter().enumerate() {
+            if sender.try_send(message).is_err() {
+                tracing::warn!(shard, ?message, "shard queue full; action dropped");
+            }
         }
     }
 }

@@ -7,17 +7,21 @@
 
 pub mod feed;
 pub mod frames;
+pub mod pacing;
+pub mod playlist;
 pub mod source;
 
 use std::cell::RefCell;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use glommio::channels::shared_channel::SharedSender;
+use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
+use glommio::channels::shared_channel::{SharedReceiver, SharedSender};
 use glommio::timer::sleep;
 
+use crate::control::{Control, IngestMessage, ShardMessage};
 use crate::mount::{MountError, MountId, StreamInfo};
 use crate::ring::RingWriter;
 use crate::server::Shared;
@@ -33,6 +37,14 @@ pub struct IngestContext {
     live: RefCell<HashSet<MountId>>,
     /// Wakes shards after a publish.
     wakers: Rc<ShardWakers>,
+    /// Per mount with a playlist: wakes it when the live source lets go of the mount.
+    on_release: RefCell<HashMap<MountId, LocalSender<()>>>,
+    /// Per mount with a live source: tells the source task to disconnect (`killsource`).
+    kill_switches: RefCell<HashMap<MountId, LocalSender<()>>>,
+    /// Per mount with a playlist: tells it to end the current track (`skip`).
+    skip_switches: RefCell<HashMap<MountId, LocalSender<()>>>,
+    /// Failed logins on the source port, to slow down guessing.
+    pub auth_failures: crate::auth::FailureTracker,
 }
 
 impl IngestContext {
@@ -56,6 +68,10 @@ impl IngestContext {
             feeds: RefCell::new(feeds),
             live: RefCell::new(HashSet::new()),
             wakers,
+            on_release: RefCell::new(HashMap::new()),
+            kill_switches: RefCell::new(HashMap::new()),
+            skip_switches: RefCell::new(HashMap::new()),
+            auth_failures: Default::default(),
         }
     }
 
@@ -65,7 +81,8 @@ impl IngestContext {
         writer: RingWriter,
         wakers: &Rc<ShardWakers>,
     ) -> MountFeed {
-        let cfg = &shared.config.broadcaster;
+        let config = shared.config();
+        let cfg = &config.broadcaster;
         MountFeed::new(
             mount,
             writer,
@@ -100,6 +117,69 @@ impl IngestContext {
     /// Releases a mount claimed with [`claim`](Self::claim).
     pub fn release(&self, mount: MountId) {
         self.live.borrow_mut().remove(&mount);
+        if let Some(wake) = self.on_release.borrow().get(&mount) {
+            // Full means a wake-up is already queued; one is enough.
+            let _ = wake.try_send(());
+        }
+    }
+
+    /// Whether a live source holds `mount` right now.
+    pub fn is_live(&self, mount: MountId) -> bool {
+        self.live.borrow().contains(&mount)
+    }
+
+    /// A receiver that gets a message when an operator kills `mount`'s live source.
+    pub fn watch_kill(&self, mount: MountId) -> LocalReceiver<()> {
+        let (tx, rx) = local_channel::new_bounded(1);
+        self.kill_switches.borrow_mut().insert(mount, tx);
+        rx
+    }
+
+    /// A receiver that gets a message when an operator skips `mount`'s playlist track.
+    pub fn watch_skip(&self, mount: MountId) -> LocalReceiver<()> {
+        let (tx, rx) = local_channel::new_bounded(1);
+        self.skip_switches.borrow_mut().insert(mount, tx);
+        rx
+    }
+
+    /// A receiver that gets a message each time `mount` is released.
+    pub fn watch_release(&self, mount: MountId) -> LocalReceiver<()> {
+        let (tx, rx) = local_channel::new_bounded(1);
+        self.on_release.borrow_mut().insert(mount, tx);
+        rx
+    }
+}
+
+impl IngestContext {
+    /// Carries out an operator action a shard passed on.
+    fn on_message(&self, message: IngestMessage) {
+        match message {
+            IngestMessage::Broadcast(message) => self.wakers.broadcast(message),
+            IngestMessage::KillSource(mount) => self.kill_source(mount),
+            IngestMessage::Skip(mount) => self.skip(mount),
+        }
+    }
+}
+
+impl Control for IngestContext {
+    fn kick(&self, id: u64) {
+        self.wakers.broadcast(ShardMessage::Kick(id));
+    }
+
+    fn kill_source(&self, mount: MountId) {
+        if let Some(kill) = self.kill_switches.borrow().get(&mount) {
+            let _ = kill.try_send(());
+        }
+    }
+
+    fn move_clients(&self, from: MountId, to: MountId) {
+        self.wakers.broadcast(ShardMessage::Move { from, to });
+    }
+
+    fn skip(&self, mount: MountId) {
+        if let Some(skip) = self.skip_switches.borrow().get(&mount) {
+            let _ = skip.try_send(());
+        }
     }
 }
 
@@ -108,7 +188,8 @@ pub async fn serve(
     shared: Arc<Shared>,
     socket: socket2::Socket,
     writers: Vec<RingWriter>,
-    senders: Vec<SharedSender<MountId>>,
+    senders: Vec<SharedSender<ShardMessage>>,
+    from_shards: Vec<SharedReceiver<IngestMessage>>,
 ) {
     let mut connected = Vec::with_capacity(senders.len());
     for sender in senders {
@@ -119,17 +200,45 @@ pub async fn serve(
         writers,
         ShardWakers::new(connected),
     ));
-    let listener = crate::sys::glommio_listener(socket);
-    loop {
-        match listener.accept().await {
-            Ok(stream) => {
-                glommio::spawn_local(source::handle(ctx.clone(), stream)).detach();
+    for receiver in from_shards {
+        let ctx = ctx.clone();
+        glommio::spawn_local(async move {
+            let receiver = receiver.connect().await;
+            while let Some(message) = receiver.recv().await {
+                ctx.on_message(message);
             }
-            Err(e) => {
-                // Out of descriptors or memory: back off instead of spinning on accept.
-                tracing::warn!("source accept failed: {e}; retrying in 100 ms");
-                sleep(Duration::from_millis(100)).await;
+        })
+        .detach();
+    }
+    let metrics_ctx = ctx.clone();
+    glommio::spawn_local(async move {
+        loop {
+            crate::observability::metrics::flush_ingest(&metrics_ctx.shared.mounts.all());
+            sleep(Duration::from_secs(1)).await;
+        }
+    })
+    .detach();
+    // Configured mounts fall back to the playlist whenever no source holds them.
+    for mount in ctx.shared.mounts.all().iter() {
+        glommio::spawn_local(playlist::run(ctx.clone(), mount.clone())).detach();
+    }
+    let listener = crate::sys::glommio_listener(socket);
+    let accept_ctx = ctx.clone();
+    let accepting = async move {
+        loop {
+            match listener.accept().await {
+                Ok(stream) => {
+                    glommio::spawn_local(source::handle(accept_ctx.clone(), stream)).detach();
+                }
+                Err(e) => {
+                    // Out of descriptors or memory: back off instead of spinning on accept.
+                    tracing::warn!("source accept failed: {e}; retrying in 100 ms");
+                    sleep(Duration::from_millis(100)).await;
+                }
             }
         }
-    }
+    };
+    let shared = ctx.shared.clone();
+    // Returning ends the ingest executor: sources are closed with their tasks.
+    futures_lite::future::or(accepting, shared.shutdown_requested()).await;
 }

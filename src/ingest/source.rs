@@ -16,6 +16,7 @@ use super::frames::Mp3Framer;
 use super::IngestContext;
 use crate::http::{read_request, response, secret_matches, Request};
 use crate::mount::{valid_mount_name, MountId, StreamInfo};
+use crate::observability::{admin, metrics};
 
 /// Bytes read from a source socket at a time.
 const READ_SIZE: usize = 16 * 1024;
@@ -23,7 +24,7 @@ const READ_SIZE: usize = 16 * 1024;
 /// Serves one connection on the source port until it ends.
 pub async fn handle(ctx: Rc<IngestContext>, mut stream: TcpStream) {
     let peer = stream.peer_addr().ok();
-    let cfg = &ctx.shared.config;
+    let cfg = ctx.shared.config();
     loop {
         let request = match read_request(
             &mut stream,
@@ -47,11 +48,21 @@ pub async fn handle(ctx: Rc<IngestContext>, mut stream: TcpStream) {
         let answer = match request.method.as_str() {
             "SOURCE" | "PUT" => match admit(&ctx, &request) {
                 Ok(admitted) => {
+                    if let Some(peer) = peer {
+                        ctx.auth_failures.succeeded(peer.ip());
+                    }
                     run_source(&ctx, stream, request, admitted, peer).await;
                     return;
                 }
                 Err(refusal) => refusal,
             },
+            // DJ software sends title updates to the host and port it streams to.
+            "GET" if request.path.starts_with("/admin") => {
+                match admin::handle(&ctx.shared, &request, ctx.as_ref()) {
+                    Some(answer) => answer,
+                    None => response(404, "Not Found", &[], "Unknown admin command\n"),
+                }
+            }
             // libshout probes the server before streaming; it only needs to learn what we allow.
             "OPTIONS" | "GET" | "HEAD" => {
                 response(200, "OK", &[("Allow", "GET, PUT, SOURCE, OPTIONS")], "")
@@ -63,6 +74,14 @@ pub async fn handle(ctx: Rc<IngestContext>, mut stream: TcpStream) {
                 "Method not allowed\n",
             ),
         };
+        if crate::auth::is_unauthorized(&answer) {
+            if let Some(peer) = peer {
+                let delay = ctx.auth_failures.failed(peer.ip(), "source");
+                if !delay.is_zero() {
+                    Timer::new(delay).await;
+                }
+            }
+        }
         if stream.write_all(&answer).await.is_err() || !keep_alive {
             return;
         }
@@ -77,12 +96,14 @@ struct Admitted {
 
 /// Checks credentials, mount and content type; claims the mount. Err is the answer to send.
 fn admit(ctx: &IngestContext, request: &Request) -> Result<Admitted, Vec<u8>> {
-    let cfg = &ctx.shared.config.server;
+    let config = ctx.shared.config();
+    let cfg = &config.server;
     let authorized = request.basic_credentials().is_some_and(|(user, pass)| {
         user == cfg.source_user && secret_matches(&pass, &cfg.source_password)
     });
     if !authorized {
         tracing::warn!(mount = %request.path, "source refused: bad or missing credentials");
+        metrics::source_connect(&request.path, "bad_auth");
         return Err(response(
             401,
             "Authentication Required",
@@ -103,8 +124,10 @@ fn admit(ctx: &IngestContext, request: &Request) -> Result<Admitted, Vec<u8>> {
     let mount = feed.borrow().mount.id;
     if !ctx.claim(mount) {
         tracing::warn!(mount = %request.path, "source refused: mountpoint in use");
+        metrics::source_connect(&request.path, "busy");
         return Err(response(403, "Forbidden", &[], "Mountpoint in use\n"));
     }
+    metrics::source_connect(&request.path, "ok");
     Ok(Admitted { feed, mount })
 }
 
@@ -171,7 +194,7 @@ async fn run_source(
         feed.flush();
         feed.mount.info.store(Arc::new(info));
     }
-    let timeout = ctx.shared.config.source_timeout();
+    let timeout = ctx.shared.config().source_timeout();
     let _ = stream.set_read_timeout(Some(timeout));
     let mut framer = mp3.then(Mp3Framer::new);
     let mut take = |bytes: &[u8], end: bool| {
@@ -191,27 +214,36 @@ async fn run_source(
     };
     take(&request.body, false);
     let mut buf = vec![0u8; READ_SIZE];
+    let kill = ctx.watch_kill(mount);
     loop {
         let flush_due = feed.borrow().flush_due();
-        let read = match flush_due {
-            Some(due) => {
-                future::or(async { Some(stream.read(&mut buf).await) }, async {
+        let read = async { Event::Read(stream.read(&mut buf).await) };
+        let flush = async {
+            match flush_due {
+                Some(due) => {
                     Timer::new(due).await;
-                    None
-                })
-                .await
+                }
+                None => future::pending::<()>().await,
             }
-            None => Some(stream.read(&mut buf).await),
+            Event::FlushDue
         };
-        match read {
-            None => feed.borrow_mut().flush(),
-            Some(Ok(0)) => {
+        let killed = async {
+            kill.recv().await;
+            Event::Killed
+        };
+        match future::or(read, future::or(flush, killed)).await {
+            Event::FlushDue => feed.borrow_mut().flush(),
+            Event::Killed => {
+                tracing::info!(mount = %request.path, "source removed by an operator");
+                break;
+            }
+            Event::Read(Ok(0)) => {
                 // A clean end: the last frame has all its bytes, release it.
                 take(&[], true);
                 break;
             }
-            Some(Ok(n)) => take(&buf[..n], false),
-            Some(Err(e)) => {
+            Event::Read(Ok(n)) => take(&buf[..n], false),
+            Event::Read(Err(e)) => {
                 if e.kind() == std::io::ErrorKind::TimedOut {
                     tracing::warn!(mount = %request.path, "source silent for {timeout:?}: dropped");
                 } else {
@@ -222,6 +254,16 @@ async fn run_source(
         }
     }
     drop(guard);
+}
+
+/// What woke a source session.
+enum Event {
+    /// The socket read finished.
+    Read(std::io::Result<usize>),
+    /// Gathered frames have waited a whole chunk duration.
+    FlushDue,
+    /// An operator removed the source.
+    Killed,
 }
 
 /// The mount's description from the source's `ice-*` / `icy-*` headers.
@@ -252,6 +294,7 @@ fn stream_info(request: &Request, peer: Option<SocketAddr>) -> StreamInfo {
         bitrate,
         audio_info,
         title: String::new(),
+        title_version: 0,
         source_agent: request.header("user-agent").unwrap_or("").to_string(),
         source_addr: peer,
         since: Some(SystemTime::now()),

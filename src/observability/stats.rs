@@ -31,7 +31,7 @@ pub struct ListenerInfo {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DisconnectReason {
     /// The client closed or reset the connection.
-    ClientClosed,
+    ClientClosed = 0,
     /// The listener fell more than `limits.queue_size` behind.
     TooSlow,
     /// The listener fell so far behind that the ring overwrote its position.
@@ -41,6 +41,17 @@ pub enum DisconnectReason {
 }
 
 impl DisconnectReason {
+    /// Number of reasons, for per-reason counter arrays indexed by `reason as usize`.
+    pub const COUNT: usize = 4;
+
+    /// Every reason, in index order.
+    pub const ALL: [DisconnectReason; Self::COUNT] = [
+        DisconnectReason::ClientClosed,
+        DisconnectReason::TooSlow,
+        DisconnectReason::Lapped,
+        DisconnectReason::Kicked,
+    ];
+
     /// Label value used in metrics and logs.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -65,8 +76,10 @@ pub struct ShardStats {
     pub sends: AtomicU64,
     /// Departures by client close.
     pub closed: AtomicU64,
-    /// Departures by falling behind (dropped, or skipped to the live edge).
+    /// Departures by falling behind (`slow_listener = "drop"`).
     pub slow: AtomicU64,
+    /// Slow listeners moved to the live edge instead (`slow_listener = "skip"`).
+    pub skipped: AtomicU64,
     /// Departures by being lapped.
     pub lapped: AtomicU64,
     /// Departures by operator action.

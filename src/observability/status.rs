@@ -1,5 +1,5 @@
 //! Public status on the listen port: Icecast's `/status-json.xsl`, the original Cycast's
-//! `/api/status` and `/api/stats`, and a plain station page at `/`.
+//! `/api/status` and `/api/stats`. The station page at `/` is in [`super::web`].
 //!
 //! Field names follow those servers exactly (widgets parse them); extra fields are additions.
 
@@ -19,7 +19,7 @@ pub fn page(shared: &Shared, request: &Request) -> Option<Vec<u8>> {
     let body = match request.path.as_str() {
         "/status-json.xsl" => icecast_status(shared),
         "/api/status" => api_status(shared),
-        "/api/stats" if !shared.config.advanced.enable_stats => {
+        "/api/stats" if !shared.config().advanced.enable_stats => {
             return Some(json_response(
                 403,
                 "Forbidden",
@@ -27,7 +27,6 @@ pub fn page(shared: &Shared, request: &Request) -> Option<Vec<u8>> {
             ));
         }
         "/api/stats" => api_stats(shared),
-        "/" => return Some(station_page(shared)),
         _ => return None,
     };
     Some(json_response(200, "OK", &body))
@@ -65,7 +64,7 @@ fn total_listeners(shared: &Shared) -> u64 {
 /// `/status-json.xsl` in Icecast 2.4's shape: `source` is an object for one mount, an array
 /// for several, absent for none.
 fn icecast_status(shared: &Shared) -> Value {
-    let cfg = &shared.config;
+    let cfg = shared.config();
     let mounts = shared.mounts.all();
     let sources: Vec<Value> = mounts.iter().map(|m| icecast_source(shared, m)).collect();
     let started: DateTime<Utc> = shared.started.into();
@@ -86,7 +85,7 @@ fn icecast_status(shared: &Shared) -> Value {
 }
 
 fn icecast_source(shared: &Shared, mount: &Mount) -> Value {
-    let cfg = &shared.config;
+    let cfg = shared.config();
     let info = mount.info();
     let or = |s: &str, d: &str| {
         if s.is_empty() {
@@ -128,7 +127,7 @@ fn icecast_source(shared: &Shared, mount: &Mount) -> Value {
 
 /// The original Cycast's `/api/status`.
 fn api_status(shared: &Shared) -> Value {
-    let cfg = &shared.config;
+    let cfg = shared.config();
     let mount = shared.mounts.find(&cfg.server.mount_point);
     let info = mount.as_ref().map(|m| m.info()).unwrap_or_default();
     let (artist, title) = match info.title.split_once(" - ") {
@@ -145,6 +144,7 @@ fn api_status(shared: &Shared) -> Value {
         "uptime_formatted": format!("{}h {}m", uptime / 3600, uptime / 60 % 60),
         "station_name": cfg.metadata.station_name,
         "station_genre": cfg.metadata.station_genre,
+        "station_description": cfg.metadata.station_description,
     })
 }
 
@@ -171,6 +171,7 @@ fn api_stats(shared: &Shared) -> Value {
             "connects": ShardStats::get(&shard.connects),
             "bytes_sent": ShardStats::get(&shard.bytes_sent),
             "sends": ShardStats::get(&shard.sends),
+            "skipped": ShardStats::get(&shard.skipped),
             "disconnects": {
                 "client_closed": ShardStats::get(&shard.closed),
                 "too_slow": ShardStats::get(&shard.slow),
@@ -182,7 +183,7 @@ fn api_stats(shared: &Shared) -> Value {
     let mounts = shared.mounts.all();
     let (available, space) = shared
         .mounts
-        .find(&shared.config.server.mount_point)
+        .find(&shared.config().server.mount_point)
         .map(|m| {
             let used = m.ring.committed().min(m.ring.capacity());
             (used, m.ring.capacity() - used)
@@ -206,36 +207,4 @@ fn api_stats(shared: &Shared) -> Value {
             "bytes_in": m.bytes_in.load(Ordering::Relaxed),
         })).collect::<Vec<_>>(),
     })
-}
-
-/// A minimal station page: name, what is on, and a player per mount.
-fn station_page(shared: &Shared) -> Vec<u8> {
-    let cfg = &shared.config;
-    let escape = |s: &str| {
-        s.replace('&', "&amp;")
-            .replace('<', "&lt;")
-            .replace('>', "&gt;")
-            .replace('"', "&quot;")
-    };
-    let mut players = String::new();
-    for mount in shared.mounts.all().iter() {
-        let info = mount.info();
-        players.push_str(&format!(
-            "<section><h2>{0}</h2><p>{1}</p><audio controls preload=\"none\" src=\"{0}\"></audio></section>\n",
-            escape(&mount.name),
-            if info.title.is_empty() { String::new() } else { format!("Now playing: {}", escape(&info.title)) },
-        ));
-    }
-    let body = format!(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\
-<title>{name}</title></head><body><h1>{name}</h1><p>{desc}</p>\n{players}</body></html>\n",
-        name = escape(&cfg.metadata.station_name),
-        desc = escape(&cfg.metadata.station_description),
-    );
-    response(
-        200,
-        "OK",
-        &[("Content-Type", "text/html; charset=utf-8")],
-        &body,
-    )
 }

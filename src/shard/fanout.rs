@@ -1,20 +1,24 @@
 //! Fan-out: the hot path. When the ingest core publishes a chunk, the shard walks the mount's
-//! listeners and gives each one non-blocking send of everything it has not had yet.
+//! listeners and gives each one a non-blocking send of everything it has not had yet.
 //!
-//! Per listener per chunk: one `send`, no allocation, no lock. Bytes are first copied out of
-//! the shared ring into this shard's scratch buffer and validated there (see `ring`), so a
-//! listener is never sent bytes the writer was overwriting; listeners at the same position
-//! (nearly all of them: the live edge) share one copy.
+//! Per listener per chunk: one `send` (a `writev` when ICY metadata is interleaved), no
+//! allocation, no lock. Bytes are first copied out of the shared ring into this shard's scratch
+//! buffer and validated there (see `ring`), so a listener is never sent bytes the writer was
+//! overwriting; listeners at the same position (nearly all of them: the live edge) share one
+//! copy. Counters are plain integers here, flushed to the shared stats once per pass.
 
 use std::io::{ErrorKind, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use super::icy::{Charset, IcyCursor, TitleBlock};
 use crate::config::SlowListenerPolicy;
 use crate::mount::{Mount, MountId};
-use crate::observability::stats::{DisconnectReason, ShardStats};
+use crate::observability::access_log::AccessLog;
+use crate::observability::stats::{DisconnectReason, ListenerInfo, ShardStats};
 use crate::ring::Ring;
 use crate::server::Shared;
 
@@ -22,31 +26,58 @@ use crate::server::Shared;
 pub struct Listener {
     /// The connection, non-blocking, past its response headers.
     pub socket: TcpStream,
-    /// Stream offset of the next byte this listener gets.
+    /// Stream offset of the next audio byte this listener gets.
     pub cursor: u64,
     /// Whether `cursor` sits on a chunk (and so frame) boundary; a slow listener may only be
-    /// moved to the live edge from one.
+    /// moved to the live edge, or to another mount, from one.
     pub aligned: bool,
+    /// ICY interleave state, for listeners that sent `Icy-MetaData: 1`.
+    pub icy: Option<IcyCursor>,
+    /// Mount this listener is to be moved to once aligned (`/admin/moveclients`).
+    pub move_to: Option<MountId>,
     /// Server-wide listener id (admin API `killclient`).
     pub id: u64,
     /// Client address.
     pub peer: SocketAddr,
     /// Client software, for status pages.
     pub user_agent: Box<str>,
-    /// When the listener joined.
+    /// When the connection was accepted, for time to first byte and connected time.
     pub connected_at: Instant,
     /// Audio bytes delivered.
     pub bytes_sent: u64,
+    /// Access log line parts (up to the status, and referer plus agent), when logging.
+    pub log_line: Option<Box<(String, String)>>,
+}
+
+/// Counters of one mount on this shard, flushed to metrics about once a second.
+#[derive(Debug, Default, Clone)]
+pub struct MountCounters {
+    /// Audio bytes sent.
+    pub bytes_sent: u64,
+    /// Send system calls made.
+    pub sends: u64,
+    /// Listeners joined.
+    pub connects: u64,
+    /// Slow listeners moved to the live edge (`slow_listener = "skip"`).
+    pub skips: u64,
+    /// Departures, indexed by `DisconnectReason as usize`.
+    pub disconnects: [u64; DisconnectReason::COUNT],
+    /// Times to first audio byte since the last flush, drained by the flush.
+    pub first_byte_times: Vec<Duration>,
 }
 
 /// The listeners of one mount on this shard.
 struct MountListeners {
     /// The mount's ring.
     ring: Arc<Ring>,
-    /// The mount, for its shared listener count.
+    /// The mount, for its shared listener count and title.
     mount: Arc<Mount>,
     /// Listeners in no particular order (removal swaps the last one in).
     listeners: Vec<Listener>,
+    /// The mount's title as an ICY block, rebuilt when its version changes.
+    title: TitleBlock,
+    /// Counters since start.
+    counters: MountCounters,
 }
 
 /// A validated copy of `[start, end)` of one mount's ring.
@@ -65,14 +96,13 @@ struct Scratch {
 enum Verdict {
     Keep,
     Remove(DisconnectReason),
+    Move(MountId),
 }
 
-/// Everything needed to serve one listener: the copy buffer, counters and limits.
+/// Everything needed to serve one listener: the copy buffer and limits.
 struct Sender {
     /// The shard's copy buffer.
     scratch: Scratch,
-    /// This shard's counters.
-    stats: Arc<ShardStats>,
     /// How far behind a listener may fall (`limits.queue_size`).
     queue_size: u64,
     /// What to do with a listener that falls further behind.
@@ -85,19 +115,28 @@ pub struct Fanout {
     mounts: Vec<Option<MountListeners>>,
     /// Serves listeners.
     sender: Sender,
+    /// This shard's counters, read by status pages.
+    stats: Arc<ShardStats>,
     /// Server-wide state: listener total for admission control.
     shared: Arc<Shared>,
     /// Bytes of recent audio a new listener starts with (`limits.burst_size`).
     burst_size: u64,
+    /// Encoding of ICY titles.
+    charset: Charset,
+    /// Where departures are logged, when the access log is on.
+    access_log: Option<Rc<AccessLog>>,
 }
 
 impl Fanout {
     /// An empty fan-out for one shard.
-    pub fn new(shared: Arc<Shared>, stats: Arc<ShardStats>) -> Self {
-        let limits = &shared.config.limits;
+    pub fn new(
+        shared: Arc<Shared>,
+        stats: Arc<ShardStats>,
+        access_log: Option<Rc<AccessLog>>,
+    ) -> Self {
+        let config = shared.config();
+        let limits = &config.limits;
         let queue_size = limits.queue_size as u64;
-        let burst_size = limits.burst_size as u64;
-        let slow_policy = limits.slow_listener;
         Self {
             mounts: Vec::new(),
             sender: Sender {
@@ -107,83 +146,285 @@ impl Fanout {
                     start: 0,
                     end: 0,
                 },
-                stats,
                 queue_size,
-                slow_policy,
+                slow_policy: limits.slow_listener,
             },
+            stats,
+            burst_size: limits.burst_size as u64,
+            charset: Charset::from_config(&config),
+            access_log,
             shared,
-            burst_size,
         }
     }
 
     /// Adds a listener at the burst position and sends its first bytes right away.
     pub fn join(&mut self, mount: &Arc<Mount>, mut listener: Listener) {
         let ring = &mount.ring;
-        match ring.join_position(self.burst_size) {
-            Some(start) => {
-                listener.cursor = start;
-                listener.aligned = true;
-            }
-            None => {
-                // Nothing published yet: the first chunk published starts at the edge.
-                listener.cursor = ring.committed();
-                listener.aligned = true;
-            }
-        }
-        ShardStats::add(&self.sender.stats.connects, 1);
-        self.sender.stats.listeners.fetch_add(1, Ordering::Relaxed);
-        let slot = slot(&mut self.mounts, mount);
+        // Before anything is published the first chunk will start at the edge.
+        listener.cursor = ring
+            .join_position(self.burst_size)
+            .unwrap_or_else(|| ring.committed());
+        listener.aligned = true;
+        self.stats.listeners.fetch_add(1, Ordering::Relaxed);
+        ShardStats::add(&self.stats.connects, 1);
+        slot(&mut self.mounts, mount, self.charset)
+            .counters
+            .connects += 1;
+        self.admit(mount.id, listener);
+    }
+
+    /// Puts a listener into its mount's list after serving it once.
+    fn admit(&mut self, mount: MountId, mut listener: Listener) {
+        let charset = self.charset;
+        let Some(Some(slot)) = self.mounts.get_mut(mount) else {
+            return;
+        };
+        slot.refresh_title(charset);
         let edge = slot.ring.committed();
-        match self.sender.serve(&mut listener, &slot.ring, edge, mount.id) {
+        let mut pass = Pass::default();
+        let verdict = self.sender.serve(
+            &mut listener,
+            &slot.ring,
+            &slot.title,
+            mount,
+            edge,
+            &mut pass,
+            &mut slot.counters,
+        );
+        pass.flush(&self.stats, &mut slot.counters);
+        match verdict {
             Verdict::Keep => slot.listeners.push(listener),
-            Verdict::Remove(reason) => {
-                let mount = slot.mount.clone();
-                self.depart(&mount, listener, reason);
-            }
+            Verdict::Remove(reason) => self.depart(mount, listener, reason),
+            Verdict::Move(to) => self.move_listener(mount, listener, to),
         }
     }
 
     /// New data on `mount`: serve every listener of it on this shard.
     pub fn on_publish(&mut self, mount: MountId) {
+        let charset = self.charset;
         let Some(Some(slot)) = self.mounts.get_mut(mount) else {
             return;
         };
+        slot.refresh_title(charset);
         let edge = slot.ring.committed();
+        let mut pass = Pass::default();
+        // Departures are rare; this stays empty (unallocated) on an ordinary pass.
+        let mut leaving = Vec::new();
+        let MountListeners {
+            ring,
+            listeners,
+            title,
+            counters,
+            ..
+        } = slot;
         let mut i = 0;
-        let mut departed = Vec::new();
-        while i < slot.listeners.len() {
-            let listener = &mut slot.listeners[i];
-            match self.sender.serve(listener, &slot.ring, edge, mount) {
+        while i < listeners.len() {
+            match self.sender.serve(
+                &mut listeners[i],
+                ring,
+                title,
+                mount,
+                edge,
+                &mut pass,
+                counters,
+            ) {
                 Verdict::Keep => i += 1,
-                Verdict::Remove(reason) => departed.push((slot.listeners.swap_remove(i), reason)),
+                other => leaving.push((listeners.swap_remove(i), other)),
             }
         }
-        let mount_ref = slot.mount.clone();
-        for (listener, reason) in departed {
-            self.depart(&mount_ref, listener, reason);
+        pass.flush(&self.stats, counters);
+        for (listener, verdict) in leaving {
+            match verdict {
+                Verdict::Remove(reason) => self.depart(mount, listener, reason),
+                Verdict::Move(to) => self.move_listener(mount, listener, to),
+                Verdict::Keep => {}
+            }
         }
     }
 
-    /// Listeners of `mount` on this shard.
-    pub fn listeners(&self, mount: MountId) -> &[Listener] {
-        match self.mounts.get(mount) {
-            Some(Some(slot)) => &slot.listeners,
-            _ => &[],
+    /// Disconnects the listener with `id` if this shard has it.
+    pub fn kick(&mut self, id: u64) -> bool {
+        for mount in 0..self.mounts.len() {
+            let Some(slot) = self.mounts[mount].as_mut() else {
+                continue;
+            };
+            if let Some(i) = slot.listeners.iter().position(|l| l.id == id) {
+                let listener = slot.listeners.swap_remove(i);
+                self.depart(mount, listener, DisconnectReason::Kicked);
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Moves every listener of `from` to `to`: at once for those on a frame boundary, the
+    /// others when their current chunk is complete, so nobody gets a cut frame.
+    pub fn move_all(&mut self, from: MountId, to: MountId) {
+        if from == to || self.shared.mounts.get(to).is_none() {
+            return;
+        }
+        let Some(Some(slot)) = self.mounts.get_mut(from) else {
+            return;
+        };
+        let mut moving = Vec::new();
+        let mut i = 0;
+        while i < slot.listeners.len() {
+            if slot.listeners[i].aligned {
+                moving.push(slot.listeners.swap_remove(i));
+            } else {
+                slot.listeners[i].move_to = Some(to);
+                i += 1;
+            }
+        }
+        for listener in moving {
+            self.move_listener(from, listener, to);
         }
     }
 
-    fn depart(&mut self, mount: &Mount, listener: Listener, reason: DisconnectReason) {
-        self.sender.stats.left(reason);
-        mount.listener_left();
+    fn move_listener(&mut self, from: MountId, mut listener: Listener, to: MountId) {
+        let Some(dest) = self.shared.mounts.get(to) else {
+            return self.depart(from, listener, DisconnectReason::Kicked);
+        };
+        if let Some(Some(source)) = self.mounts.get(from) {
+            source.mount.listener_left();
+        }
+        dest.listener_joined();
+        listener.move_to = None;
+        // Joining at the newest chunk keeps the listener's buffer as it is: no second burst.
+        listener.cursor = dest
+            .ring
+            .newest_chunk_start()
+            .unwrap_or_else(|| dest.ring.committed());
+        listener.aligned = true;
+        if let Some(icy) = listener.icy.as_mut() {
+            icy.forget_title();
+        }
+        slot(&mut self.mounts, &dest, self.charset);
+        self.admit(to, listener);
+    }
+
+    /// Takes up limits changed by a configuration reload.
+    pub fn apply_config(&mut self, config: &crate::config::Config) {
+        let limits = &config.limits;
+        self.burst_size = limits.burst_size as u64;
+        self.sender.slow_policy = limits.slow_listener;
+        self.sender.queue_size = limits.queue_size as u64;
+        if self.sender.scratch.buf.len() < limits.queue_size {
+            self.sender.scratch.buf.resize(limits.queue_size, 0);
+        }
+        self.charset = Charset::from_config(config);
+    }
+
+    /// Ends every listener's response (FIN after the bytes already sent) for shutdown;
+    /// returns how many there were.
+    pub fn close_all(&mut self) -> usize {
+        let mut closed = 0;
+        for slot in self.mounts.iter_mut().flatten() {
+            for listener in slot.listeners.drain(..) {
+                let _ = listener.socket.shutdown(std::net::Shutdown::Write);
+                slot.mount.listener_left();
+                self.stats.listeners.fetch_sub(1, Ordering::Relaxed);
+                self.shared.listeners.fetch_sub(1, Ordering::Relaxed);
+                closed += 1;
+            }
+        }
+        closed
+    }
+
+    /// The shard's listeners for status pages.
+    pub fn snapshot(&self) -> Vec<ListenerInfo> {
+        let now = Instant::now();
+        self.mounts
+            .iter()
+            .flatten()
+            .flat_map(|slot| {
+                let edge = slot.ring.committed();
+                slot.listeners.iter().map(move |l| ListenerInfo {
+                    id: l.id,
+                    mount: slot.mount.id,
+                    peer: l.peer,
+                    user_agent: l.user_agent.clone(),
+                    connected_secs: now.duration_since(l.connected_at).as_secs(),
+                    bytes_sent: l.bytes_sent,
+                    lag: edge.saturating_sub(l.cursor),
+                })
+            })
+            .collect()
+    }
+
+    /// Per-mount counters of this shard with each mount's current listener count; the
+    /// first-byte times collected since the last call are drained.
+    pub fn take_counters(&mut self) -> Vec<(Arc<Mount>, usize, MountCounters)> {
+        self.mounts
+            .iter_mut()
+            .flatten()
+            .map(|slot| {
+                let counters = MountCounters {
+                    first_byte_times: std::mem::take(&mut slot.counters.first_byte_times),
+                    ..slot.counters.clone()
+                };
+                (slot.mount.clone(), slot.listeners.len(), counters)
+            })
+            .collect()
+    }
+
+    fn depart(&mut self, mount: MountId, listener: Listener, reason: DisconnectReason) {
+        self.stats.left(reason);
+        if let (Some(log), Some(line)) = (&self.access_log, &listener.log_line) {
+            log.write(
+                &line.0,
+                200,
+                listener.bytes_sent,
+                &line.1,
+                Some(listener.connected_at.elapsed()),
+            );
+        }
         self.shared.listeners.fetch_sub(1, Ordering::Relaxed);
-        tracing::debug!(
-            id = listener.id,
-            peer = %listener.peer,
-            mount = %mount.name,
-            reason = reason.as_str(),
-            bytes = listener.bytes_sent,
-            "listener left"
-        );
+        if let Some(Some(slot)) = self.mounts.get_mut(mount) {
+            slot.counters.disconnects[reason as usize] += 1;
+            slot.mount.listener_left();
+            tracing::debug!(
+                id = listener.id,
+                peer = %listener.peer,
+                mount = %slot.mount.name,
+                reason = reason.as_str(),
+                bytes = listener.bytes_sent,
+                "listener left"
+            );
+        }
+    }
+}
+
+/// Totals of one pass over a mount's listeners, flushed once at its end.
+#[derive(Default)]
+struct Pass {
+    sends: u64,
+    bytes: u64,
+    skips: u64,
+}
+
+impl Pass {
+    fn flush(&self, stats: &ShardStats, counters: &mut MountCounters) {
+        if self.skips > 0 {
+            counters.skips += self.skips;
+            ShardStats::add(&stats.skipped, self.skips);
+        }
+        if self.sends > 0 {
+            counters.sends += self.sends;
+            counters.bytes_sent += self.bytes;
+            ShardStats::add(&stats.sends, self.sends);
+            ShardStats::add(&stats.bytes_sent, self.bytes);
+        }
+    }
+}
+
+impl MountListeners {
+    /// Rebuilds the ICY title block when the mount's title changed.
+    fn refresh_title(&mut self, charset: Charset) {
+        let info = self.mount.info.load();
+        if info.title_version != self.title.version {
+            self.title = TitleBlock::new(&info.title, info.title_version, charset);
+        }
     }
 }
 
@@ -191,34 +432,46 @@ impl Fanout {
 fn slot<'a>(
     mounts: &'a mut Vec<Option<MountListeners>>,
     mount: &Arc<Mount>,
+    charset: Charset,
 ) -> &'a mut MountListeners {
     if mounts.len() <= mount.id {
         mounts.resize_with(mount.id + 1, || None);
     }
-    mounts[mount.id].get_or_insert_with(|| MountListeners {
-        ring: mount.ring.clone(),
-        mount: mount.clone(),
-        listeners: Vec::new(),
+    mounts[mount.id].get_or_insert_with(|| {
+        let info = mount.info.load();
+        MountListeners {
+            ring: mount.ring.clone(),
+            mount: mount.clone(),
+            listeners: Vec::new(),
+            title: TitleBlock::new(&info.title, info.title_version, charset),
+            counters: MountCounters::default(),
+        }
     })
 }
 
 impl Sender {
     /// Sends one listener what it is missing, with one system call.
+    #[allow(clippy::too_many_arguments)]
     fn serve(
         &mut self,
         listener: &mut Listener,
         ring: &Ring,
-        edge: u64,
+        title: &TitleBlock,
         mount: MountId,
+        edge: u64,
+        pass: &mut Pass,
+        counters: &mut MountCounters,
     ) -> Verdict {
-        let stats = &self.stats;
+        if let (Some(to), true) = (listener.move_to, listener.aligned) {
+            return Verdict::Move(to);
+        }
         let mut end = edge;
         if edge.saturating_sub(listener.cursor) > self.queue_size {
             match self.slow_policy {
                 SlowListenerPolicy::Drop => return Verdict::Remove(DisconnectReason::TooSlow),
                 SlowListenerPolicy::Skip if listener.aligned => match ring.newest_chunk_start() {
                     Some(newest) => {
-                        ShardStats::add(&stats.slow, 1);
+                        pass.skips += 1;
                         listener.cursor = newest;
                     }
                     None => return Verdict::Remove(DisconnectReason::Lapped),
@@ -230,23 +483,41 @@ impl Sender {
                 },
             }
         }
+        if listener.move_to.is_some() {
+            // Stop at the end of the current chunk, where the move can happen.
+            if let Some(boundary) = ring.chunk_boundary_after(listener.cursor) {
+                end = end.min(boundary);
+            }
+        }
         if end <= listener.cursor {
             return Verdict::Keep;
         }
         let Ok(bytes) = self.scratch.view(ring, mount, listener.cursor, end) else {
             return Verdict::Remove(DisconnectReason::Lapped);
         };
-        match (&listener.socket).write(bytes) {
+        let sent = match listener.icy.as_mut() {
+            Some(icy) => icy.send(&listener.socket, bytes, title),
+            None => (&listener.socket).write(bytes),
+        };
+        match sent {
             Ok(n) => {
-                ShardStats::add(&stats.sends, 1);
-                ShardStats::add(&stats.bytes_sent, n as u64);
+                pass.sends += 1;
+                pass.bytes += n as u64;
+                if listener.bytes_sent == 0 && n > 0 {
+                    counters
+                        .first_byte_times
+                        .push(listener.connected_at.elapsed());
+                }
                 listener.cursor += n as u64;
                 listener.bytes_sent += n as u64;
+                // `end` is always a chunk boundary: the live edge, or the boundary a skip or a
+                // move stops at.
                 listener.aligned = n == bytes.len();
                 Verdict::Keep
             }
-            Err(e) if e.kind() == ErrorKind::WouldBlock => Verdict::Keep,
-            Err(e) if e.kind() == ErrorKind::Interrupted => Verdict::Keep,
+            Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::Interrupted => {
+                Verdict::Keep
+            }
             Err(_) => Verdict::Remove(DisconnectReason::ClientClosed),
         }
     }
@@ -273,30 +544,5 @@ impl Scratch {
         }
         let offset = (from - self.start) as usize;
         Ok(&self.buf[offset..offset + (to - from) as usize])
-    }
-}
-
-impl Fanout {
-    /// The shard's listeners for status pages.
-    pub fn snapshot(&self) -> Vec<crate::observability::stats::ListenerInfo> {
-        let now = Instant::now();
-        self.mounts
-            .iter()
-            .flatten()
-            .flat_map(|slot| {
-                let edge = slot.ring.committed();
-                slot.listeners
-                    .iter()
-                    .map(move |l| crate::observability::stats::ListenerInfo {
-                        id: l.id,
-                        mount: slot.mount.id,
-                        peer: l.peer,
-                        user_agent: l.user_agent.clone(),
-                        connected_secs: now.duration_since(l.connected_at).as_secs(),
-                        bytes_sent: l.bytes_sent,
-                        lag: edge.saturating_sub(l.cursor),
-                    })
-            })
-            .collect()
     }
 }

@@ -2,6 +2,7 @@
 //! preflight, and the public status pages. Everything here runs once per connection; the
 //! per-chunk work is in `fanout`.
 
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -11,11 +12,13 @@ use futures_lite::AsyncWriteExt;
 use glommio::net::TcpStream;
 
 use super::fanout::Listener;
+use super::icy::IcyCursor;
 use super::ShardContext;
 use crate::config::Config;
-use crate::http::{read_request, response, server_id, Request};
+use crate::http::{client_addr, read_request, response, server_id, Request};
 use crate::mount::{Mount, StreamInfo};
-use crate::observability::status;
+use crate::observability::access_log::AccessLog;
+use crate::observability::{admin, metrics, status, web};
 
 /// CORS headers on every listener response; browsers' players need them.
 const CORS: &str = "Access-Control-Allow-Origin: *\r\n\
@@ -25,7 +28,8 @@ Access-Control-Expose-Headers: icy-br, icy-name, icy-description, icy-genre, icy
 
 /// Serves one connection on the listen port.
 pub async fn handle(ctx: Rc<ShardContext>, mut stream: TcpStream) {
-    let cfg = &ctx.shared.config;
+    let accepted = Instant::now();
+    let cfg = ctx.shared.config();
     let request = match read_request(
         &mut stream,
         cfg.limits.max_header_bytes,
@@ -42,71 +46,130 @@ pub async fn handle(ctx: Rc<ShardContext>, mut stream: TcpStream) {
             return;
         }
     };
+    let Ok(peer) = stream.peer_addr() else {
+        return;
+    };
+    let client = SocketAddr::new(
+        client_addr(peer.ip(), &request, &cfg.server.trusted_proxies),
+        peer.port(),
+    );
+    match route(&ctx, &cfg, &request) {
+        Route::Reply(answer) => {
+            if crate::auth::is_unauthorized(&answer) {
+                let delay = ctx.auth_failures.failed(client.ip(), "listen");
+                if !delay.is_zero() {
+                    glommio::timer::sleep(delay).await;
+                }
+            }
+            let _ = stream.write_all(&answer).await;
+            if let Some(log) = &ctx.access_log {
+                let status = answer
+                    .get(9..12)
+                    .and_then(|s| std::str::from_utf8(s).ok()?.parse().ok())
+                    .unwrap_or(0);
+                let body = answer
+                    .windows(4)
+                    .position(|w| w == b"\r\n\r\n")
+                    .map_or(0, |p| answer.len() - p - 4);
+                log.write(
+                    &AccessLog::prefix(client.ip(), &request),
+                    status,
+                    body as u64,
+                    &AccessLog::suffix(&request),
+                    None,
+                );
+            }
+        }
+        Route::Stream { mount, metaint } => {
+            start_stream(&ctx, stream, &mount, &request, metaint, accepted, client).await
+        }
+    }
+}
+
+/// What a request gets.
+enum Route {
+    /// A complete response.
+    Reply(Vec<u8>),
+    /// The audio stream of a mount (the listener was admitted).
+    Stream {
+        /// The mount.
+        mount: Arc<Mount>,
+        /// ICY metadata interval, when the listener asked for it.
+        metaint: Option<usize>,
+    },
+}
+
+fn route(ctx: &Rc<ShardContext>, cfg: &Config, request: &Request) -> Route {
     let head_only = match request.method.as_str() {
         "GET" => false,
         "HEAD" => true,
         "OPTIONS" => {
-            let answer = format!("HTTP/1.0 204 No Content\r\nServer: {}\r\n{CORS}Access-Control-Max-Age: 86400\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", server_id());
-            let _ = stream.write_all(answer.as_bytes()).await;
-            return;
+            let answer = format!(
+                "HTTP/1.0 204 No Content\r\nServer: {}\r\n{CORS}Access-Control-Max-Age: 86400\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                server_id()
+            );
+            return Route::Reply(answer.into_bytes());
         }
         _ => {
-            let _ = stream
-                .write_all(&response(
-                    405,
-                    "Method Not Allowed",
-                    &[("Allow", "GET, HEAD, OPTIONS")],
-                    "Method not allowed\n",
-                ))
-                .await;
-            return;
+            return Route::Reply(response(
+                405,
+                "Method Not Allowed",
+                &[("Allow", "GET, HEAD, OPTIONS")],
+                "Method not allowed\n",
+            ));
         }
     };
-    if let Some(page) = status::page(&ctx.shared, &request) {
-        let mut answer = page;
+    let page = if !cfg.advanced.metrics_path.is_empty() && request.path == cfg.advanced.metrics_path
+    {
+        Some(metrics::scrape(&ctx.shared.metrics))
+    } else {
+        web::page(&ctx.shared, request)
+            .or_else(|| admin::handle(&ctx.shared, request, ctx.as_ref()))
+            .or_else(|| status::page(&ctx.shared, request))
+    };
+    if let Some(mut answer) = page {
         if head_only {
             if let Some(end) = answer.windows(4).position(|w| w == b"\r\n\r\n") {
                 answer.truncate(end + 4);
             }
         }
-        let _ = stream.write_all(&answer).await;
-        return;
+        return Route::Reply(answer);
     }
     let Some(mount) = ctx.shared.mounts.find(&request.path) else {
-        let _ = stream
-            .write_all(&response(
-                404,
-                "Not Found",
-                &[],
-                "The file you requested could not be found\n",
-            ))
-            .await;
-        return;
+        return Route::Reply(response(
+            404,
+            "Not Found",
+            &[],
+            "The file you requested could not be found\n",
+        ));
     };
+    let metaint = wants_icy(cfg, request).then_some(cfg.metadata.icy_metaint);
     if head_only {
-        let _ = stream
-            .write_all(stream_headers(cfg, &mount.info()).as_bytes())
-            .await;
-        return;
+        return Route::Reply(stream_headers(cfg, &mount.info(), metaint).into_bytes());
     }
-    if !admit(&ctx, &mount) {
+    if !admit(ctx, &mount) {
         tracing::info!(shard = ctx.id, mount = %mount.name, "listener refused: server full");
-        let _ = stream
-            .write_all(&response(
-                503,
-                "Service Unavailable",
-                &[],
-                "Server full: too many listeners\n",
-            ))
-            .await;
-        return;
+        return Route::Reply(response(
+            503,
+            "Service Unavailable",
+            &[],
+            "Server full: too many listeners\n",
+        ));
     }
-    start_stream(&ctx, stream, &mount, &request).await;
+    Route::Stream { mount, metaint }
+}
+
+/// Whether the listener asked for ICY metadata and the server offers it.
+fn wants_icy(cfg: &Config, request: &Request) -> bool {
+    cfg.metadata.enable_icy
+        && request
+            .header("icy-metadata")
+            .is_some_and(|v| v.trim() == "1")
 }
 
 /// Counts the listener in, unless the server or mount is full.
 fn admit(ctx: &ShardContext, mount: &Mount) -> bool {
-    let max = ctx.shared.config.max_listeners() as u64;
+    let max = ctx.shared.config().max_listeners() as u64;
     let before = ctx.shared.listeners.fetch_add(1, Ordering::Relaxed);
     if max != 0 && before >= max {
         ctx.shared.listeners.fetch_sub(1, Ordering::Relaxed);
@@ -127,14 +190,13 @@ async fn start_stream(
     mut stream: TcpStream,
     mount: &Arc<Mount>,
     request: &Request,
+    metaint: Option<usize>,
+    accepted: Instant,
+    client: SocketAddr,
 ) {
-    let cfg = &ctx.shared.config;
-    let peer = match stream.peer_addr() {
-        Ok(peer) => peer,
-        Err(_) => return unadmit(ctx, mount),
-    };
+    let cfg = ctx.shared.config();
     if stream
-        .write_all(stream_headers(cfg, &mount.info()).as_bytes())
+        .write_all(stream_headers(&cfg, &mount.info(), metaint).as_bytes())
         .await
         .is_err()
     {
@@ -153,18 +215,26 @@ async fn start_stream(
         socket,
         cursor: 0,
         aligned: true,
+        icy: metaint.map(IcyCursor::new),
+        move_to: None,
         id: ctx.shared.next_listener_id.fetch_add(1, Ordering::Relaxed),
-        peer,
+        peer: client,
+        log_line: ctx.access_log.as_ref().map(|_| {
+            Box::new((
+                AccessLog::prefix(client.ip(), request),
+                AccessLog::suffix(request),
+            ))
+        }),
         user_agent: request.header("user-agent").unwrap_or("").into(),
-        connected_at: Instant::now(),
+        connected_at: accepted,
         bytes_sent: 0,
     };
-    tracing::debug!(shard = ctx.id, id = listener.id, %peer, mount = %mount.name, "listener joined");
+    tracing::debug!(shard = ctx.id, id = listener.id, peer = %client, mount = %mount.name, "listener joined");
     ctx.fanout.borrow_mut().join(mount, listener);
 }
 
 /// The response head of a stream: Icecast's headers, never chunked, no length.
-pub fn stream_headers(cfg: &Config, info: &StreamInfo) -> String {
+pub fn stream_headers(cfg: &Config, info: &StreamInfo, metaint: Option<usize>) -> String {
     let meta = &cfg.metadata;
     let pick = |from_source: &str, configured: &str| {
         clean(if from_source.is_empty() {
@@ -186,6 +256,9 @@ Expires: Mon, 26 Jul 1997 05:00:00 GMT\r\nConnection: close\r\n{CORS}",
     );
     if let Some(br) = info.bitrate {
         head.push_str(&format!("icy-br:{br}\r\n"));
+    }
+    if let Some(metaint) = metaint {
+        head.push_str(&format!("icy-metaint:{metaint}\r\n"));
     }
     head.push_str(&format!(
         "icy-name:{}\r\nicy-description:{}\r\nicy-genre:{}\r\nicy-url:{}\r\nicy-pub:{}\r\n\r\n",

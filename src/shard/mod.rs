@@ -2,11 +2,12 @@
 //! binds the listen port with SO_REUSEPORT, so the kernel spreads new connections across
 //! shards and no lock is shared between them.
 //!
-//! [`listener`] answers a connection's request (the stream, status pages, CORS); a listener
-//! that gets the stream is handed to [`fanout`], which feeds it from the ring whenever the
-//! ingest core wakes this shard.
+//! [`listener`] answers a connection's request (the stream, status pages, admin API); a
+//! listener that gets the stream is handed to [`fanout`], which feeds it from the ring whenever
+//! the ingest core wakes this shard ([`icy`] interleaves metadata for players that ask).
 
 pub mod fanout;
+pub mod icy;
 pub mod listener;
 
 use std::cell::RefCell;
@@ -14,16 +15,19 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use glommio::channels::shared_channel::SharedReceiver;
+use glommio::channels::shared_channel::{ConnectedSender, SharedReceiver, SharedSender};
 use glommio::timer::sleep;
 
+use crate::control::{Control, IngestMessage, ShardMessage};
 use crate::mount::MountId;
+use crate::observability::access_log::AccessLog;
+use crate::observability::metrics;
 use crate::observability::stats::ShardStats;
 use crate::server::Shared;
 use fanout::Fanout;
 
-/// How often a shard republishes its listener list for status pages.
-const SNAPSHOT_INTERVAL: Duration = Duration::from_secs(1);
+/// How often a shard republishes its listener list and flushes its counters to metrics.
+const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 
 /// State of one shard, shared by its tasks (single-threaded, hence `Rc`/`RefCell`).
 pub struct ShardContext {
@@ -35,51 +39,168 @@ pub struct ShardContext {
     pub fanout: RefCell<Fanout>,
     /// This shard's counters (also reachable through `shared.shards[id]`).
     pub stats: Arc<ShardStats>,
+    /// Operator actions go to the ingest core, which relays them to every shard.
+    to_ingest: ConnectedSender<IngestMessage>,
+    /// Where finished requests and listeners are logged, when the access log is on.
+    pub access_log: Option<Rc<AccessLog>>,
+    /// Failed admin logins on this shard, to slow down guessing.
+    pub auth_failures: crate::auth::FailureTracker,
 }
 
-/// Runs one shard: wakes on publishes and accepts listeners until the process ends.
+impl Control for ShardContext {
+    fn kick(&self, id: u64) {
+        self.send(IngestMessage::Broadcast(ShardMessage::Kick(id)));
+    }
+
+    fn kill_source(&self, mount: MountId) {
+        self.send(IngestMessage::KillSource(mount));
+    }
+
+    fn move_clients(&self, from: MountId, to: MountId) {
+        self.send(IngestMessage::Broadcast(ShardMessage::Move { from, to }));
+    }
+
+    fn skip(&self, mount: MountId) {
+        self.send(IngestMessage::Skip(mount));
+    }
+}
+
+impl ShardContext {
+    fn send(&self, message: IngestMessage) {
+        if self.to_ingest.try_send(message).is_err() {
+            tracing::warn!(
+                shard = self.id,
+                ?message,
+                "control queue to the ingest core is full; action dropped"
+            );
+        }
+    }
+
+    fn on_message(&self, message: ShardMessage) {
+        let mut fanout = self.fanout.borrow_mut();
+        match message {
+            ShardMessage::Published(mount) => fanout.on_publish(mount),
+            ShardMessage::Kick(id) => {
+                if fanout.kick(id) {
+                    tracing::info!(shard = self.id, id, "listener kicked");
+                }
+            }
+            ShardMessage::Move { from, to } => fanout.move_all(from, to),
+        }
+    }
+}
+
+/// Runs one shard: wakes on messages from the ingest core and accepts listeners until the
+/// process ends.
 pub async fn serve(
     id: usize,
     shared: Arc<Shared>,
     socket: socket2::Socket,
-    wake: SharedReceiver<MountId>,
+    metrics_socket: Option<socket2::Socket>,
+    wake: SharedReceiver<ShardMessage>,
+    to_ingest: SharedSender<IngestMessage>,
 ) {
     let stats = shared.shards[id].clone();
-    let ctx = Rc::new(ShardContext {
-        id,
-        fanout: RefCell::new(Fanout::new(shared.clone(), stats.clone())),
-        shared,
-        stats,
-    });
     let listener = crate::sys::glommio_listener(socket);
     let wake = wake.connect().await;
-    let fanout_ctx = ctx.clone();
+    let to_ingest = to_ingest.connect().await;
+    let access_log = match AccessLog::open(&shared.config().advanced.access_log) {
+        Ok(log) => log.map(Rc::new),
+        Err(e) => {
+            tracing::error!(
+                shard = id,
+                "cannot open the access log: {e}; continuing without it"
+            );
+            None
+        }
+    };
+    let ctx = Rc::new(ShardContext {
+        id,
+        access_log: access_log.clone(),
+        auth_failures: Default::default(),
+        fanout: RefCell::new(Fanout::new(shared.clone(), stats.clone(), access_log)),
+        shared,
+        stats,
+        to_ingest,
+    });
+    let wake_ctx = ctx.clone();
     glommio::spawn_local(async move {
-        while let Some(mount) = wake.recv().await {
-            fanout_ctx.fanout.borrow_mut().on_publish(mount);
+        while let Some(message) = wake.recv().await {
+            wake_ctx.on_message(message);
         }
     })
     .detach();
-    let snapshot_ctx = ctx.clone();
+    let flush_ctx = ctx.clone();
     glommio::spawn_local(async move {
         loop {
-            let listeners = snapshot_ctx.fanout.borrow().snapshot();
-            snapshot_ctx.stats.snapshot.store(Arc::new(listeners));
-            sleep(SNAPSHOT_INTERVAL).await;
+            let (listeners, counters) = {
+                let mut fanout = flush_ctx.fanout.borrow_mut();
+                fanout.apply_config(&flush_ctx.shared.config());
+                (fanout.snapshot(), fanout.take_counters())
+            };
+            metrics::flush_shard(flush_ctx.id, &counters, &listeners);
+            flush_ctx.stats.snapshot.store(Arc::new(listeners));
+            sleep(FLUSH_INTERVAL).await;
         }
     })
     .detach();
-    loop {
-        match listener.accept().await {
-            Ok(stream) => {
-                glommio::spawn_local(listener::handle(ctx.clone(), stream)).detach();
-            }
-            Err(e) => {
-                // Out of descriptors: keep serving the listeners we have and try again shortly
-                // instead of spinning on a failing accept.
-                tracing::warn!(shard = id, "accept failed: {e}; retrying in 100 ms");
-                sleep(Duration::from_millis(100)).await;
+    if let Some(socket) = metrics_socket {
+        glommio::spawn_local(serve_metrics(ctx.clone(), socket)).detach();
+    }
+    let accept_ctx = ctx.clone();
+    let accepting = async move {
+        loop {
+            match listener.accept().await {
+                Ok(stream) => {
+                    glommio::spawn_local(listener::handle(accept_ctx.clone(), stream)).detach();
+                }
+                Err(e) => {
+                    // Out of descriptors: keep serving the listeners we have and try again
+                    // shortly instead of spinning on a failing accept.
+                    tracing::warn!(shard = id, "accept failed: {e}; retrying in 100 ms");
+                    sleep(Duration::from_millis(100)).await;
+                }
             }
         }
+    };
+    let shared = ctx.shared.clone();
+    futures_lite::future::or(accepting, shared.shutdown_requested()).await;
+    // Returning ends this executor; the listen socket closes with it.
+    let closed = ctx.fanout.borrow_mut().close_all();
+    tracing::debug!(shard = id, listeners = closed, "shard stopped");
+}
+
+/// The separate metrics port: only the scrape, so the public port need not expose it.
+async fn serve_metrics(ctx: Rc<ShardContext>, socket: socket2::Socket) {
+    let listener = crate::sys::glommio_listener(socket);
+    loop {
+        let Ok(mut stream) = listener.accept().await else {
+            sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        let ctx = ctx.clone();
+        glommio::spawn_local(async move {
+            use futures_lite::AsyncWriteExt;
+            let cfg = ctx.shared.config();
+            let Ok(request) = crate::http::read_request(
+                &mut stream,
+                cfg.limits.max_header_bytes,
+                cfg.header_timeout(),
+            )
+            .await
+            else {
+                return;
+            };
+            let answer = if request.path == "/"
+                || request.path == cfg.advanced.metrics_path
+                || request.path == "/metrics"
+            {
+                metrics::scrape(&ctx.shared.metrics)
+            } else {
+                crate::http::response(404, "Not Found", &[], "Only the metrics are served here\n")
+            };
+            let _ = stream.write_all(&answer).await;
+        })
+        .detach();
     }
 }

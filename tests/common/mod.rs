@@ -35,10 +35,29 @@ impl Server {
     }
 
     pub fn start_with_args(config: &str, args: &[&str]) -> Server {
+        Self::start_inner(config, args, None)
+    }
+
+    /// Starts cycast allowed only `nofile` file descriptors (soft and hard limit).
+    pub fn start_with_fd_limit(config: &str, nofile: u32) -> Server {
+        Self::start_inner(config, &[], Some(nofile))
+    }
+
+    fn start_inner(config: &str, args: &[&str], nofile: Option<u32>) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("cycast.hcl");
         std::fs::write(&path, config).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_cycast"))
+        let mut command = match nofile {
+            Some(n) => {
+                let mut c = Command::new("sh");
+                c.arg("-c")
+                    .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
+                    .arg(env!("CARGO_BIN_EXE_cycast"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_cycast")),
+        };
+        let mut child = command
             .arg("--config")
             .arg(&path)
             .args([
@@ -87,6 +106,41 @@ impl Server {
             log,
             dir,
         }
+    }
+
+    /// Sends a signal (`"HUP"`, `"TERM"`, …) to the server process.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// Waits up to `timeout` for the server to exit; returns its exit status.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// CPU seconds (user + system) the server has used so far.
+    pub fn cpu_seconds(&self) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
+        let fields: Vec<&str> = stat
+            .rsplit_once(") ")
+            .unwrap()
+            .1
+            .split_whitespace()
+            .collect();
+        let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+        ticks / 100.0
     }
 
     /// Everything the server logged so far.

@@ -1,0 +1,1036 @@
+//! The fallback playlist: while no live source holds a configured mount, its files (or MP3
+//! silence, when there are none) go on air through the mount's feed, exactly like a source's
+//! frames, paced in real time.
+//!
+//! Frames come from the same header parser live ingest uses ([`Mp3Framer`]): pacing needs only
+//! each frame's sample count and rate, and the parser already drops tags, Xing/Info frames and
+//! garbage while passing audio through byte for byte. Decoding would cost far more and tell
+//! nothing extra.
+//!
+//! Switching is cooperative on the single-threaded ingest core: the playlist checks the
+//! mount's live flag right before every frame it pushes, so nothing of it follows the first
+//! live frame; the release hook wakes it through a channel when the source leaves.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::fmt;
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures_lite::future;
+use glommio::channels::local_channel::LocalReceiver;
+use glommio::timer::sleep;
+
+use super::frames::{parse_header, silence_frame, tag_title, FrameHeader, Mp3Framer};
+use super::pacing::Pacer;
+use super::IngestContext;
+use crate::config::PlaylistConfig;
+use crate::mount::{Mount, StreamInfo};
+
+/// Bytes read from a file at a time; files are read in pieces so a large one never sits in
+/// memory whole.
+const READ_PIECE: usize = 256 * 1024;
+/// Bytes read in one go without finding a frame before a file (or the rest of it) is given
+/// up on, so a huge non-audio file cannot stall the ingest core.
+const MAX_SEARCH: u64 = 16 * 1024 * 1024;
+/// Subdirectory depth searched; also stops symlink loops.
+const MAX_DEPTH: usize = 16;
+/// Largest `.m3u` file read.
+const MAX_M3U_BYTES: u64 = 16 * 1024 * 1024;
+/// Released audio may fall this far behind real time (a stalled thread) before pacing
+/// restarts from now instead of catching up in a burst.
+const MAX_LAG: Duration = Duration::from_secs(2);
+/// Silence format: the common MP3 broadcast format, which every player accepts.
+const SILENCE_KBPS: u32 = 128;
+/// Sample rate of the silence frames.
+const SILENCE_RATE: u32 = 44100;
+
+/// Plays the playlist of `mount` whenever no live source holds it. Runs for the life of the
+/// ingest core.
+pub async fn run(ctx: Rc<IngestContext>, mount: Arc<Mount>) {
+    let wake = ctx.watch_release(mount.id);
+    let skip = ctx.watch_skip(mount.id);
+    let feed = match ctx.feed_for(&mount.name) {
+        Ok(feed) => feed,
+        Err(e) => {
+            tracing::warn!(mount = %mount.name, "playlist not started: {e}");
+            return;
+        }
+    };
+    let chunk = Duration::from_millis(ctx.shared.config().broadcaster.chunk_ms);
+    // One and a half chunks: each chunk is complete and published half a chunk before the
+    // previous one has finished playing.
+    let lead = chunk + chunk / 2;
+    let mut player = Player::new(
+        &ctx.shared.config().playlist,
+        &mount.name,
+        lead,
+        Instant::now(),
+    );
+    loop {
+        if ctx.is_live(mount.id) {
+            while ctx.is_live(mount.id) {
+                // A skip while live has nothing to skip: it is consumed and dropped.
+                future::or(signal(&wake), signal(&skip)).await;
+            }
+            player.resume(Instant::now());
+            continue;
+        }
+        let now = Instant::now();
+        let wait = player.pacer.wait(now);
+        if !wait.is_zero() {
+            let skipped = future::or(
+                async {
+                    sleep(wait).await;
+                    false
+                },
+                async {
+                    signal(&skip).await;
+                    true
+                },
+            )
+            .await;
+            if skipped {
+                player.skip();
+            }
+            continue;
+        }
+        // Nothing awaits from here to the push, so no source can claim the mount in between.
+        let next = player.next_frame(now);
+        let mut feed = feed.borrow_mut();
+        if let Some(title) = next.announce {
+            let info = playlist_info(&feed.mount.info(), &next.header);
+            feed.mount.set_info(info, Some(&title));
+        }
+        feed.push_frame(next.bytes, next.header.duration_micros());
+        let (samples, rate) = (next.header.samples, next.header.sample_rate);
+        drop(feed);
+        player.pacer.advance(samples, rate);
+    }
+}
+
+/// Completes on the next message; never if the sender is gone (so callers cannot spin).
+async fn signal(rx: &LocalReceiver<()>) {
+    if rx.recv().await.is_none() {
+        future::pending::<()>().await;
+    }
+}
+
+/// One frame to put on air.
+struct Next<'a> {
+    /// Its header, for pacing.
+    header: FrameHeader,
+    /// The whole frame.
+    bytes: &'a [u8],
+    /// A title to announce first: a track (or silence) starts, or the playlist is back on air.
+    announce: Option<String>,
+}
+
+/// The playlist state of one mount: what to play, what is playing, and when.
+struct Player {
+    /// Mount path, for log lines.
+    mount: String,
+    /// Where the list of files comes from.
+    listing: Listing,
+    /// Lower-cased file name endings a directory scan accepts.
+    extensions: Vec<String>,
+    /// `playlist.resume`: continue the interrupted track after a live source leaves.
+    resume: bool,
+    /// Time between rescans of the listing.
+    rescan_every: Duration,
+    /// When the listing was last read; `None` before the first scan.
+    last_scan: Option<Instant>,
+    /// Play order over the listing.
+    order: Order,
+    /// The file being played.
+    track: Option<Track>,
+    /// Files that yielded no audio, with the stamp they had then: each is warned about once
+    /// and skipped until it changes.
+    bad: HashMap<PathBuf, Option<Stamp>>,
+    /// Why the last scan found nothing at all (missing directory, unreadable .m3u).
+    scan_error: Option<String>,
+    /// Real-time schedule of everything this player releases.
+    pacer: Pacer,
+    /// The silence frame sent when there is nothing to play.
+    silence: Vec<u8>,
+    /// Header of [`silence`](Self::silence).
+    silence_header: FrameHeader,
+    /// Silence is on air (entered with one warning, left when a track starts).
+    silent: bool,
+    /// The mount's description must be stored with the next frame.
+    announce: bool,
+}
+
+impl Player {
+    fn new(cfg: &PlaylistConfig, mount: &str, lead: Duration, now: Instant) -> Self {
+        let listing = Listing::from_config(cfg);
+        let silence = silence_frame(SILENCE_KBPS, SILENCE_RATE, true);
+        let silence_header = parse_header(&silence).expect("silence frames are valid");
+        Self {
+            mount: mount.to_string(),
+            order: Order::new(cfg.shuffle, matches!(listing, Listing::Directory(_))),
+            listing,
+            extensions: cfg.extensions.iter().map(|e| e.to_lowercase()).collect(),
+            resume: cfg.resume,
+            rescan_every: Duration::try_from_secs_f64(cfg.rescan_interval)
+                .unwrap_or(Duration::from_secs(10)),
+            last_scan: None,
+            track: None,
+            bad: HashMap::new(),
+            scan_error: None,
+            pacer: Pacer::new(now, lead, MAX_LAG),
+            silence,
+            silence_header,
+            silent: false,
+            announce: true,
+        }
+    }
+
+    /// A live source has left: start the clock over (its air time is not owed) and either
+    /// continue the interrupted track or move on.
+    fn resume(&mut self, now: Instant) {
+        self.pacer.restart(now);
+        if !self.resume {
+            self.track = None;
+        }
+        // The source replaced the mount's description.
+        self.announce = true;
+    }
+
+    /// An operator asked for the next track: it starts with the next frame, on schedule.
+    fn skip(&mut self) {
+        if let Some(track) = self.track.take() {
+            tracing::info!(mount = %self.mount, file = %track.path.display(), "playlist: track skipped");
+        }
+    }
+
+    /// The frame due now: from the current track, the next playable one, or silence.
+    fn next_frame(&mut self, now: Instant) -> Next<'_> {
+        if self.advance_track(now) {
+            self.silent = false;
+            let track = self.track.as_ref().expect("advance_track keeps the track");
+            let announce = std::mem::take(&mut self.announce).then(|| {
+                tracing::info!(mount = %self.mount, title = %track.title, file = %track.path.display(), "playlist: now playing");
+                track.title.clone()
+            });
+            return Next {
+                header: track.header,
+                bytes: &track.frame,
+                announce,
+            };
+        }
+        if !self.silent {
+            self.silent = true;
+            self.announce = true;
+            let why = self.scan_error.as_deref().unwrap_or("no playable files");
+            tracing::warn!(mount = %self.mount, "playlist {}: {why}; sending silence until a source connects or files appear", self.listing);
+        }
+        let announce = std::mem::take(&mut self.announce).then(String::new);
+        Next {
+            header: self.silence_header,
+            bytes: &self.silence,
+            announce,
+        }
+    }
+
+    /// Makes the current track hold its next frame, moving through the list as tracks end or
+    /// turn out unplayable. False: nothing to play (silence).
+    fn advance_track(&mut self, now: Instant) -> bool {
+        // Silence retries the list only when a rescan is due, not for every frame.
+        if self.track.is_none() && self.silent && !self.rescan_due(now) {
+            return false;
+        }
+        // Each failed file is marked bad and skipped, so this ends; the bound is a backstop.
+        for _ in 0..self.order.len() + 2 {
+            if self.track.is_none() && !self.start_track(now) {
+                return false;
+            }
+            let track = self.track.as_mut().expect("started above");
+            match track.next_frame() {
+                Ok(true) => return true,
+                Ok(false) if track.frames > 0 => {}
+                Ok(false) => {
+                    let path = track.path.clone();
+                    self.mark_bad(&path, "no MPEG audio frames (only MP3 is played)");
+                }
+                Err(e) => {
+                    let path = track.path.clone();
+                    self.mark_bad(&path, &e.to_string());
+                }
+            }
+            self.track = None;
+        }
+        false
+    }
+
+    /// Opens the next playable file. False when there is none.
+    fn start_track(&mut self, now: Instant) -> bool {
+        if self.rescan_due(now) {
+            self.rescan(now);
+        }
+        loop {
+            let bad = &self.bad;
+            let Some(path) = self.order.next(|p| is_known_bad(bad, p)) else {
+                return false;
+            };
+            match Track::open(&path) {
+                Ok(track) => {
+                    self.track = Some(track);
+                    self.announce = true;
+                    return true;
+                }
+                Err(e) => self.mark_bad(&path, &e.to_string()),
+            }
+        }
+    }
+
+    fn rescan_due(&self, now: Instant) -> bool {
+        self.last_scan.map_or(true, |at| {
+            now.saturating_duration_since(at) >= self.rescan_every
+        })
+    }
+
+    /// Reads the listing again and updates the play order if it changed.
+    fn rescan(&mut self, now: Instant) {
+        self.last_scan = Some(now);
+        let entries = match self.listing.scan(&self.extensions) {
+            Ok(entries) => {
+                self.scan_error = None;
+                entries
+            }
+            Err(e) => {
+                self.scan_error = Some(e.to_string());
+                Vec::new()
+            }
+        };
+        if self.order.set_entries(entries) {
+            let files = self.order.len();
+            tracing::info!(mount = %self.mount, "playlist {}: {files} files", self.listing);
+            let current: HashSet<&PathBuf> = self.order.entries.iter().collect();
+            self.bad.retain(|path, _| current.contains(path));
+        }
+    }
+
+    /// Remembers an unplayable file and warns once about it (again only if it changes).
+    fn mark_bad(&mut self, path: &Path, why: &str) {
+        let stamp = Stamp::of(path);
+        if self.bad.get(path) != Some(&stamp) {
+            tracing::warn!(mount = %self.mount, "playlist: skipping {}: {why}", path.display());
+            self.bad.insert(path.to_path_buf(), stamp);
+        }
+    }
+}
+
+/// The mount's description while the playlist (or its silence) is on air: the format of what
+/// plays now; the stream's name and description stay as they were (the station's, or those the
+/// last source announced, as the source's departure left them).
+fn playlist_info(current: &StreamInfo, header: &FrameHeader) -> StreamInfo {
+    StreamInfo {
+        content_type: "audio/mpeg".into(),
+        live: false,
+        bitrate: Some(header.bitrate_kbps),
+        audio_info: format!(
+            "ice-samplerate={};ice-bitrate={};ice-channels={}",
+            header.sample_rate, header.bitrate_kbps, header.channels
+        ),
+        source_agent: String::new(),
+        source_addr: None,
+        since: Some(SystemTime::now()),
+        ..current.clone()
+    }
+}
+
+/// Size and modification time of a file: a changed stamp means a bad file may be fixed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    /// File length in bytes.
+    len: u64,
+    /// Last modification.
+    modified: Option<SystemTime>,
+}
+
+impl Stamp {
+    /// The file's stamp, `None` if it cannot be read.
+    fn of(path: &Path) -> Option<Stamp> {
+        let meta = std::fs::metadata(path).ok()?;
+        Some(Stamp {
+            len: meta.len(),
+            modified: meta.modified().ok(),
+        })
+    }
+}
+
+fn is_known_bad(bad: &HashMap<PathBuf, Option<Stamp>>, path: &Path) -> bool {
+    bad.get(path).is_some_and(|stamp| *stamp == Stamp::of(path))
+}
+
+/// One file being played, read in pieces.
+struct Track {
+    /// The file's path, for logs and warnings.
+    path: PathBuf,
+    /// Open handle; positional reads, so nothing else tracks a cursor.
+    file: File,
+    /// Next byte of the file to read.
+    offset: u64,
+    /// End of file reached and the framer told so.
+    eof: bool,
+    /// Cuts the bytes into frames, dropping tags, Xing/Info frames and garbage.
+    framer: Mp3Framer,
+    /// Read buffer, reused for every piece.
+    buf: Vec<u8>,
+    /// Header of [`frame`](Self::frame) (a placeholder until the first frame is read).
+    header: FrameHeader,
+    /// The frame to put on air next, copied out of the framer.
+    frame: Vec<u8>,
+    /// Frames produced so far; zero at the end means the file is not MP3 audio.
+    frames: u64,
+    /// `Artist - Title` from the tags, else the file name without extension.
+    title: String,
+}
+
+impl Track {
+    /// Opens `path`, reads its title and the first piece of audio.
+    fn open(path: &Path) -> io::Result<Track> {
+        let file = File::open(path)?;
+        let len = file.metadata()?.len();
+        let mut buf = vec![0u8; READ_PIECE];
+        let head = read_full_at(&file, &mut buf, 0)?;
+        // The title needs the ID3v2 tag at the start and the ID3v1 tag in the last 128 bytes.
+        let title = if len > (head + 128) as u64 {
+            let mut sample = buf[..head].to_vec();
+            let mut tail = [0u8; 128];
+            let n = read_full_at(&file, &mut tail, len - 128)?;
+            sample.extend_from_slice(&tail[..n]);
+            tag_title(&sample)
+        } else {
+            tag_title(&buf[..head])
+        }
+        .filter(|t| !t.trim().is_empty())
+        .unwrap_or_else(|| {
+            path.file_stem()
+                .unwrap_or(path.as_os_str())
+                .to_string_lossy()
+                .into_owned()
+        });
+        let mut framer = Mp3Framer::new();
+        framer.push(&buf[..head]);
+        Ok(Track {
+            path: path.to_path_buf(),
+            file,
+            offset: head as u64,
+            eof: false,
+            framer,
+            buf,
+            header: parse_header(&silence_frame(SILENCE_KBPS, SILENCE_RATE, true))
+                .expect("silence frames are valid"),
+            frame: Vec::new(),
+            frames: 0,
+            title,
+        })
+    }
+
+    /// Puts the next frame into `frame`/`header`. False at the end of the audio.
+    fn next_frame(&mut self) -> io::Result<bool> {
+        let mut searched = 0u64;
+        loop {
+            if let Some((header, bytes)) = self.framer.next_frame() {
+                self.header = header;
+                self.frame.clear();
+                self.frame.extend_from_slice(bytes);
+                self.frames += 1;
+                return Ok(true);
+            }
+            if self.eof || searched >= MAX_SEARCH {
+                return Ok(false);
+            }
+            let n = read_full_at(&self.file, &mut self.buf, self.offset)?;
+            if n == 0 {
+                self.eof = true;
+                self.framer.finish();
+                continue;
+            }
+            self.offset += n as u64;
+            searched += n as u64;
+            self.framer.push(&self.buf[..n]);
+        }
+    }
+}
+
+/// Reads at `offset` until `buf` is full or the file ends; returns the bytes read.
+fn read_full_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    let mut done = 0;
+    while done < buf.len() {
+        match file.read_at(&mut buf[done..], offset + done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
+}
+
+/// Where the playlist's files are listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Listing {
+    /// Every matching file under a directory, searched recursively, sorted by path.
+    Directory(PathBuf),
+    /// The entries of an `.m3u`/`.m3u8` file, in its order.
+    M3u(PathBuf),
+}
+
+impl fmt::Display for Listing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Listing::Directory(p) | Listing::M3u(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+impl Listing {
+    fn from_config(cfg: &PlaylistConfig) -> Self {
+        if cfg.file.is_empty() {
+            Listing::Directory(PathBuf::from(&cfg.directory))
+        } else {
+            Listing::M3u(PathBuf::from(&cfg.file))
+        }
+    }
+
+    /// The playable paths right now. Err only when the listing itself cannot be read.
+    fn scan(&self, extensions: &[String]) -> io::Result<Vec<PathBuf>> {
+        match self {
+            Listing::Directory(dir) => scan_dir(dir, extensions),
+            Listing::M3u(file) => {
+                let len = std::fs::metadata(file)?.len();
+                if len > MAX_M3U_BYTES {
+                    return Err(io::Error::other(format!(
+                        "playlist file is {len} bytes, more than {MAX_M3U_BYTES}"
+                    )));
+                }
+                let bytes = std::fs::read(file)?;
+                let base = file.parent().unwrap_or(Path::new("."));
+                let mut entries = parse_m3u(&String::from_utf8_lossy(&bytes), base);
+                // Missing entries drop out, so their appearance later counts as a change.
+                entries.retain(|p| p.is_file());
+                Ok(entries)
+            }
+        }
+    }
+}
+
+/// Whether a file name ends with one of the (lower-cased) endings.
+fn has_extension(name: &str, extensions: &[String]) -> bool {
+    let name = name.to_lowercase();
+    extensions.iter().any(|e| name.ends_with(e.as_str()))
+}
+
+/// Files under `root` whose names end with one of `extensions`, sorted. Names starting with
+/// "." are skipped (hidden files, macOS `._` resource forks). Err if `root` is unreadable.
+fn scan_dir(root: &Path, extensions: &[String]) -> io::Result<Vec<PathBuf>> {
+    let mut found = Vec::new();
+    let mut dirs = vec![(root.to_path_buf(), 0usize)];
+    let mut at_root = true;
+    while let Some((dir, depth)) = dirs.pop() {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if at_root => return Err(e),
+            Err(_) => continue,
+        };
+        at_root = false;
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with('.') {
+                continue;
+            }
+            let path = entry.path();
+            let Ok(mut kind) = entry.file_type() else {
+                continue;
+            };
+            if kind.is_symlink() {
+                match std::fs::metadata(&path) {
+                    Ok(meta) => kind = meta.file_type(),
+                    Err(_) => continue,
+                }
+            }
+            if kind.is_dir() {
+                if depth < MAX_DEPTH {
+                    dirs.push((path, depth + 1));
+                }
+            } else if kind.is_file() && has_extension(&name, extensions) {
+                found.push(path);
+            }
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// The file entries of an M3U/M3U8 playlist: one per line, `#` lines (`#EXTM3U`, `#EXTINF`)
+/// ignored, relative paths taken from `base`, `file://` URLs accepted, other URLs (streams)
+/// skipped.
+pub fn parse_m3u(text: &str, base: &Path) -> Vec<PathBuf> {
+    text.trim_start_matches('\u{feff}')
+        .lines()
+        .filter_map(|line| {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                return None;
+            }
+            let line = match line.strip_prefix("file://") {
+                Some(rest) => percent_decode(rest),
+                None if line.contains("://") => return None,
+                None => line.to_string(),
+            };
+            let path = Path::new(&line);
+            Some(if path.is_absolute() {
+                path.to_path_buf()
+            } else {
+                base.join(path)
+            })
+        })
+        .collect()
+}
+
+/// Decodes `%XX` escapes of a `file://` URL path; malformed escapes stay as they are.
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Play order: sorted (or m3u) order, or shuffled anew for every pass through the list.
+struct Order {
+    /// Shuffle instead of list order.
+    shuffle: bool,
+    /// Entries are sorted by path (a directory scan), so a vanished last track still has a
+    /// place to continue from.
+    sorted: bool,
+    /// The current listing.
+    entries: Vec<PathBuf>,
+    /// What is left of this pass, in play order.
+    queue: VecDeque<PathBuf>,
+    /// The most recent pick, so a new pass does not start with it again.
+    last: Option<PathBuf>,
+    /// Shuffle randomness.
+    rng: XorShift,
+}
+
+impl Order {
+    fn new(shuffle: bool, sorted: bool) -> Self {
+        Self {
+            shuffle,
+            sorted,
+            entries: Vec::new(),
+            queue: VecDeque::new(),
+            last: None,
+            rng: XorShift::from_clock(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Replaces the listing, keeping the current pass where it can. True if it changed.
+    fn set_entries(&mut self, new: Vec<PathBuf>) -> bool {
+        if new == self.entries {
+            return false;
+        }
+        if self.shuffle {
+            // Keep the rest of this pass; new files join it at random places.
+            let kept: HashSet<&PathBuf> = new.iter().collect();
+            let old: HashSet<&PathBuf> = self.entries.iter().collect();
+            self.queue.retain(|p| kept.contains(p));
+            for path in new.iter().filter(|p| !old.contains(p)) {
+                let at = self.rng.below(self.queue.len() + 1);
+                self.queue.insert(at, path.clone());
+            }
+        } else {
+            // Continue after the last track played, in the new list's order.
+            let start = match &self.last {
+                None => 0,
+                Some(last) => match new.iter().position(|p| p == last) {
+                    Some(i) => i + 1,
+                    None if self.sorted => new.partition_point(|p| p <= last),
+                    None => 0,
+                },
+            };
+            self.queue = new[start..].iter().cloned().collect();
+        }
+        self.entries = new;
+        true
+    }
+
+    /// The next track not rejected by `skip`, starting a new pass when this one is done.
+    fn next(&mut self, skip: impl Fn(&Path) -> bool) -> Option<PathBuf> {
+        let mut refilled = false;
+        loop {
+            while let Some(path) = self.queue.pop_front() {
+                if !skip(&path) {
+                    self.last = Some(path.clone());
+                    return Some(path);
+                }
+            }
+            if refilled || self.entries.is_empty() {
+                return None;
+            }
+            self.refill();
+            refilled = true;
+        }
+    }
+
+    /// Starts a pass: list order, or a fresh shuffle that does not open with the last track.
+    fn refill(&mut self) {
+        let mut pass = self.entries.clone();
+        if self.shuffle {
+            for i in (1..pass.len()).rev() {
+                let j = self.rng.below(i + 1);
+                pass.swap(i, j);
+            }
+            if pass.len() > 1 && self.last.as_ref() == Some(&pass[0]) {
+                let j = 1 + self.rng.below(pass.len() - 1);
+                pass.swap(0, j);
+            }
+        }
+        self.queue = pass.into();
+    }
+}
+
+/// xorshift64*: enough randomness for a play order, without a dependency.
+struct XorShift(
+    /// Generator state; never zero.
+    u64,
+);
+
+impl XorShift {
+    /// Seeded from the clock and process id, so restarts play different orders.
+    fn from_clock() -> Self {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        Self::seeded(nanos ^ (u64::from(std::process::id()) << 32))
+    }
+
+    fn seeded(seed: u64) -> Self {
+        // splitmix64 spreads a low-entropy seed over all bits; the state must not be zero.
+        let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        Self((z ^ (z >> 31)) | 1)
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// A number in `0..n` (`n` > 0); the modulo bias is irrelevant at playlist sizes.
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A scratch directory removed when dropped.
+    struct TempDir(
+        /// The directory.
+        PathBuf,
+    );
+
+    impl TempDir {
+        fn new(name: &str) -> Self {
+            let dir = std::env::temp_dir().join(format!(
+                "cycast-playlist-{name}-{}-{:?}",
+                std::process::id(),
+                std::thread::current().id()
+            ));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            Self(dir)
+        }
+
+        fn write(&self, rel: &str, bytes: &[u8]) -> PathBuf {
+            let path = self.0.join(rel);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, bytes).unwrap();
+            path
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn paths(names: &[&str]) -> Vec<PathBuf> {
+        names.iter().map(PathBuf::from).collect()
+    }
+
+    #[test]
+    fn shuffle_never_repeats_a_track_back_to_back() {
+        for n in [2usize, 3, 5] {
+            let names: Vec<String> = (0..n).map(|i| format!("t{i}.mp3")).collect();
+            let mut order = Order::new(true, true);
+            order.rng = XorShift::seeded(n as u64);
+            order.set_entries(names.iter().map(PathBuf::from).collect());
+            let mut prev: Option<PathBuf> = None;
+            let mut pass = HashSet::new();
+            for _ in 0..3000 {
+                let next = order.next(|_| false).unwrap();
+                assert_ne!(
+                    Some(&next),
+                    prev.as_ref(),
+                    "immediate repeat with {n} tracks"
+                );
+                // Every pass plays each track once.
+                assert!(pass.insert(next.clone()), "{next:?} twice in one pass");
+                if pass.len() == n {
+                    pass.clear();
+                }
+                prev = Some(next);
+            }
+        }
+    }
+
+    #[test]
+    fn shuffle_passes_differ() {
+        let mut order = Order::new(true, true);
+        order.rng = XorShift::seeded(7);
+        order.set_entries((0..8).map(|i| PathBuf::from(format!("{i}"))).collect());
+        let passes: HashSet<Vec<PathBuf>> = (0..10)
+            .map(|_| (0..8).map(|_| order.next(|_| false).unwrap()).collect())
+            .collect();
+        assert!(passes.len() > 5, "passes are not reshuffled");
+    }
+
+    #[test]
+    fn sorted_order_loops_and_follows_changes() {
+        let mut order = Order::new(false, true);
+        order.set_entries(paths(&["a", "c", "e"]));
+        assert_eq!(order.next(|_| false).unwrap(), PathBuf::from("a"));
+        assert_eq!(order.next(|_| false).unwrap(), PathBuf::from("c"));
+        // "c" was removed and "d" added: continue after where "c" was.
+        assert!(order.set_entries(paths(&["a", "b", "d", "e"])));
+        assert!(!order.set_entries(paths(&["a", "b", "d", "e"])));
+        let picks: Vec<PathBuf> = (0..5).map(|_| order.next(|_| false).unwrap()).collect();
+        assert_eq!(picks, paths(&["d", "e", "a", "b", "d"]));
+    }
+
+    #[test]
+    fn skipped_tracks_are_passed_over_and_all_bad_is_none() {
+        let mut order = Order::new(false, true);
+        order.set_entries(paths(&["a", "b", "c"]));
+        let not_b = |p: &Path| p == Path::new("b");
+        assert_eq!(order.next(not_b).unwrap(), PathBuf::from("a"));
+        assert_eq!(order.next(not_b).unwrap(), PathBuf::from("c"));
+        assert_eq!(order.next(not_b).unwrap(), PathBuf::from("a"));
+        assert_eq!(order.next(|_| true), None);
+        let mut empty = Order::new(true, true);
+        assert_eq!(empty.next(|_| false), None);
+    }
+
+    #[test]
+    fn shuffle_change_keeps_the_pass_and_adds_new_files() {
+        let mut order = Order::new(true, true);
+        order.rng = XorShift::seeded(1);
+        order.set_entries(paths(&["a", "b", "c"]));
+        let first = order.next(|_| false).unwrap();
+        let mut next = paths(&["a", "b", "c", "d"]);
+        next.retain(|p| *p != first || p == Path::new("d"));
+        order.set_entries(next.clone());
+        let rest: HashSet<PathBuf> = (0..3).map(|_| order.next(|_| false).unwrap()).collect();
+        assert_eq!(rest, next.into_iter().collect());
+    }
+
+    #[test]
+    fn m3u_parsing() {
+        let text = "\u{feff}#EXTM3U\r\n#EXTINF:123,Artist - Song\r\nsong one.mp3\r\n\r\n  sub/two.mp3  \n/abs/three.mp3\nfile:///abs/four%20x.mp3\nhttp://example.com/stream\n# comment\n";
+        let got = parse_m3u(text, Path::new("/lists"));
+        assert_eq!(
+            got,
+            paths(&[
+                "/lists/song one.mp3",
+                "/lists/sub/two.mp3",
+                "/abs/three.mp3",
+                "/abs/four x.mp3",
+            ])
+        );
+        assert!(parse_m3u("", Path::new("/")).is_empty());
+        assert_eq!(percent_decode("a%2"), "a%2");
+    }
+
+    #[test]
+    fn scan_is_recursive_filtered_and_sorted() {
+        let dir = TempDir::new("scan");
+        dir.write("b.mp3", b"x");
+        dir.write("a.MP3", b"x");
+        dir.write("sub/deeper/c.Mp3", b"x");
+        dir.write("notes.txt", b"x");
+        dir.write(".hidden.mp3", b"x");
+        dir.write(".hidden-dir/d.mp3", b"x");
+        dir.write("e.ogg", b"x");
+        let exts = vec![".mp3".to_string()];
+        let got = scan_dir(&dir.0, &exts).unwrap();
+        let rel: Vec<PathBuf> = got
+            .iter()
+            .map(|p| p.strip_prefix(&dir.0).unwrap().to_path_buf())
+            .collect();
+        assert_eq!(rel, paths(&["a.MP3", "b.mp3", "sub/deeper/c.Mp3"]));
+        assert!(scan_dir(&dir.0.join("missing"), &exts).is_err());
+        assert!(has_extension("X.OGG", &[".ogg".into()]));
+    }
+
+    #[test]
+    fn m3u_listing_resolves_relative_to_the_file_and_drops_missing() {
+        let dir = TempDir::new("m3u");
+        dir.write("music/one.mp3", b"x");
+        dir.write("two.mp3", b"x");
+        let list = dir.write(
+            "lists/radio.m3u",
+            b"#EXTM3U\n../two.mp3\n../music/one.mp3\n../missing.mp3\n",
+        );
+        let got = Listing::M3u(list).scan(&[]).unwrap();
+        let names: Vec<_> = got.iter().map(|p| p.file_name().unwrap()).collect();
+        assert_eq!(names, ["two.mp3", "one.mp3"]);
+    }
+
+    fn frames(kbps: u32, count: usize) -> Vec<u8> {
+        silence_frame(kbps, 44100, true).repeat(count)
+    }
+
+    #[test]
+    fn track_reads_frames_title_and_ends() {
+        let dir = TempDir::new("track");
+        let mut bytes = Vec::new();
+        // An ID3v2.3 tag with only a title, then audio larger than one read piece.
+        let title = b"\x00Long Song";
+        bytes.extend_from_slice(b"ID3\x03\x00\x00\x00\x00\x00");
+        bytes.push((10 + title.len()) as u8);
+        bytes.extend_from_slice(b"TIT2\x00\x00\x00");
+        bytes.push(title.len() as u8);
+        bytes.extend_from_slice(b"\x00\x00");
+        bytes.extend_from_slice(title);
+        let audio = frames(128, 1000);
+        bytes.extend_from_slice(&audio);
+        let path = dir.write("x.mp3", &bytes);
+        let mut track = Track::open(&path).unwrap();
+        assert_eq!(track.title, "Long Song");
+        let mut out = Vec::new();
+        while track.next_frame().unwrap() {
+            out.extend_from_slice(&track.frame);
+        }
+        assert_eq!(out, audio);
+        assert_eq!(track.frames, 1000);
+
+        let untagged = dir.write("Plain Name.mp3", &frames(64, 3));
+        assert_eq!(Track::open(&untagged).unwrap().title, "Plain Name");
+        let text = dir.write("bad.mp3", &b"not audio at all\n".repeat(100));
+        let mut bad = Track::open(&text).unwrap();
+        assert!(!bad.next_frame().unwrap());
+        assert_eq!(bad.frames, 0);
+    }
+
+    #[test]
+    fn bad_files_are_skipped_once_and_silence_follows() {
+        let dir = TempDir::new("player");
+        dir.write("a.mp3", b"garbage");
+        dir.write("b.mp3", b"");
+        let cfg = PlaylistConfig {
+            directory: dir.0.to_string_lossy().into_owned(),
+            shuffle: false,
+            ..PlaylistConfig::default()
+        };
+        let start = Instant::now();
+        let mut player = Player::new(&cfg, "/t", Duration::from_millis(100), start);
+        let next = player.next_frame(start);
+        assert_eq!(next.header.bitrate_kbps, SILENCE_KBPS);
+        assert!(next.announce.is_some());
+        assert_eq!(player.bad.len(), 2);
+        assert!(player.next_frame(start).announce.is_none());
+        // A good file appears; the next rescan plays it.
+        dir.write("c.mp3", &frames(64, 5));
+        let later = start + Duration::from_secs(11);
+        let next = player.next_frame(later);
+        assert_eq!(next.header.bitrate_kbps, 64);
+        assert_eq!(next.announce.unwrap(), "c");
+        for _ in 0..4 {
+            assert_eq!(player.next_frame(later).header.bitrate_kbps, 64);
+        }
+        // It loops; the bad files stay skipped.
+        assert_eq!(player.next_frame(later).header.bitrate_kbps, 64);
+        assert_eq!(player.bad.len(), 2);
+    }
+
+    #[test]
+    fn skip_starts_the_next_track() {
+        let dir = TempDir::new("skip");
+        dir.write("a.mp3", &frames(64, 10));
+        dir.write("b.mp3", &frames(96, 10));
+        let cfg = PlaylistConfig {
+            directory: dir.0.to_string_lossy().into_owned(),
+            shuffle: false,
+            ..PlaylistConfig::default()
+        };
+        let now = Instant::now();
+        let mut player = Player::new(&cfg, "/t", Duration::from_millis(100), now);
+        assert_eq!(player.next_frame(now).header.bitrate_kbps, 64);
+        player.skip();
+        let next = player.next_frame(now);
+        assert_eq!(next.header.bitrate_kbps, 96);
+        assert_eq!(next.announce.as_deref(), Some("b"));
+    }
+
+    #[test]
+    fn resume_continues_or_moves_on() {
+        let dir = TempDir::new("resume");
+        dir.write("a.mp3", &frames(64, 10));
+        dir.write("b.mp3", &frames(96, 10));
+        for resume in [true, false] {
+            let cfg = PlaylistConfig {
+                directory: dir.0.to_string_lossy().into_owned(),
+                shuffle: false,
+                resume,
+                ..PlaylistConfig::default()
+            };
+            let now = Instant::now();
+            let mut player = Player::new(&cfg, "/t", Duration::from_millis(100), now);
+            for _ in 0..3 {
+                assert_eq!(player.next_frame(now).header.bitrate_kbps, 64);
+            }
+            player.resume(now);
+            let next = player.next_frame(now);
+            assert!(next.announce.is_some(), "title restored after live");
+            let expect = if resume { 64 } else { 96 };
+            assert_eq!(next.header.bitrate_kbps, expect);
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! Prometheus metrics through the `metrics` facade and `metrics-exporter-prometheus`.
+//!
+//! Nothing here runs per send: the fan-out keeps plain counters per mount, and each shard
+//! flushes them into the registry about once a second (counters as absolute values), labelled
+//! with its `shard` and the `mount`. The ingest core does the same for source-side series.
+
+use std::sync::atomic::Ordering;
+
+use metrics::{
+    counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit,
+};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::http::response;
+use crate::mount::Mount;
+use crate::observability::stats::{DisconnectReason, ListenerInfo};
+use crate::shard::fanout::MountCounters;
+
+/// Listener lags sampled per mount per flush for the lag histogram.
+const LAG_SAMPLES: usize = 256;
+
+/// Installs the process-wide recorder and returns the handle that renders scrapes.
+pub fn install() -> Result<PrometheusHandle, String> {
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Full("cycast_time_to_first_byte_seconds".into()),
+            &[0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5],
+        )
+        .and_then(|b| {
+            b.set_buckets_for_metric(
+                Matcher::Full("cycast_listener_lag_bytes".into()),
+                &[
+                    1024.0, 4096.0, 16384.0, 65536.0, 131072.0, 262144.0, 524288.0, 1048576.0,
+                ],
+            )
+        })
+        .map_err(|e| e.to_string())?
+        .install_recorder()
+        .map_err(|e| e.to_string())?;
+    describe();
+    Ok(handle)
+}
+
+fn describe() {
+    describe_gauge!(
+        "cycast_listeners",
+        "Listeners connected now, per shard and mount."
+    );
+    describe_counter!("cycast_listener_connects_total", "Listeners accepted.");
+    describe_counter!(
+        "cycast_listener_disconnects_total",
+        "Listeners gone, by reason."
+    );
+    describe_counter!(
+        "cycast_bytes_sent_total",
+        Unit::Bytes,
+        "Audio bytes written to listeners."
+    );
+    describe_counter!("cycast_sends_total", "Send system calls made to listeners.");
+    describe_counter!(
+        "cycast_listener_skips_total",
+        "Slow listeners moved to the live edge."
+    );
+    describe_histogram!(
+        "cycast_time_to_first_byte_seconds",
+        Unit::Seconds,
+        "From accept to the first audio byte."
+    );
+    describe_histogram!(
+        "cycast_listener_lag_bytes",
+        Unit::Bytes,
+        "How far listeners are behind the live edge (sampled)."
+    );
+    describe_gauge!(
+        "cycast_source_connected",
+        "1 while a live source feeds the mount."
+    );
+    describe_counter!(
+        "cycast_source_bytes_received_total",
+        Unit::Bytes,
+        "Audio bytes taken from sources and playlists."
+    );
+    describe_counter!(
+        "cycast_source_connects_total",
+        "Source connection attempts, by result."
+    );
+    describe_counter!("cycast_playlist_tracks_total", "Playlist tracks started.");
+    describe_gauge!(
+        "cycast_ring_write_position_bytes",
+        Unit::Bytes,
+        "Stream offset the ingest core has published to."
+    );
+}
+
+/// Publishes one shard's per-mount counters and samples of its listeners' lag.
+pub fn flush_shard(
+    shard: usize,
+    mounts: &[(std::sync::Arc<Mount>, usize, MountCounters)],
+    listeners: &[ListenerInfo],
+) {
+    let shard = shard.to_string();
+    for (mount, count, c) in mounts {
+        let labels = [("shard", shard.clone()), ("mount", mount.name.clone())];
+        gauge!("cycast_listeners", &labels).set(*count as f64);
+        counter!("cycast_listener_connects_total", &labels).absolute(c.connects);
+        counter!("cycast_bytes_sent_total", &labels).absolute(c.bytes_sent);
+        counter!("cycast_sends_total", &labels).absolute(c.sends);
+        counter!("cycast_listener_skips_total", &labels).absolute(c.skips);
+        for reason in DisconnectReason::ALL {
+            let labels = [
+                ("shard", shard.clone()),
+                ("mount", mount.name.clone()),
+                ("reason", reason.as_str().to_string()),
+            ];
+            counter!("cycast_listener_disconnects_total", &labels)
+                .absolute(c.disconnects[reason as usize]);
+        }
+        let ttfb = histogram!("cycast_time_to_first_byte_seconds", &labels);
+        for t in &c.first_byte_times {
+            ttfb.record(t.as_secs_f64());
+        }
+        let lag = histogram!("cycast_listener_lag_bytes", &labels);
+        for l in listeners
+            .iter()
+            .filter(|l| l.mount == mount.id)
+            .take(LAG_SAMPLES)
+        {
+            lag.record(l.lag as f64);
+        }
+    }
+}
+
+/// Publishes the source-side series of every mount.
+pub fn flush_ingest(mounts: &[std::sync::Arc<Mount>]) {
+    for mount in mounts {
+        let labels = [("mount", mount.name.clone())];
+        gauge!("cycast_source_connected", &labels).set(if mount.info().live { 1.0 } else { 0.0 });
+        counter!("cycast_source_bytes_received_total", &labels)
+            .absolute(mount.bytes_in.load(Ordering::Relaxed));
+        gauge!("cycast_ring_write_position_bytes", &labels).set(mount.ring.committed() as f64);
+    }
+}
+
+/// Counts a source connection attempt: `ok`, `bad_auth`, `busy` or `refused`.
+pub fn source_connect(mount: &str, result: &'static str) {
+    counter!("cycast_source_connects_total", "mount" => mount.to_string(), "result" => result)
+        .increment(1);
+}
+
+/// Counts a playlist track start.
+pub fn track_played(mount: &str) {
+    counter!("cycast_playlist_tracks_total", "mount" => mount.to_string()).increment(1);
+}
+
+/// The scrape response.
+pub fn scrape(handle: &PrometheusHandle) -> Vec<u8> {
+    handle.run_upkeep();
+    response(
+        200,
+        "OK",
+        &[("Content-Type", "text/plain; version=0.0.4; charset=utf-8")],
+        &handle.render(),
+    )
+}

@@ -1,0 +1,307 @@
+//! ICY metadata for listeners that ask for it (`Icy-MetaData: 1`): after every `metaint` audio
+//! bytes comes one length byte L and L×16 bytes of `StreamTitle='…';`, NUL padded; a block that
+//! repeats the listener's last title is the single byte 0.
+//!
+//! Interleaving costs no copy of the audio: one send is a `writev` of ring slices with the
+//! shard's prebuilt block between them. A send the kernel cuts short, even inside a block, is
+//! resumed exactly where it stopped.
+
+use std::io::{self, IoSlice, Write};
+use std::net::TcpStream;
+use std::rc::Rc;
+
+/// Most pieces (audio runs and blocks) in one send; more waits for the next send.
+const MAX_PIECES: usize = 32;
+
+/// Longest title text that fits a block (255 × 16 bytes minus `StreamTitle='';`).
+const MAX_TITLE_BYTES: usize = 255 * 16 - "StreamTitle='';".len();
+
+/// The one-byte block meaning "title unchanged".
+static UNCHANGED: [u8; 1] = [0];
+
+/// How titles are encoded in blocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Charset {
+    /// UTF-8, the default: titles stay intact in modern players.
+    Utf8,
+    /// ISO-8859-1, for old players; characters outside it become `?`.
+    Latin1,
+}
+
+impl Charset {
+    /// The charset `metadata.icy_charset` names (validated at load).
+    pub fn from_config(config: &crate::config::Config) -> Self {
+        match config.metadata.icy_charset.to_ascii_lowercase().as_str() {
+            "latin1" | "latin-1" | "iso-8859-1" => Charset::Latin1,
+            _ => Charset::Utf8,
+        }
+    }
+}
+
+/// A mount's current title as a ready block, shared by the shard's listeners.
+#[derive(Debug, Clone)]
+pub struct TitleBlock {
+    /// Length byte plus padded text.
+    pub bytes: Rc<[u8]>,
+    /// The mount's `title_version` it was built from.
+    pub version: u64,
+    /// No title is set: a listener that never had one is sent "unchanged" instead of an empty
+    /// title.
+    pub is_empty: bool,
+}
+
+impl TitleBlock {
+    /// Builds the block for `title`.
+    pub fn new(title: &str, version: u64, charset: Charset) -> Self {
+        Self {
+            bytes: metadata_block(title, charset).into(),
+            version,
+            is_empty: title.is_empty(),
+        }
+    }
+}
+
+/// `StreamTitle='…';` as one metadata block: length byte, text, NUL padding. Too long a title
+/// is cut on a character boundary.
+pub fn metadata_block(title: &str, charset: Charset) -> Vec<u8> {
+    let mut text: Vec<u8> = match charset {
+        Charset::Utf8 => {
+            let mut end = title.len().min(MAX_TITLE_BYTES);
+            while !title.is_char_boundary(end) {
+                end -= 1;
+            }
+            title.as_bytes()[..end].to_vec()
+        }
+        Charset::Latin1 => title
+            .chars()
+            .take(MAX_TITLE_BYTES)
+            .map(|c| u8::try_from(u32::from(c)).unwrap_or(b'?'))
+            .collect(),
+    };
+    // A control character would end the string early in some players.
+    text.retain(|&b| b >= 0x20 || b == b'\t');
+    let body_len = "StreamTitle='';".len() + text.len();
+    let blocks = body_len.div_ceil(16);
+    let mut out = Vec::with_capacity(1 + blocks * 16);
+    out.push(blocks as u8);
+    out.extend_from_slice(b"StreamTitle='");
+    out.extend_from_slice(&text);
+    out.extend_from_slice(b"';");
+    out.resize(1 + blocks * 16, 0);
+    out
+}
+
+/// Where one listener stands in the ICY interleave.
+#[derive(Debug)]
+pub struct IcyCursor {
+    /// Audio bytes between blocks.
+    metaint: usize,
+    /// Audio bytes still to send before the next block.
+    audio_left: usize,
+    /// A block a previous send stopped inside of, and how much of it went out.
+    partial: Option<(Rc<[u8]>, usize)>,
+    /// Title version this listener was last sent; `None` before its first block.
+    version: Option<u64>,
+}
+
+/// One piece of a planned send.
+#[derive(Clone, Copy)]
+enum Piece {
+    Audio,
+    /// The rest of a partially sent block, from this offset.
+    Partial(usize),
+    /// The mount's full title block.
+    Title,
+    /// The "unchanged" byte.
+    Unchanged,
+}
+
+impl IcyCursor {
+    /// A listener that just joined: the first block comes after `metaint` audio bytes.
+    pub fn new(metaint: usize) -> Self {
+        Self {
+            metaint,
+            audio_left: metaint,
+            partial: None,
+            version: None,
+        }
+    }
+
+    /// Makes the next block carry the title whatever was sent before (the listener moved to
+    /// another mount, whose title versions are unrelated).
+    pub fn forget_title(&mut self) {
+        self.version = None;
+    }
+
+    /// Sends as much of `audio` as the socket takes, with blocks where they belong, in one
+    /// `writev`. Returns the audio bytes sent (block bytes are not counted).
+    pub fn send(
+        &mut self,
+        socket: &TcpStream,
+        audio: &[u8],
+        title: &TitleBlock,
+    ) -> io::Result<usize> {
+        let mut pieces = [Piece::Audio; MAX_PIECES];
+        let mut slices = [IoSlice::new(&[]); MAX_PIECES];
+        let mut count = 0;
+        macro_rules! push {
+            ($piece:expr, $slice:expr) => {{
+                pieces[count] = $piece;
+                slices[count] = IoSlice::new($slice);
+                count += 1;
+            }};
+        }
+        // Plan against a copy of the state; commit only what the kernel took.
+        let mut audio_left = self.audio_left;
+        let mut version = self.version;
+        let mut offset = 0;
+        let partial = self.partial.clone();
+        if let Some((block, sent)) = &partial {
+            push!(Piece::Partial(*sent), &block[*sent..]);
+        }
+        while offset < audio.len() && count + 2 <= MAX_PIECES {
+            let take = audio_left.min(audio.len() - offset);
+            if take > 0 {
+                push!(Piece::Audio, &audio[offset..offset + take]);
+                offset += take;
+                audio_left -= take;
+            }
+            if audio_left == 0 {
+                if version == Some(title.version) || (version.is_none() && title.is_empty) {
+                    push!(Piece::Unchanged, &UNCHANGED);
+                } else {
+                    push!(Piece::Title, &title.bytes);
+                    version = Some(title.version);
+                }
+                audio_left = self.metaint;
+            }
+        }
+        if count == 0 {
+            return Ok(0);
+        }
+        let mut written = (&*socket).write_vectored(&slices[..count])?;
+        let mut audio_sent = 0;
+        for (piece, slice) in pieces[..count].iter().zip(&slices[..count]) {
+            if written == 0 {
+                break;
+            }
+            let took = written.min(slice.len());
+            written -= took;
+            match *piece {
+                Piece::Audio => {
+                    audio_sent += took;
+                    self.audio_left -= took;
+                }
+                Piece::Partial(from) => {
+                    let (block, _) = partial.as_ref().expect("planned from a partial block");
+                    self.partial = (took < slice.len()).then(|| (block.clone(), from + took));
+                    if self.partial.is_none() {
+                        self.audio_left = self.metaint;
+                    }
+                }
+                Piece::Title | Piece::Unchanged => {
+                    if matches!(piece, Piece::Title) {
+                        self.version = Some(title.version);
+                    }
+                    if took < slice.len() {
+                        self.partial = Some((title.bytes.clone(), took));
+                    } else {
+                        self.audio_left = self.metaint;
+                    }
+                }
+            }
+        }
+        Ok(audio_sent)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+    use std::net::TcpListener;
+
+    #[test]
+    fn blocks_are_padded_and_cut_on_character_boundaries() {
+        let block = metadata_block("Artist - Title", Charset::Utf8);
+        assert_eq!(block[0] as usize * 16 + 1, block.len());
+        assert_eq!(&block[1..30], b"StreamTitle='Artist - Title';");
+        assert!(block[30..].iter().all(|&b| b == 0));
+
+        let long = "日本語".repeat(2000);
+        let block = metadata_block(&long, Charset::Utf8);
+        assert_eq!(block[0], 255);
+        let text = &block[1..];
+        let end = text.iter().position(|&b| b == 0).unwrap_or(text.len());
+        let s = std::str::from_utf8(&text[..end]).expect("valid UTF-8 after truncation");
+        assert!(s.starts_with("StreamTitle='日本語") && s.ends_with("';"));
+
+        let latin = metadata_block("Café ☕", Charset::Latin1);
+        assert_eq!(&latin[1..22], b"StreamTitle='Caf\xe9 ?';");
+    }
+
+    /// Reads a capture back as an ICY client does and returns (audio, titles seen).
+    fn parse(capture: &[u8], metaint: usize) -> (Vec<u8>, Vec<String>) {
+        let (mut audio, mut titles) = (Vec::new(), Vec::new());
+        let mut pos = 0;
+        loop {
+            let take = metaint.min(capture.len() - pos);
+            audio.extend_from_slice(&capture[pos..pos + take]);
+            pos += take;
+            if pos >= capture.len() {
+                break;
+            }
+            let len = capture[pos] as usize * 16;
+            let block = &capture[pos + 1..pos + 1 + len];
+            if len > 0 {
+                let text =
+                    String::from_utf8(block.iter().copied().take_while(|&b| b != 0).collect())
+                        .unwrap();
+                titles.push(text);
+            }
+            pos += 1 + len;
+        }
+        (audio, titles)
+    }
+
+    #[test]
+    fn interleave_survives_short_writes_inside_blocks() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        server.set_nonblocking(true).unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut all = Vec::new();
+            (&client).read_to_end(&mut all).unwrap();
+            all
+        });
+        let audio: Vec<u8> = (0..50_000u32).map(|i| (i % 251) as u8).collect();
+        let mut cursor = IcyCursor::new(1000);
+        let first = TitleBlock::new("One", 1, Charset::Utf8);
+        let second = TitleBlock::new("Two 'quoted' 日本語", 2, Charset::Utf8);
+        let mut sent = 0;
+        // Feed in awkward slice sizes so sends end inside blocks and audio runs.
+        let mut step = 1;
+        while sent < audio.len() {
+            let title = if sent < 20_000 { &first } else { &second };
+            let end = (sent + step).min(audio.len());
+            match cursor.send(&server, &audio[sent..end], title) {
+                Ok(n) => sent += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::thread::yield_now(),
+                Err(e) => panic!("{e}"),
+            }
+            step = step % 3001 + 7;
+        }
+        drop(server);
+        let capture = reader.join().unwrap();
+        let (got, titles) = parse(&capture, 1000);
+        assert_eq!(got, audio);
+        assert_eq!(
+            titles,
+            vec![
+                "StreamTitle='One';".to_string(),
+                "StreamTitle='Two 'quoted' 日本語';".to_string()
+            ]
+        );
+    }
+}
