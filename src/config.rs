@@ -3,7 +3,7 @@
 //! The file format is a superset of the original Cycast `config.hcl`: every key the
 //! original accepted still loads, so an existing file keeps working unchanged.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -38,6 +38,86 @@ pub struct Config {
     pub metadata: MetadataConfig,
     /// Miscellaneous settings kept from the original layout.
     pub advanced: AdvancedConfig,
+    /// Extra mounts and per-mount settings, `mount "/name" { … }`; `server.mount_point` stays
+    /// the default mount of old configs.
+    pub mount: BTreeMap<String, MountConfig>,
+    /// Mounts fed by pulling another server's stream, `relay "/local" { url = … }`.
+    pub relay: BTreeMap<String, RelayConfig>,
+}
+
+/// `mount "/name" { ... }` block: every key is optional and falls back to the global one.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MountConfig {
+    /// Source user for this mount instead of `server.source_user`.
+    pub source_user: Option<String>,
+    /// Source password for this mount instead of `server.source_password`.
+    pub source_password: Option<String>,
+    /// Most listeners on this mount; 0 = only the server-wide limit applies.
+    pub max_listeners: u32,
+    /// Burst for new listeners of this mount instead of `limits.burst_size`.
+    pub burst_size: Option<usize>,
+    /// ICY interval for this mount instead of `metadata.icy_metaint`.
+    pub icy_metaint: Option<usize>,
+    /// ICY title encoding for this mount instead of `metadata.icy_charset`.
+    pub icy_charset: Option<String>,
+    /// Station name shown for this mount when its source gives none.
+    pub station_name: Option<String>,
+    /// Station description for this mount.
+    pub station_description: Option<String>,
+    /// Genre for this mount.
+    pub station_genre: Option<String>,
+    /// Station URL for this mount.
+    pub station_url: Option<String>,
+    /// Leave this mount out of public status pages and the station page.
+    pub hidden: bool,
+    /// Playlist this mount plays while no source feeds it; none: it has no playlist.
+    pub playlist: Option<PlaylistConfig>,
+    /// Where this mount's listeners go while it has neither source nor playlist.
+    pub fallback_mount: Option<String>,
+    /// Move listeners back from the fallback when this mount's source returns.
+    pub fallback_override: bool,
+}
+
+/// Station fields of one mount, resolved against the global ones.
+#[derive(Debug, Clone)]
+pub struct Station {
+    /// Station name.
+    pub name: String,
+    /// Station description.
+    pub description: String,
+    /// Genre.
+    pub genre: String,
+    /// Station URL.
+    pub url: String,
+}
+
+/// `relay "/local" { ... }` block.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RelayConfig {
+    /// Upstream stream to pull, `http://host:port/mount`.
+    pub url: String,
+    /// Pull only while the local mount has listeners.
+    pub on_demand: bool,
+    /// Take the upstream's ICY titles as the local title.
+    pub relay_metadata: bool,
+    /// First wait before reconnecting after the upstream fails, in seconds; doubles per failure.
+    pub reconnect_min: f64,
+    /// Longest wait between reconnects, in seconds.
+    pub reconnect_max: f64,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            on_demand: false,
+            relay_metadata: true,
+            reconnect_min: 1.0,
+            reconnect_max: 30.0,
+        }
+    }
 }
 
 /// `server { ... }` block.
@@ -182,7 +262,7 @@ impl Default for BroadcasterConfig {
 }
 
 /// `playlist { ... }` block.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PlaylistConfig {
     /// Directory the fallback playlist is read from.
@@ -569,8 +649,164 @@ impl Config {
         Config::from_hcl_str(&text).map_err(|e| e.with_file(path))
     }
 
+    /// Every mount the configuration names: the default mount, mount blocks, relays.
+    pub fn mount_names(&self) -> Vec<String> {
+        let mut names = vec![self.server.mount_point.clone()];
+        for name in self.mount.keys().chain(self.relay.keys()) {
+            if !names.contains(name) {
+                names.push(name.clone());
+            }
+        }
+        names
+    }
+
+    /// Settings of mount `name` (defaults when it has no block).
+    pub fn mount_config(&self, name: &str) -> MountConfig {
+        self.mount.get(name).cloned().unwrap_or_default()
+    }
+
+    /// Station fields for mount `name`: its block's, else the global `metadata` ones.
+    pub fn station(&self, name: &str) -> Station {
+        let m = self.mount.get(name);
+        let pick =
+            |own: Option<&String>, global: &str| own.map_or(global, String::as_str).to_string();
+        let md = &self.metadata;
+        Station {
+            name: pick(m.and_then(|m| m.station_name.as_ref()), &md.station_name),
+            description: pick(
+                m.and_then(|m| m.station_description.as_ref()),
+                &md.station_description,
+            ),
+            genre: pick(m.and_then(|m| m.station_genre.as_ref()), &md.station_genre),
+            url: pick(m.and_then(|m| m.station_url.as_ref()), &md.station_url),
+        }
+    }
+
+    /// ICY interval of mount `name`.
+    pub fn icy_metaint(&self, name: &str) -> usize {
+        self.mount
+            .get(name)
+            .and_then(|m| m.icy_metaint)
+            .unwrap_or(self.metadata.icy_metaint)
+    }
+
+    /// ICY title encoding of mount `name`, lower-cased.
+    pub fn icy_charset(&self, name: &str) -> String {
+        self.mount
+            .get(name)
+            .and_then(|m| m.icy_charset.clone())
+            .unwrap_or_else(|| self.metadata.icy_charset.clone())
+            .to_ascii_lowercase()
+    }
+
+    /// Burst for new listeners of mount `name`.
+    pub fn burst_size(&self, name: &str) -> usize {
+        self.mount
+            .get(name)
+            .and_then(|m| m.burst_size)
+            .unwrap_or(self.limits.burst_size)
+    }
+
+    /// The playlist mount `name` plays: its own block's, or for the default mount the global one.
+    pub fn playlist_for(&self, name: &str) -> Option<PlaylistConfig> {
+        match self.mount.get(name).and_then(|m| m.playlist.clone()) {
+            Some(p) => Some(p),
+            None if name == self.server.mount_point => Some(self.playlist.clone()),
+            None => None,
+        }
+    }
+
+    /// Checks the mount and relay blocks.
+    fn validate_mounts(&self) -> Result<(), ConfigError> {
+        let bad = |key: String, msg: String| Err(ConfigError::invalid(&key, msg));
+        let names = self.mount_names();
+        for (name, m) in &self.mount {
+            let key = format!("mount.{name}");
+            if !crate::mount::valid_mount_name(name) {
+                return bad(
+                    key,
+                    "mount names start with '/' and have no spaces, '?', '#' or '%'".into(),
+                );
+            }
+            if let Some(charset) = &m.icy_charset {
+                if !matches!(
+                    charset.to_ascii_lowercase().as_str(),
+                    "utf-8" | "utf8" | "latin1" | "latin-1" | "iso-8859-1"
+                ) {
+                    return bad(
+                        format!("{key}.icy_charset"),
+                        format!("{charset:?} is not \"utf-8\" or \"latin1\""),
+                    );
+                }
+            }
+            if let Some(metaint) = m.icy_metaint {
+                if !(1..=65535).contains(&metaint) {
+                    return bad(
+                        format!("{key}.icy_metaint"),
+                        format!("must be between 1 and 65535 (got {metaint})"),
+                    );
+                }
+            }
+            if let Some(burst) = m.burst_size {
+                if burst > self.limits.queue_size {
+                    return bad(
+                        format!("{key}.burst_size"),
+                        "must not exceed limits.queue_size".into(),
+                    );
+                }
+            }
+            if let Some(fallback) = &m.fallback_mount {
+                if !names.contains(fallback) {
+                    return bad(
+                        format!("{key}.fallback_mount"),
+                        format!("{fallback:?} is not a configured mount"),
+                    );
+                }
+                // Follow the chain: it must end, not loop.
+                let mut seen = vec![name.clone()];
+                let mut next = Some(fallback.clone());
+                while let Some(current) = next {
+                    if seen.contains(&current) {
+                        return bad(
+                            format!("{key}.fallback_mount"),
+                            format!("fallback chain loops back to {current}"),
+                        );
+                    }
+                    next = self
+                        .mount
+                        .get(&current)
+                        .and_then(|m| m.fallback_mount.clone());
+                    seen.push(current);
+                }
+            }
+        }
+        for (name, r) in &self.relay {
+            let key = format!("relay.{name}");
+            if !crate::mount::valid_mount_name(name) {
+                return bad(
+                    key,
+                    "mount names start with '/' and have no spaces, '?', '#' or '%'".into(),
+                );
+            }
+            if !r.url.starts_with("http://") || r.url.len() <= "http://".len() {
+                return bad(
+                    format!("{key}.url"),
+                    format!("{:?} is not an http:// URL", r.url),
+                );
+            }
+            if r.reconnect_min <= 0.0 || r.reconnect_max < r.reconnect_min {
+                return bad(
+                    format!("{key}.reconnect_min"),
+                    "needs 0 < reconnect_min <= reconnect_max".into(),
+                );
+            }
+        }
+        Ok(())
+    }
+
     /// Checks every value that deserialization alone cannot; the first problem is returned.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_mounts()?;
         let bad = |key: &str, msg: String| Err(ConfigError::invalid(key, msg));
         let s = &self.server;
 
@@ -849,6 +1085,11 @@ impl Config {
         if c.advanced.flask_secret_key.is_some() {
             c.advanced.flask_secret_key = Some(REDACTED.into());
         }
+        for mount in c.mount.values_mut() {
+            if mount.source_password.is_some() {
+                mount.source_password = Some(REDACTED.into());
+            }
+        }
         let mut body = hcl::Body::builder();
         // One block per section, matching the layout of config.hcl.
         let sections = [
@@ -865,6 +1106,35 @@ impl Config {
             if let Ok(hcl::Value::Object(fields)) = value {
                 for (k, v) in fields {
                     block = block.add_attribute((k, v));
+                }
+            }
+            body = body.add_block(block.build());
+        }
+        // Labeled blocks: `mount "/name" { … }` and `relay "/name" { … }`.
+        let labeled = c
+            .mount
+            .iter()
+            .map(|(name, m)| ("mount", name, hcl::to_value(m)))
+            .chain(
+                c.relay
+                    .iter()
+                    .map(|(name, r)| ("relay", name, hcl::to_value(r))),
+            );
+        for (kind, name, value) in labeled {
+            let mut block = hcl::Block::builder(kind).add_label(name.as_str());
+            if let Ok(hcl::Value::Object(fields)) = value {
+                for (k, v) in fields {
+                    match v {
+                        hcl::Value::Null => {}
+                        hcl::Value::Object(inner) => {
+                            let mut nested = hcl::Block::builder(k);
+                            for (ik, iv) in inner {
+                                nested = nested.add_attribute((ik, iv));
+                            }
+                            block = block.add_block(nested.build());
+                        }
+                        v => block = block.add_attribute((k, v)),
+                    }
                 }
             }
             body = body.add_block(block.build());

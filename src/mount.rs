@@ -7,6 +7,7 @@ use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 
+use crate::config::Config;
 use crate::ring::{Ring, RingWriter};
 
 /// Index of a mount in the [`MountTable`]; stable for the life of the process.
@@ -64,6 +65,18 @@ pub struct Mount {
     pub listener_peak: AtomicU64,
     /// Bytes received from sources (after framing).
     pub bytes_in: AtomicU64,
+    /// Codec header pages (Ogg) a listener must get before joining mid-stream.
+    pub stream_headers: ArcSwap<StreamHeaders>,
+}
+
+/// Codec headers of the current stream and where they end in the ring.
+#[derive(Debug, Default)]
+pub struct StreamHeaders {
+    /// The header pages, empty for formats without them.
+    pub bytes: Vec<u8>,
+    /// Stream offset just past the header pages in the ring: a listener joining at or before it
+    /// gets them from the ring itself.
+    pub ends_at: u64,
 }
 
 impl Mount {
@@ -91,10 +104,27 @@ impl Mount {
         });
     }
 
+    /// Records new codec headers (an Ogg stream started), published up to `ends_at`.
+    pub fn set_stream_headers(&self, bytes: Vec<u8>, ends_at: u64) {
+        self.stream_headers
+            .store(Arc::new(StreamHeaders { bytes, ends_at }));
+    }
+
     /// Counts a joined listener and updates the peak.
     pub fn listener_joined(&self) {
         let now = self.listeners.fetch_add(1, Ordering::Relaxed) + 1;
         self.listener_peak.fetch_max(now, Ordering::Relaxed);
+    }
+
+    /// Counts a listener in unless the mount already has `max` (0 = no limit).
+    pub fn try_join(&self, max: u64) -> bool {
+        let now = self.listeners.fetch_add(1, Ordering::Relaxed) + 1;
+        if max != 0 && now > max {
+            self.listeners.fetch_sub(1, Ordering::Relaxed);
+            return false;
+        }
+        self.listener_peak.fetch_max(now, Ordering::Relaxed);
+        true
     }
 
     /// Counts a departed listener.
@@ -146,6 +176,37 @@ impl MountTable {
         self.mounts.load().get(id).cloned()
     }
 
+    /// The mount a listener of `mount` is served: itself while something feeds it, else the
+    /// first mount of its fallback chain that has a source or a playlist (or the chain's end).
+    pub fn on_air(&self, config: &Config, mount: Arc<Mount>) -> Arc<Mount> {
+        let mut current = mount;
+        for _ in 0..MAX_MOUNTS {
+            if current.info().live || config.playlist_for(&current.name).is_some() {
+                break;
+            }
+            let Some(next) = self.fallback_of(config, &current) else {
+                break;
+            };
+            current = next;
+        }
+        current
+    }
+
+    /// The configured fallback of `mount`.
+    pub fn fallback_of(&self, config: &Config, mount: &Mount) -> Option<Arc<Mount>> {
+        let name = config.mount.get(&mount.name)?.fallback_mount.as_deref()?;
+        self.find(name)
+    }
+
+    /// Mounts public pages list: all but those configured `hidden`.
+    pub fn public(&self, config: &Config) -> Vec<Arc<Mount>> {
+        self.all()
+            .iter()
+            .filter(|m| !config.mount.get(&m.name).is_some_and(|c| c.hidden))
+            .cloned()
+            .collect()
+    }
+
     /// Every mount, in creation order.
     pub fn all(&self) -> Arc<Vec<Arc<Mount>>> {
         self.mounts.load_full()
@@ -173,6 +234,7 @@ impl MountTable {
             listeners: AtomicU64::new(0),
             listener_peak: AtomicU64::new(0),
             bytes_in: AtomicU64::new(0),
+            stream_headers: ArcSwap::from_pointee(StreamHeaders::default()),
         });
         let mut next = Vec::clone(&current);
         next.push(mount.clone());

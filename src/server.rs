@@ -156,12 +156,14 @@ pub fn run(config: Config, reload: Reload) -> Result<(), StartError> {
     let mut metrics_socket = metrics_socket;
 
     let mounts = MountTable::new(config.ring_bytes());
-    let default_info = StreamInfo {
-        content_type: "audio/mpeg".into(),
-        ..StreamInfo::default()
-    };
-    let (_, writer) = mounts.create(&config.server.mount_point, default_info)?;
-    let writers = vec![writer];
+    let mut writers = Vec::new();
+    for name in config.mount_names() {
+        let info = StreamInfo {
+            content_type: "audio/mpeg".into(),
+            ..StreamInfo::default()
+        };
+        writers.push(mounts.create(&name, info)?.1);
+    }
 
     let io_memory = config.server.io_memory_kib * 1024;
     let ingest_core = config.server.ingest_core;

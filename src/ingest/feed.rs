@@ -139,6 +139,11 @@ impl MountFeed {
         self.wakers.notify(self.mount.id);
     }
 
+    /// Stream offset just past everything published so far.
+    pub fn published_end(&self) -> u64 {
+        self.writer.ring().committed()
+    }
+
     /// Drops pending data without publishing (a seam: the next frames come from elsewhere).
     pub fn discard_pending(&mut self) {
         self.pending.clear();

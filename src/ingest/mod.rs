@@ -1,12 +1,16 @@
 //! The ingest core: one executor, pinned, that accepts sources on `source_port`, keeps what is
 //! on air for every mount, and is the only writer of the mounts' rings.
 //!
-//! Data path here: [`source`] reads a source's socket and checks the protocol, [`frames`]
-//! cuts the bytes into whole audio frames (dropping tags and garbage), [`feed`] gathers frames
+//! Data path here: [`source`] reads a source's socket and checks the protocol, [`format`]
+//! picks a framer ([`frames`] for MP3, [`adts`] for AAC, [`ogg`] for Ogg) that cuts the bytes
+//! into whole audio frames (dropping tags and garbage), [`feed`] gathers frames
 //! into frame-aligned chunks, publishes them to the ring and wakes the shards.
 
+pub mod adts;
 pub mod feed;
+pub mod format;
 pub mod frames;
+pub mod ogg;
 pub mod pacing;
 pub mod playlist;
 pub mod source;
@@ -220,7 +224,9 @@ pub async fn serve(
     .detach();
     // Configured mounts fall back to the playlist whenever no source holds them.
     for mount in ctx.shared.mounts.all().iter() {
-        glommio::spawn_local(playlist::run(ctx.clone(), mount.clone())).detach();
+        if let Some(playlist) = ctx.shared.config().playlist_for(&mount.name) {
+            glommio::spawn_local(playlist::run(ctx.clone(), mount.clone(), playlist)).detach();
+        }
     }
     let listener = crate::sys::glommio_listener(socket);
     let accept_ctx = ctx.clone();

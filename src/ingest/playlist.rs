@@ -51,7 +51,7 @@ const SILENCE_RATE: u32 = 44100;
 
 /// Plays the playlist of `mount` whenever no live source holds it. Runs for the life of the
 /// ingest core.
-pub async fn run(ctx: Rc<IngestContext>, mount: Arc<Mount>) {
+pub async fn run(ctx: Rc<IngestContext>, mount: Arc<Mount>, playlist: PlaylistConfig) {
     let wake = ctx.watch_release(mount.id);
     let skip = ctx.watch_skip(mount.id);
     let feed = match ctx.feed_for(&mount.name) {
@@ -65,12 +65,7 @@ pub async fn run(ctx: Rc<IngestContext>, mount: Arc<Mount>) {
     // One and a half chunks: each chunk is complete and published half a chunk before the
     // previous one has finished playing.
     let lead = chunk + chunk / 2;
-    let mut player = Player::new(
-        &ctx.shared.config().playlist,
-        &mount.name,
-        lead,
-        Instant::now(),
-    );
+    let mut player = Player::new(&playlist, &mount.name, lead, Instant::now());
     loop {
         if ctx.is_live(mount.id) {
             while ctx.is_live(mount.id) {

@@ -12,8 +12,9 @@ use glommio::net::TcpStream;
 use glommio::timer::Timer;
 
 use super::feed::MountFeed;
-use super::frames::Mp3Framer;
+use super::format::{Format, Framer};
 use super::IngestContext;
+use crate::control::Control;
 use crate::http::{read_request, response, secret_matches, Request};
 use crate::mount::{valid_mount_name, MountId, StreamInfo};
 use crate::observability::{admin, metrics};
@@ -97,10 +98,16 @@ struct Admitted {
 /// Checks credentials, mount and content type; claims the mount. Err is the answer to send.
 fn admit(ctx: &IngestContext, request: &Request) -> Result<Admitted, Vec<u8>> {
     let config = ctx.shared.config();
-    let cfg = &config.server;
-    let authorized = request.basic_credentials().is_some_and(|(user, pass)| {
-        user == cfg.source_user && secret_matches(&pass, &cfg.source_password)
-    });
+    let mount_config = config.mount.get(&request.path);
+    let user = mount_config
+        .and_then(|m| m.source_user.as_deref())
+        .unwrap_or(&config.server.source_user);
+    let password = mount_config
+        .and_then(|m| m.source_password.as_deref())
+        .unwrap_or(&config.server.source_password);
+    let authorized = request
+        .basic_credentials()
+        .is_some_and(|(u, pass)| u == user && secret_matches(&pass, password));
     if !authorized {
         tracing::warn!(mount = %request.path, "source refused: bad or missing credentials");
         metrics::source_connect(&request.path, "bad_auth");
@@ -150,6 +157,15 @@ impl Drop for LiveGuard<'_> {
             ..StreamInfo::clone(&info)
         }));
         self.ctx.release(self.mount);
+        // Nothing feeds this mount now: its listeners go down the fallback chain.
+        let config = self.ctx.shared.config();
+        if config.playlist_for(&feed.mount.name).is_none() {
+            if let Some(fallback) = self.ctx.shared.mounts.fallback_of(&config, &feed.mount) {
+                let target = self.ctx.shared.mounts.on_air(&config, fallback);
+                tracing::info!(mount = %feed.mount.name, fallback = %target.name, "listeners moved to the fallback");
+                self.ctx.move_clients(self.mount, target.id);
+            }
+        }
         tracing::info!(mount = %feed.mount.name, "source disconnected");
     }
 }
@@ -182,36 +198,26 @@ async fn run_source(
         return;
     }
     let info = stream_info(&request, peer);
-    let mp3 = info.content_type.eq_ignore_ascii_case("audio/mpeg")
-        || info.content_type.eq_ignore_ascii_case("audio/mp3");
+    let format = Format::from_content_type(&info.content_type);
     tracing::info!(mount = %request.path, ?peer, content_type = %info.content_type, agent = %info.source_agent, "source connected");
-    if !mp3 {
+    if format == Format::Unframed {
         tracing::warn!(mount = %request.path, content_type = %info.content_type, "format not framed: audio passes through unaligned");
     }
     {
         let mut feed = feed.borrow_mut();
         // What was gathered before this source belongs to the previous program.
         feed.flush();
-        feed.mount.info.store(Arc::new(info));
+        // A new program: its title is unknown until the source or an operator sets one.
+        feed.mount.set_info(info, Some(""));
+        if format != Format::Ogg {
+            feed.mount.set_stream_headers(Vec::new(), 0);
+        }
     }
+    reclaim_listeners(ctx, mount);
     let timeout = ctx.shared.config().source_timeout();
     let _ = stream.set_read_timeout(Some(timeout));
-    let mut framer = mp3.then(Mp3Framer::new);
-    let mut take = |bytes: &[u8], end: bool| {
-        let mut feed = feed.borrow_mut();
-        match framer.as_mut() {
-            Some(framer) => {
-                framer.push(bytes);
-                if end {
-                    framer.finish();
-                }
-                while let Some((header, frame)) = framer.next_frame() {
-                    feed.push_frame(frame, header.duration_micros());
-                }
-            }
-            None => feed.push_unframed(bytes),
-        }
-    };
+    let mut framer = Framer::new(format);
+    let mut take = |bytes: &[u8], end: bool| framer.feed(bytes, end, &mut feed.borrow_mut());
     take(&request.body, false);
     let mut buf = vec![0u8; READ_SIZE];
     let kill = ctx.watch_kill(mount);
@@ -254,6 +260,28 @@ async fn run_source(
         }
     }
     drop(guard);
+}
+
+/// With `fallback_override`, a returning source takes its listeners back from every mount of
+/// its fallback chain (Icecast moves the whole fallback mount's audience).
+fn reclaim_listeners(ctx: &IngestContext, mount: MountId) {
+    let config = ctx.shared.config();
+    let Some(this) = ctx.shared.mounts.get(mount) else {
+        return;
+    };
+    if !config
+        .mount
+        .get(&this.name)
+        .is_some_and(|m| m.fallback_override)
+    {
+        return;
+    }
+    let mut next = ctx.shared.mounts.fallback_of(&config, &this);
+    for _ in 0..crate::mount::MAX_MOUNTS {
+        let Some(fallback) = next else { break };
+        ctx.move_clients(fallback.id, mount);
+        next = ctx.shared.mounts.fallback_of(&config, &fallback);
+    }
 }
 
 /// What woke a source session.

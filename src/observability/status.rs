@@ -65,7 +65,7 @@ fn total_listeners(shared: &Shared) -> u64 {
 /// for several, absent for none.
 fn icecast_status(shared: &Shared) -> Value {
     let cfg = shared.config();
-    let mounts = shared.mounts.all();
+    let mounts = shared.mounts.public(&shared.config());
     let sources: Vec<Value> = mounts.iter().map(|m| icecast_source(shared, m)).collect();
     let started: DateTime<Utc> = shared.started.into();
     let mut stats = json!({
@@ -86,6 +86,7 @@ fn icecast_status(shared: &Shared) -> Value {
 
 fn icecast_source(shared: &Shared, mount: &Mount) -> Value {
     let cfg = shared.config();
+    let station = cfg.station(&mount.name);
     let info = mount.info();
     let or = |s: &str, d: &str| {
         if s.is_empty() {
@@ -102,14 +103,14 @@ fn icecast_source(shared: &Shared, mount: &Mount) -> Value {
     let mut source = json!({
         "audio_info": info.audio_info,
         "bitrate": info.bitrate,
-        "genre": or(&info.genre, &cfg.metadata.station_genre),
+        "genre": or(&info.genre, &station.genre),
         "listener_peak": mount.listener_peak.load(Ordering::Relaxed),
         "listeners": mount.listeners.load(Ordering::Relaxed),
         "listenurl": format!("http://{listen_host}:{}{}", shared.listen_port, mount.name),
-        "server_description": or(&info.description, &cfg.metadata.station_description),
-        "server_name": or(&info.name, &cfg.metadata.station_name),
+        "server_description": or(&info.description, &station.description),
+        "server_name": or(&info.name, &station.name),
         "server_type": or(&info.content_type, "audio/mpeg"),
-        "server_url": or(&info.url, &cfg.metadata.station_url),
+        "server_url": or(&info.url, &station.url),
         "dummy": null,
         "live": info.live,
         "mount": mount.name,

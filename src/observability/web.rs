@@ -119,7 +119,7 @@ fn station_page(shared: &Shared) -> String {
         None => ("", info.title.as_str()),
     };
     let mut players = String::new();
-    for mount in shared.mounts.all().iter() {
+    for mount in shared.mounts.public(&shared.config()).iter() {
         let info = mount.info();
         players.push_str(&player(
             &mount.name,

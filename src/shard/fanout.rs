@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use super::icy::{Charset, IcyCursor, TitleBlock};
 use crate::config::SlowListenerPolicy;
-use crate::mount::{Mount, MountId};
+use crate::mount::{Mount, MountId, StreamHeaders};
 use crate::observability::access_log::AccessLog;
 use crate::observability::stats::{DisconnectReason, ListenerInfo, ShardStats};
 use crate::ring::Ring;
@@ -33,6 +33,8 @@ pub struct Listener {
     pub aligned: bool,
     /// ICY interleave state, for listeners that sent `Icy-MetaData: 1`.
     pub icy: Option<IcyCursor>,
+    /// Codec headers (Ogg) still owed to this listener before audio, and how much went out.
+    pub headers: Option<(Arc<StreamHeaders>, usize)>,
     /// Mount this listener is to be moved to once aligned (`/admin/moveclients`).
     pub move_to: Option<MountId>,
     /// Server-wide listener id (admin API `killclient`).
@@ -76,6 +78,8 @@ struct MountListeners {
     listeners: Vec<Listener>,
     /// The mount's title as an ICY block, rebuilt when its version changes.
     title: TitleBlock,
+    /// How this mount's titles are encoded.
+    charset: Charset,
     /// Counters since start.
     counters: MountCounters,
 }
@@ -119,10 +123,6 @@ pub struct Fanout {
     stats: Arc<ShardStats>,
     /// Server-wide state: listener total for admission control.
     shared: Arc<Shared>,
-    /// Bytes of recent audio a new listener starts with (`limits.burst_size`).
-    burst_size: u64,
-    /// Encoding of ICY titles.
-    charset: Charset,
     /// Where departures are logged, when the access log is on.
     access_log: Option<Rc<AccessLog>>,
 }
@@ -150,8 +150,6 @@ impl Fanout {
                 slow_policy: limits.slow_listener,
             },
             stats,
-            burst_size: limits.burst_size as u64,
-            charset: Charset::from_config(&config),
             access_log,
             shared,
         }
@@ -160,26 +158,26 @@ impl Fanout {
     /// Adds a listener at the burst position and sends its first bytes right away.
     pub fn join(&mut self, mount: &Arc<Mount>, mut listener: Listener) {
         let ring = &mount.ring;
+        let config = self.shared.config();
         // Before anything is published the first chunk will start at the edge.
         listener.cursor = ring
-            .join_position(self.burst_size)
+            .join_position(config.burst_size(&mount.name) as u64)
             .unwrap_or_else(|| ring.committed());
         listener.aligned = true;
+        listener.headers = owed_headers(mount, listener.cursor);
         self.stats.listeners.fetch_add(1, Ordering::Relaxed);
         ShardStats::add(&self.stats.connects, 1);
-        slot(&mut self.mounts, mount, self.charset)
-            .counters
-            .connects += 1;
+        let charset = Charset::from_name(&config.icy_charset(&mount.name));
+        slot(&mut self.mounts, mount, charset).counters.connects += 1;
         self.admit(mount.id, listener);
     }
 
     /// Puts a listener into its mount's list after serving it once.
     fn admit(&mut self, mount: MountId, mut listener: Listener) {
-        let charset = self.charset;
         let Some(Some(slot)) = self.mounts.get_mut(mount) else {
             return;
         };
-        slot.refresh_title(charset);
+        slot.refresh_title();
         let edge = slot.ring.committed();
         let mut pass = Pass::default();
         let verdict = self.sender.serve(
@@ -201,11 +199,10 @@ impl Fanout {
 
     /// New data on `mount`: serve every listener of it on this shard.
     pub fn on_publish(&mut self, mount: MountId) {
-        let charset = self.charset;
         let Some(Some(slot)) = self.mounts.get_mut(mount) else {
             return;
         };
-        slot.refresh_title(charset);
+        slot.refresh_title();
         let edge = slot.ring.committed();
         let mut pass = Pass::default();
         // Departures are rare; this stays empty (unallocated) on an ordinary pass.
@@ -290,29 +287,29 @@ impl Fanout {
         }
         dest.listener_joined();
         listener.move_to = None;
-        // Joining at the newest chunk keeps the listener's buffer as it is: no second burst.
-        listener.cursor = dest
-            .ring
-            .newest_chunk_start()
-            .unwrap_or_else(|| dest.ring.committed());
+        // The live edge: no second burst, and never audio the destination played before.
+        listener.cursor = dest.ring.committed();
         listener.aligned = true;
+        listener.headers = owed_headers(&dest, listener.cursor);
         if let Some(icy) = listener.icy.as_mut() {
             icy.forget_title();
         }
-        slot(&mut self.mounts, &dest, self.charset);
+        let charset = Charset::from_name(&self.shared.config().icy_charset(&dest.name));
+        slot(&mut self.mounts, &dest, charset);
         self.admit(to, listener);
     }
 
     /// Takes up limits changed by a configuration reload.
     pub fn apply_config(&mut self, config: &crate::config::Config) {
         let limits = &config.limits;
-        self.burst_size = limits.burst_size as u64;
         self.sender.slow_policy = limits.slow_listener;
         self.sender.queue_size = limits.queue_size as u64;
         if self.sender.scratch.buf.len() < limits.queue_size {
             self.sender.scratch.buf.resize(limits.queue_size, 0);
         }
-        self.charset = Charset::from_config(config);
+        for slot in self.mounts.iter_mut().flatten() {
+            slot.charset = Charset::from_name(&config.icy_charset(&slot.mount.name));
+        }
     }
 
     /// Ends every listener's response (FIN after the bytes already sent) for shutdown;
@@ -420,12 +417,19 @@ impl Pass {
 
 impl MountListeners {
     /// Rebuilds the ICY title block when the mount's title changed.
-    fn refresh_title(&mut self, charset: Charset) {
+    fn refresh_title(&mut self) {
         let info = self.mount.info.load();
         if info.title_version != self.title.version {
-            self.title = TitleBlock::new(&info.title, info.title_version, charset);
+            self.title = TitleBlock::new(&info.title, info.title_version, self.charset);
         }
     }
+}
+
+/// The codec headers a listener starting at `cursor` needs first: those of the current
+/// stream, unless the ring itself gives them from `cursor` on.
+fn owed_headers(mount: &Mount, cursor: u64) -> Option<(Arc<StreamHeaders>, usize)> {
+    let headers = mount.stream_headers.load_full();
+    (!headers.bytes.is_empty() && cursor >= headers.ends_at).then_some((headers, 0))
 }
 
 /// The listener list of `mount`, created on its first listener.
@@ -444,6 +448,7 @@ fn slot<'a>(
             mount: mount.clone(),
             listeners: Vec::new(),
             title: TitleBlock::new(&info.title, info.title_version, charset),
+            charset,
             counters: MountCounters::default(),
         }
     })
@@ -491,6 +496,27 @@ impl Sender {
         }
         if end <= listener.cursor {
             return Verdict::Keep;
+        }
+        if let Some((headers, sent)) = listener.headers.as_mut() {
+            // Once per listener: the codec headers go out before any audio.
+            let rest = &headers.bytes[*sent..];
+            let written = match listener.icy.as_mut() {
+                Some(icy) => icy.send(&listener.socket, rest, title),
+                None => (&listener.socket).write(rest),
+            };
+            match written {
+                Ok(n) if n == rest.len() => listener.headers = None,
+                Ok(n) => {
+                    *sent += n;
+                    return Verdict::Keep;
+                }
+                Err(e)
+                    if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::Interrupted =>
+                {
+                    return Verdict::Keep
+                }
+                Err(_) => return Verdict::Remove(DisconnectReason::ClientClosed),
+            }
         }
         let Ok(bytes) = self.scratch.view(ring, mount, listener.cursor, end) else {
             return Verdict::Remove(DisconnectReason::Lapped);

@@ -29,9 +29,9 @@ pub enum Charset {
 }
 
 impl Charset {
-    /// The charset `metadata.icy_charset` names (validated at load).
-    pub fn from_config(config: &crate::config::Config) -> Self {
-        match config.metadata.icy_charset.to_ascii_lowercase().as_str() {
+    /// The charset a validated `icy_charset` setting names.
+    pub fn from_name(name: &str) -> Self {
+        match name.to_ascii_lowercase().as_str() {
             "latin1" | "latin-1" | "iso-8859-1" => Charset::Latin1,
             _ => Charset::Utf8,
         }

@@ -16,7 +16,7 @@ use super::icy::IcyCursor;
 use super::ShardContext;
 use crate::config::Config;
 use crate::http::{client_addr, read_request, response, server_id, Request};
-use crate::mount::{Mount, StreamInfo};
+use crate::mount::Mount;
 use crate::observability::access_log::AccessLog;
 use crate::observability::{admin, metrics, status, web};
 
@@ -135,7 +135,7 @@ fn route(ctx: &Rc<ShardContext>, cfg: &Config, request: &Request) -> Route {
         }
         return Route::Reply(answer);
     }
-    let Some(mount) = ctx.shared.mounts.find(&request.path) else {
+    let Some(requested) = ctx.shared.mounts.find(&request.path) else {
         return Route::Reply(response(
             404,
             "Not Found",
@@ -143,9 +143,11 @@ fn route(ctx: &Rc<ShardContext>, cfg: &Config, request: &Request) -> Route {
             "The file you requested could not be found\n",
         ));
     };
-    let metaint = wants_icy(cfg, request).then_some(cfg.metadata.icy_metaint);
+    // A mount nothing feeds serves its fallback's audio.
+    let mount = ctx.shared.mounts.on_air(cfg, requested);
+    let metaint = wants_icy(cfg, request).then_some(cfg.icy_metaint(&mount.name));
     if head_only {
-        return Route::Reply(stream_headers(cfg, &mount.info(), metaint).into_bytes());
+        return Route::Reply(stream_headers(cfg, &mount, metaint).into_bytes());
     }
     if !admit(ctx, &mount) {
         tracing::info!(shard = ctx.id, mount = %mount.name, "listener refused: server full");
@@ -169,13 +171,18 @@ fn wants_icy(cfg: &Config, request: &Request) -> bool {
 
 /// Counts the listener in, unless the server or mount is full.
 fn admit(ctx: &ShardContext, mount: &Mount) -> bool {
-    let max = ctx.shared.config().max_listeners() as u64;
+    let config = ctx.shared.config();
+    let max = config.max_listeners() as u64;
     let before = ctx.shared.listeners.fetch_add(1, Ordering::Relaxed);
     if max != 0 && before >= max {
         ctx.shared.listeners.fetch_sub(1, Ordering::Relaxed);
         return false;
     }
-    mount.listener_joined();
+    let mount_max = config.mount.get(&mount.name).map_or(0, |m| m.max_listeners) as u64;
+    if !mount.try_join(mount_max) {
+        ctx.shared.listeners.fetch_sub(1, Ordering::Relaxed);
+        return false;
+    }
     true
 }
 
@@ -196,7 +203,7 @@ async fn start_stream(
 ) {
     let cfg = ctx.shared.config();
     if stream
-        .write_all(stream_headers(&cfg, &mount.info(), metaint).as_bytes())
+        .write_all(stream_headers(&cfg, mount, metaint).as_bytes())
         .await
         .is_err()
     {
@@ -216,6 +223,7 @@ async fn start_stream(
         cursor: 0,
         aligned: true,
         icy: metaint.map(IcyCursor::new),
+        headers: None,
         move_to: None,
         id: ctx.shared.next_listener_id.fetch_add(1, Ordering::Relaxed),
         peer: client,
@@ -234,8 +242,9 @@ async fn start_stream(
 }
 
 /// The response head of a stream: Icecast's headers, never chunked, no length.
-pub fn stream_headers(cfg: &Config, info: &StreamInfo, metaint: Option<usize>) -> String {
-    let meta = &cfg.metadata;
+pub fn stream_headers(cfg: &Config, mount: &Mount, metaint: Option<usize>) -> String {
+    let info = mount.info();
+    let meta = cfg.station(&mount.name);
     let pick = |from_source: &str, configured: &str| {
         clean(if from_source.is_empty() {
             configured
@@ -262,10 +271,10 @@ Expires: Mon, 26 Jul 1997 05:00:00 GMT\r\nConnection: close\r\n{CORS}",
     }
     head.push_str(&format!(
         "icy-name:{}\r\nicy-description:{}\r\nicy-genre:{}\r\nicy-url:{}\r\nicy-pub:{}\r\n\r\n",
-        pick(&info.name, &meta.station_name),
-        pick(&info.description, &meta.station_description),
-        pick(&info.genre, &meta.station_genre),
-        pick(&info.url, &meta.station_url),
+        pick(&info.name, &meta.name),
+        pick(&info.description, &meta.description),
+        pick(&info.genre, &meta.genre),
+        pick(&info.url, &meta.url),
         u8::from(info.public),
     ));
     head

@@ -1,0 +1,644 @@
+//! AAC framing for ADTS streams (`audio/aac`, `audio/aacp`).
+//!
+//! Same approach as the MP3 framer in [`super::frames`]: joins, chunk boundaries and pacing need
+//! only each frame's length and duration, which the 7-byte ADTS header gives, so this reads
+//! headers and never decodes. It runs on every ingested byte, passes frames through
+//! byte-for-byte and does not allocate per frame.
+//!
+//! HE-AAC (AAC+) in ADTS signals the core sample rate, and each frame still carries 1024 core
+//! samples per raw data block, so durations come out right for `audio/aacp` too.
+
+/// Sample rates indexed by the 4-bit `sampling_frequency_index`; 13 to 15 are reserved.
+const SAMPLE_RATES: [u32; 13] = [
+    96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350,
+];
+
+/// A parsed ADTS frame header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AdtsHeader {
+    /// Whole frame length in bytes, header (7, or 9 with CRC) included.
+    pub frame_len: usize,
+    /// Sampling rate from the header (the core rate for HE-AAC).
+    pub sample_rate: u32,
+    /// Channel count: 1 to 6, 8 for configuration 7, 0 when a program config element in the
+    /// payload defines the layout.
+    pub channels: u8,
+    /// PCM samples per channel: 1024 × (number_of_raw_data_blocks + 1).
+    pub samples: u32,
+}
+
+impl AdtsHeader {
+    /// Playback time of this frame in microseconds (truncated).
+    #[inline]
+    pub fn duration_micros(&self) -> u64 {
+        self.samples as u64 * 1_000_000 / self.sample_rate as u64
+    }
+
+    /// Whether `other` plausibly belongs to the same elementary stream: frame sizes and
+    /// block counts vary, the sample rate and channel layout do not.
+    #[inline]
+    pub fn same_stream(&self, other: &AdtsHeader) -> bool {
+        self.sample_rate == other.sample_rate && self.channels == other.channels
+    }
+}
+
+/// Parses the ADTS header at the start of `bytes` (at least 7 bytes needed).
+///
+/// Returns `None` without the 12-bit sync 0xFFF, with a layer other than 0, a reserved
+/// sampling index, or a frame length shorter than the header itself.
+#[inline]
+pub fn parse_adts_header(bytes: &[u8]) -> Option<AdtsHeader> {
+    let b = bytes.get(..7)?;
+    // Sync (12 bits), ID (any), layer (must be 0), protection_absent (any).
+    if b[0] != 0xFF || b[1] & 0xF6 != 0xF0 {
+        return None;
+    }
+    let sample_rate = *SAMPLE_RATES.get(((b[2] >> 2) & 0x0F) as usize)?;
+    let config = (b[2] & 1) << 2 | b[3] >> 6;
+    let frame_len = ((b[3] & 3) as usize) << 11 | (b[4] as usize) << 3 | (b[5] >> 5) as usize;
+    let header_len = if b[1] & 1 == 0 { 9 } else { 7 };
+    if frame_len < header_len {
+        return None;
+    }
+    Some(AdtsHeader {
+        frame_len,
+        sample_rate,
+        channels: if config == 7 { 8 } else { config },
+        samples: 1024 * ((b[6] & 3) as u32 + 1),
+    })
+}
+
+/// Unconsumed data kept across `push` calls is capped at this so a caller that never drains
+/// cannot grow the buffer without bound. Well above the largest frame (8191 bytes, the 13-bit
+/// length field) plus the successor header.
+const MAX_CARRY: usize = 32 * 1024;
+
+/// Bytes that may start something we recognise: a frame sync or "ID3".
+/// Garbage is skipped up to the next such byte.
+#[inline]
+fn is_candidate(b: u8) -> bool {
+    b == 0xFF || b == b'I'
+}
+
+enum Step {
+    /// A verified audio frame of this header at the current position.
+    Frame(AdtsHeader),
+    /// An ID3v2 tag of this total length (possibly more than is buffered).
+    Tag(u64),
+    /// Undecidable until more input arrives.
+    NeedMore,
+    /// Not audio: discard and search.
+    Garbage,
+}
+
+/// Total length of the ID3v2 tag at the start of `avail`: `Ok(None)` if more bytes are needed
+/// to tell, `Err(())` if it is not a tag.
+#[inline]
+fn id3v2_len(avail: &[u8]) -> Result<Option<u64>, ()> {
+    let n = avail.len().min(3);
+    if avail[..n] != b"ID3"[..n] {
+        return Err(());
+    }
+    if avail.len() < 10 {
+        return Ok(None);
+    }
+    let (ver, rev, flags, size) = (avail[3], avail[4], avail[5], &avail[6..10]);
+    if !(2..=4).contains(&ver) || rev == 0xFF || size.iter().any(|&x| x & 0x80 != 0) {
+        return Err(());
+    }
+    let size = (size[0] as u64) << 21 | (size[1] as u64) << 14 | (size[2] as u64) << 7;
+    let size = size | avail[9] as u64;
+    let footer = if ver == 4 && flags & 0x10 != 0 { 10 } else { 0 };
+    Ok(Some(10 + footer + size))
+}
+
+/// Incremental ADTS splitter: feed arbitrary byte slices (as they arrive from a socket), get
+/// back whole frames only.
+///
+/// Frames are returned byte-exact. ID3v2 tags (at the start, or timed metadata between
+/// frames) and garbage are dropped and counted in [`skipped_bytes`]. A frame is released only
+/// once the bytes right after it start another frame of the same sample rate and channel
+/// layout (or a tag, while already in sync), or at end of input after [`finish`], so a stray
+/// 0xFFF in garbage cannot be mistaken for audio. As with MP3, the frame immediately preceding
+/// garbage is dropped too: it cannot be told apart from a truncated frame.
+///
+/// The buffer holds at most the latest `push` plus a bounded carry-over; large tags are
+/// skipped as they stream past without buffering.
+///
+/// [`skipped_bytes`]: AdtsFramer::skipped_bytes
+/// [`finish`]: AdtsFramer::finish
+#[derive(Debug, Default)]
+pub struct AdtsFramer {
+    /// Received bytes not yet handed out or skipped, from `start`.
+    buf: Vec<u8>,
+    /// First unconsumed byte of `buf`.
+    start: usize,
+    /// Rest of a tag larger than what was buffered; discarded on arrival.
+    skip_remaining: u64,
+    /// No more input will arrive: undecidable bytes are garbage.
+    finished: bool,
+    /// The previous frame was released with a verified successor.
+    synced: bool,
+    /// Inside a run of garbage (one run counts as one resync).
+    searching: bool,
+    /// Bytes discarded as non-audio.
+    skipped: u64,
+    /// Garbage runs seen.
+    resyncs: u64,
+}
+
+impl AdtsFramer {
+    /// An empty framer.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends input. Tag bytes still owed from an earlier tag are dropped here without being
+    /// buffered.
+    pub fn push(&mut self, mut input: &[u8]) {
+        if self.skip_remaining > 0 {
+            let n = self.skip_remaining.min(input.len() as u64) as usize;
+            self.skip_remaining -= n as u64;
+            self.skipped += n as u64;
+            input = &input[n..];
+        }
+        if input.is_empty() {
+            return;
+        }
+        if self.start > 0 {
+            // Carry-over is normally under one frame, so this copy is cheap.
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        if self.buf.len() > MAX_CARRY {
+            let excess = self.buf.len() - MAX_CARRY;
+            self.buf.drain(..excess);
+            self.note_garbage(excess);
+        }
+        self.buf.extend_from_slice(input);
+    }
+
+    /// Next complete frame (header + payload), valid until the next call, or `None` if more
+    /// bytes are needed.
+    pub fn next_frame(&mut self) -> Option<(AdtsHeader, &[u8])> {
+        let (h, at) = self.next_frame_at()?;
+        Some((h, &self.buf[at..at + h.frame_len]))
+    }
+
+    fn next_frame_at(&mut self) -> Option<(AdtsHeader, usize)> {
+        loop {
+            if self.skip_remaining > 0 {
+                let n = self
+                    .skip_remaining
+                    .min((self.buf.len() - self.start) as u64);
+                self.start += n as usize;
+                self.skip_remaining -= n;
+                self.skipped += n;
+                if self.skip_remaining > 0 {
+                    if self.finished {
+                        // The tag was cut short; nothing more will arrive.
+                        self.skip_remaining = 0;
+                    }
+                    return None;
+                }
+            }
+            let avail = &self.buf[self.start..];
+            if avail.is_empty() {
+                return None;
+            }
+            match self.classify(avail) {
+                Step::Frame(h) => {
+                    let at = self.start;
+                    self.start += h.frame_len;
+                    self.synced = true;
+                    self.searching = false;
+                    return Some((h, at));
+                }
+                Step::Tag(len) => {
+                    let have = (self.buf.len() - self.start) as u64;
+                    let n = len.min(have);
+                    self.start += n as usize;
+                    self.skipped += n;
+                    self.skip_remaining = len - n;
+                    self.searching = false;
+                }
+                Step::NeedMore => return None,
+                Step::Garbage => {
+                    // Drop up to the next byte that could start a frame or tag.
+                    let n = 1 + avail[1..]
+                        .iter()
+                        .position(|&b| is_candidate(b))
+                        .unwrap_or(avail.len() - 1);
+                    self.start += n;
+                    self.note_garbage(n);
+                }
+            }
+        }
+    }
+
+    fn note_garbage(&mut self, n: usize) {
+        self.skipped += n as u64;
+        self.synced = false;
+        if !self.searching {
+            self.searching = true;
+            self.resyncs += 1;
+        }
+    }
+
+    /// What starts at the front of `avail` (which is non-empty).
+    #[inline]
+    fn classify(&self, avail: &[u8]) -> Step {
+        // Without more input, anything undecidable is garbage.
+        let need_more = if self.finished {
+            Step::Garbage
+        } else {
+            Step::NeedMore
+        };
+        match avail[0] {
+            0xFF => {
+                if avail.len() < 7 {
+                    return need_more;
+                }
+                let Some(h) = parse_adts_header(avail) else {
+                    return Step::Garbage;
+                };
+                let Some(next) = avail.get(h.frame_len..h.frame_len + 7) else {
+                    // Successor not buffered yet; at end of input the frame may stand alone
+                    // if only a few stray bytes follow it.
+                    if self.finished && avail.len() >= h.frame_len {
+                        return Step::Frame(h);
+                    }
+                    return need_more;
+                };
+                let follows = match parse_adts_header(next) {
+                    Some(n) => n.same_stream(&h),
+                    None => self.synced && next.starts_with(b"ID3"),
+                };
+                if follows {
+                    Step::Frame(h)
+                } else {
+                    Step::Garbage
+                }
+            }
+            b'I' => match id3v2_len(avail) {
+                Ok(Some(len)) => Step::Tag(len),
+                Ok(None) => need_more,
+                Err(()) => Step::Garbage,
+            },
+            _ => Step::Garbage,
+        }
+    }
+
+    /// Marks end of input so the final frame can be released without its successor check.
+    /// Call [`reset`](Self::reset) before reusing.
+    pub fn finish(&mut self) {
+        self.finished = true;
+    }
+
+    /// Bytes discarded so far as non-audio (tags, garbage, partial frames dropped by `reset`).
+    pub fn skipped_bytes(&self) -> u64 {
+        self.skipped
+    }
+
+    /// Number of times the framer lost sync and had to search (0 for a clean stream).
+    pub fn resyncs(&self) -> u64 {
+        self.resyncs
+    }
+
+    /// Drops buffered partial data (e.g. when a source disconnects mid-frame). Counters are
+    /// kept.
+    pub fn reset(&mut self) {
+        self.skipped += (self.buf.len() - self.start) as u64;
+        self.buf.clear();
+        self.start = 0;
+        self.skip_remaining = 0;
+        self.finished = false;
+        self.synced = false;
+        self.searching = false;
+    }
+
+    #[cfg(test)]
+    fn buffer_capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Lcg(u64);
+    impl Lcg {
+        fn next_u8(&mut self) -> u8 {
+            self.0 = self
+                .0
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (self.0 >> 33) as u8
+        }
+        fn bytes(&mut self, n: usize) -> Vec<u8> {
+            (0..n).map(|_| self.next_u8()).collect()
+        }
+    }
+
+    /// An ADTS frame with a random payload so byte-exactness is actually checked.
+    fn frame(
+        sr_index: u8,
+        config: u8,
+        len: usize,
+        crc: bool,
+        blocks: u8,
+        rng: &mut Lcg,
+    ) -> Vec<u8> {
+        let mut f = rng.bytes(len);
+        f[0] = 0xFF;
+        f[1] = 0xF0 | u8::from(!crc); // MPEG-4, layer 0
+        f[2] = 1 << 6 | sr_index << 2 | config >> 2; // AAC LC
+        f[3] = (config & 3) << 6 | (len >> 11) as u8;
+        f[4] = (len >> 3) as u8;
+        f[5] = (len as u8) << 5 | 0x1F;
+        f[6] = 0xFC | blocks;
+        let h = parse_adts_header(&f).unwrap();
+        assert_eq!(h.frame_len, len);
+        f
+    }
+
+    fn frames(n: usize, seed: u64) -> Vec<Vec<u8>> {
+        let mut rng = Lcg(seed);
+        (0..n)
+            .map(|i| {
+                let len = 9 + (i * 131 + 17) % 900;
+                frame(4, 2, len, i % 4 == 0, (i % 7 == 0) as u8, &mut rng)
+            })
+            .collect()
+    }
+
+    struct Out {
+        frames: Vec<Vec<u8>>,
+        micros: u64,
+        skipped: u64,
+        resyncs: u64,
+    }
+
+    fn run(stream: &[u8], chunk: usize) -> Out {
+        let mut f = AdtsFramer::new();
+        let mut out = Out {
+            frames: Vec::new(),
+            micros: 0,
+            skipped: 0,
+            resyncs: 0,
+        };
+        let mut take = |f: &mut AdtsFramer| {
+            while let Some((h, data)) = f.next_frame() {
+                assert_eq!(h.frame_len, data.len());
+                out.micros += h.duration_micros();
+                out.frames.push(data.to_vec());
+            }
+        };
+        for piece in stream.chunks(chunk.max(1)) {
+            f.push(piece);
+            take(&mut f);
+        }
+        f.finish();
+        take(&mut f);
+        out.skipped = f.skipped_bytes();
+        out.resyncs = f.resyncs();
+        out
+    }
+
+    fn run_all_chunkings(stream: &[u8]) -> Out {
+        let whole = run(stream, stream.len());
+        for chunk in [1, 2, 3, 7, 100, 417, 4096] {
+            let o = run(stream, chunk);
+            assert_eq!(o.frames, whole.frames, "chunk {chunk}");
+            assert_eq!(
+                (o.micros, o.skipped, o.resyncs),
+                (whole.micros, whole.skipped, whole.resyncs),
+                "chunk {chunk}"
+            );
+        }
+        whole
+    }
+
+    fn id3v2(body_len: usize) -> Vec<u8> {
+        let s = body_len as u32;
+        let mut t = b"ID3\x04\x00\x00".to_vec();
+        t.extend([21, 14, 7, 0].map(|sh| (s >> sh) as u8 & 0x7F));
+        // Body full of sync-looking bytes that must not be taken as frames.
+        t.extend((0..body_len).map(|i| [0xFF, 0xF1, 0x50, 0x80][i % 4]));
+        t
+    }
+
+    #[test]
+    fn parses_headers() {
+        // AAC LC, 44.1 kHz, stereo, 371 bytes, no CRC, one block.
+        let h = parse_adts_header(&[0xFF, 0xF1, 0x50, 0x80, 0x2E, 0x7F, 0xFC]).unwrap();
+        assert_eq!(
+            h,
+            AdtsHeader {
+                frame_len: 371,
+                sample_rate: 44100,
+                channels: 2,
+                samples: 1024
+            }
+        );
+        assert_eq!(h.duration_micros(), 23219);
+        // MPEG-2 ID, with CRC, 48 kHz, 7.1, four blocks.
+        let h = parse_adts_header(&[0xFF, 0xF8, 0x4D, 0xC0, 0x01, 0x3F, 0xFF]).unwrap();
+        assert_eq!(
+            (h.frame_len, h.sample_rate, h.channels, h.samples),
+            (9, 48000, 8, 4096)
+        );
+        // 24 kHz core (HE-AAC), channels from a PCE.
+        let h = parse_adts_header(&[0xFF, 0xF1, 0x58, 0x00, 0x10, 0x00, 0x00]).unwrap();
+        assert_eq!((h.sample_rate, h.channels, h.frame_len), (24000, 0, 128));
+        assert_eq!(h.duration_micros(), 42666);
+
+        for bad in [
+            &[0xFF, 0xF1, 0x50, 0x80, 0x2E, 0x7F][..],   // too short
+            &[0xFE, 0xF1, 0x50, 0x80, 0x2E, 0x7F, 0xFC], // no sync
+            &[0xFF, 0xE1, 0x50, 0x80, 0x2E, 0x7F, 0xFC], // no sync (12th bit)
+            &[0xFF, 0xF3, 0x50, 0x80, 0x2E, 0x7F, 0xFC], // layer 1 (MP3 territory)
+            &[0xFF, 0xFB, 0x50, 0x80, 0x2E, 0x7F, 0xFC], // MPEG-1 Layer III
+            &[0xFF, 0xF1, 0x74, 0x80, 0x2E, 0x7F, 0xFC], // reserved sampling index 13
+            &[0xFF, 0xF1, 0x50, 0x80, 0x00, 0xDF, 0xFC], // length 6 < 7
+            &[0xFF, 0xF0, 0x50, 0x80, 0x01, 0x1F, 0xFC], // length 8 < 9 with CRC
+        ] {
+            assert_eq!(parse_adts_header(bad), None, "{bad:02X?}");
+        }
+    }
+
+    #[test]
+    fn clean_stream_any_chunking() {
+        let fs = frames(300, 1);
+        let o = run_all_chunkings(&fs.concat());
+        assert_eq!(o.frames, fs);
+        assert_eq!((o.skipped, o.resyncs), (0, 0));
+        let expect: u64 = fs
+            .iter()
+            .map(|f| parse_adts_header(f).unwrap().duration_micros())
+            .sum();
+        assert_eq!(o.micros, expect);
+    }
+
+    #[test]
+    fn last_frame_needs_finish() {
+        let fs = frames(5, 2);
+        let mut f = AdtsFramer::new();
+        f.push(&fs.concat());
+        let mut n = 0;
+        while f.next_frame().is_some() {
+            n += 1;
+        }
+        assert_eq!(n, 4);
+        f.finish();
+        assert_eq!(f.next_frame().unwrap().1, &fs[4][..]);
+        assert!(f.next_frame().is_none());
+        assert_eq!(f.skipped_bytes(), 0);
+    }
+
+    #[test]
+    fn strips_id3_tags() {
+        let fs = frames(60, 3);
+        let head = id3v2(3000);
+        let mid = id3v2(40);
+        let stream = [
+            head.clone(),
+            fs[..30].concat(),
+            mid.clone(),
+            fs[30..].concat(),
+        ]
+        .concat();
+        let o = run_all_chunkings(&stream);
+        assert_eq!(o.frames, fs);
+        assert_eq!((o.skipped, o.resyncs), ((head.len() + mid.len()) as u64, 0));
+    }
+
+    #[test]
+    fn garbage_between_frames_is_a_resync() {
+        let fs = frames(40, 4);
+        let garbage = Lcg(5).bytes(777);
+        let stream = [fs[..20].concat(), garbage.clone(), fs[20..].concat()].concat();
+        let o = run_all_chunkings(&stream);
+        // The frame just before the garbage cannot be verified and is dropped.
+        let mut expect = fs.clone();
+        let lost = expect.remove(19);
+        assert_eq!(o.frames, expect);
+        assert_eq!(o.resyncs, 1);
+        assert_eq!(o.skipped, (garbage.len() + lost.len()) as u64);
+    }
+
+    #[test]
+    fn leading_garbage_and_mid_frame_join() {
+        let fs = frames(20, 6);
+        let stream = fs.concat()[5..].to_vec();
+        let o = run_all_chunkings(&stream);
+        assert_eq!(o.frames, fs[1..]);
+        assert_eq!((o.skipped, o.resyncs), ((fs[0].len() - 5) as u64, 1));
+    }
+
+    #[test]
+    fn format_change_needs_matching_successor() {
+        // A 44.1 kHz stereo stream followed by a 48 kHz mono one: the seam frame cannot be
+        // verified, everything else passes.
+        let mut rng = Lcg(7);
+        let a: Vec<_> = (0..10)
+            .map(|_| frame(4, 2, 300, false, 0, &mut rng))
+            .collect();
+        let b: Vec<_> = (0..10)
+            .map(|_| frame(3, 1, 200, false, 0, &mut rng))
+            .collect();
+        let o = run_all_chunkings(&[a.concat(), b.concat()].concat());
+        assert_eq!(o.frames, [&a[..9], &b[..]].concat());
+        assert_eq!((o.skipped, o.resyncs), (300, 1));
+    }
+
+    #[test]
+    fn random_bytes_yield_no_frames_and_bounded_buffer() {
+        let noise = Lcg(11).bytes(1 << 20);
+        let o = run(&noise, 4096);
+        assert!(o.frames.len() <= 1, "{} frames from noise", o.frames.len());
+        let passed: u64 = o.frames.iter().map(|f| f.len() as u64).sum();
+        assert_eq!(o.skipped, noise.len() as u64 - passed);
+
+        let mut f = AdtsFramer::new();
+        for piece in noise.chunks(4096) {
+            f.push(piece);
+            while f.next_frame().is_some() {}
+            assert!(f.buffer_capacity() <= 4 * 4096, "{}", f.buffer_capacity());
+        }
+        // A caller that never drains is still bounded.
+        let mut f = AdtsFramer::new();
+        for piece in noise.chunks(4096) {
+            f.push(piece);
+        }
+        assert!(f.buffer_capacity() <= 2 * (MAX_CARRY + 4096));
+    }
+
+    #[test]
+    fn reset_drops_partial_frame() {
+        let fs = frames(6, 12);
+        let mut f = AdtsFramer::new();
+        f.push(&fs[0][..5]);
+        assert!(f.next_frame().is_none());
+        f.reset();
+        f.push(&fs.concat());
+        f.finish();
+        let mut got = Vec::new();
+        while let Some((_, d)) = f.next_frame() {
+            got.push(d.to_vec());
+        }
+        assert_eq!(got, fs);
+        assert_eq!((f.skipped_bytes(), f.resyncs()), (5, 0));
+    }
+
+    /// Runs ffmpeg to make `seconds` of a sine tone as ADTS, or `None` without ffmpeg.
+    fn ffmpeg_adts(seconds: u32, extra: &[&str]) -> Option<Vec<u8>> {
+        let src = format!("sine=f=440:d={seconds}");
+        let out = std::process::Command::new("ffmpeg")
+            .args([
+                "-hide_banner",
+                "-loglevel",
+                "error",
+                "-f",
+                "lavfi",
+                "-i",
+                &src,
+            ])
+            .args(["-c:a", "aac", "-b:a", "64k"])
+            .args(extra)
+            .args(["-f", "adts", "-"])
+            .output()
+            .ok()?;
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Some(out.stdout)
+    }
+
+    #[test]
+    fn real_encoder_output() {
+        let Some(plain) = ffmpeg_adts(3, &[]) else {
+            eprintln!("no ffmpeg; skipping");
+            return;
+        };
+        let tagged = ffmpeg_adts(3, &["-write_id3v2", "1", "-metadata", "title=Tone"]).unwrap();
+        for data in [plain, tagged] {
+            let tag = match id3v2_len(&data) {
+                Ok(Some(n)) => n,
+                _ => 0,
+            };
+            let o = run_all_chunkings(&data);
+            assert_eq!((o.skipped, o.resyncs), (tag, 0));
+            let passed: usize = o.frames.iter().map(Vec::len).sum();
+            assert_eq!(passed as u64 + tag, data.len() as u64);
+            let secs = o.micros as f64 / 1e6;
+            eprintln!("{} frames after a {tag}-byte tag, {secs} s", o.frames.len());
+            assert!((secs - 3.0).abs() / 3.0 < 0.05, "{secs} s");
+            let h = parse_adts_header(&o.frames[0]).unwrap();
+            assert_eq!((h.sample_rate, h.channels), (44100, 1));
+        }
+    }
+}

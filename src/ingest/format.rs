@@ -1,0 +1,127 @@
+//! Which framer a source's Content-Type gets, and one interface over them: MP3 frames, AAC
+//! ADTS frames and Ogg pages all become whole, timed units for the feed, so joins, skips and
+//! switches never cut one. Other types pass through unaligned.
+
+use super::adts::AdtsFramer;
+use super::feed::MountFeed;
+use super::frames::Mp3Framer;
+use super::ogg::OggFramer;
+
+/// A stream format the server can align to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// MPEG audio (`audio/mpeg`).
+    Mp3,
+    /// AAC or HE-AAC in ADTS (`audio/aac`, `audio/aacp`).
+    Aac,
+    /// Ogg Vorbis or Opus (`audio/ogg`, `application/ogg`).
+    Ogg,
+    /// Anything else: passed through in chunks of bytes.
+    Unframed,
+}
+
+impl Format {
+    /// The format a Content-Type announces (parameters such as `; codecs=` ignored).
+    pub fn from_content_type(content_type: &str) -> Format {
+        let essence = content_type
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        match essence.as_str() {
+            "audio/mpeg" | "audio/mp3" | "audio/mpeg3" => Format::Mp3,
+            "audio/aac" | "audio/aacp" | "audio/x-aac" => Format::Aac,
+            "audio/ogg" | "application/ogg" | "audio/opus" | "audio/vorbis" | "audio/x-ogg" => {
+                Format::Ogg
+            }
+            _ => Format::Unframed,
+        }
+    }
+}
+
+/// The framer of one source connection.
+pub enum Framer {
+    /// MP3 frames.
+    Mp3(Mp3Framer),
+    /// ADTS frames.
+    Aac(AdtsFramer),
+    /// Ogg pages; its header pages are kept for listeners that join later.
+    Ogg(OggFramer),
+    /// No framing.
+    Unframed,
+}
+
+impl Framer {
+    /// A framer for `format`.
+    pub fn new(format: Format) -> Framer {
+        match format {
+            Format::Mp3 => Framer::Mp3(Mp3Framer::new()),
+            Format::Aac => Framer::Aac(AdtsFramer::new()),
+            Format::Ogg => Framer::Ogg(OggFramer::new()),
+            Format::Unframed => Framer::Unframed,
+        }
+    }
+
+    /// Takes `bytes` from the source (`end`: the source finished cleanly, so the last unit is
+    /// whole) and hands every complete unit to `feed`.
+    pub fn feed(&mut self, bytes: &[u8], end: bool, feed: &mut MountFeed) {
+        match self {
+            Framer::Mp3(framer) => {
+                framer.push(bytes);
+                if end {
+                    framer.finish();
+                }
+                while let Some((header, frame)) = framer.next_frame() {
+                    feed.push_frame(frame, header.duration_micros());
+                }
+            }
+            Framer::Aac(framer) => {
+                framer.push(bytes);
+                if end {
+                    framer.finish();
+                }
+                while let Some((header, frame)) = framer.next_frame() {
+                    feed.push_frame(frame, header.duration_micros());
+                }
+            }
+            Framer::Ogg(framer) => {
+                framer.push(bytes);
+                if end {
+                    framer.finish();
+                }
+                while let Some((page, bytes)) = framer.next_frame() {
+                    feed.push_frame(bytes, page.duration_micros);
+                    if page.is_header_page {
+                        // Header pages start a chunk of their own, so a join position is never
+                        // inside them; the listener gets them as one piece instead.
+                        feed.flush();
+                    }
+                }
+                if framer.headers_changed() {
+                    feed.flush();
+                    feed.mount
+                        .set_stream_headers(framer.stream_headers().to_vec(), feed.published_end());
+                }
+            }
+            Framer::Unframed => feed.push_unframed(bytes),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_types_pick_their_framer() {
+        assert_eq!(Format::from_content_type("audio/mpeg"), Format::Mp3);
+        assert_eq!(Format::from_content_type("Audio/AACP"), Format::Aac);
+        assert_eq!(Format::from_content_type("application/ogg"), Format::Ogg);
+        assert_eq!(
+            Format::from_content_type("audio/ogg; codecs=opus"),
+            Format::Ogg
+        );
+        assert_eq!(Format::from_content_type("audio/flac"), Format::Unframed);
+    }
+}

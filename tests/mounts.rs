@@ -1,0 +1,271 @@
+//! Several mounts: per-mount settings, fallback chains with listeners moved without a
+//! disconnect, and formats other than MP3.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+const CONFIG: &str = r#"
+server {
+  admin_password = "adminpw"
+}
+limits { burst_size = 16384 }
+broadcaster { chunk_ms = 200 }
+playlist { directory = "/nonexistent/cycast-test-music" }
+mount "/live" {
+  source_user = "dj"
+  source_password = "djpass"
+  fallback_mount = "/stream"
+  fallback_override = true
+  station_name = "Live Show"
+  icy_metaint = 2000
+}
+mount "/small" {
+  max_listeners = 1
+}
+mount "/secret" {
+  hidden = true
+}
+"#;
+
+/// `dj:djpass`
+const DJ_AUTH: &str = "Authorization: Basic ZGo6ZGpwYXNz\r\n";
+
+#[test]
+fn per_mount_credentials_limits_and_settings() {
+    let server = Server::start(CONFIG);
+    // The global source password does not open /live; the mount's own does.
+    let refused = raw_exchange(
+        server.source,
+        format!("SOURCE /live HTTP/1.0\r\n{SOURCE_AUTH}Content-Type: audio/mpeg\r\n\r\n")
+            .as_bytes(),
+        Duration::from_secs(5),
+    );
+    assert!(String::from_utf8_lossy(&refused).starts_with("HTTP/1.0 401"));
+    let mut live = Source::connect(
+        server.source,
+        &format!("SOURCE /live HTTP/1.0\r\n{DJ_AUTH}Content-Type: audio/mpeg\r\n\r\n"),
+    );
+    assert!(
+        live.response.starts_with("HTTP/1.0 200"),
+        "{}",
+        live.response
+    );
+    live.send_frames(1, 10, 50.0);
+    let icy = Listener::connect_with(server.listen, "/live", "Icy-MetaData: 1\r\n");
+    assert!(icy.head.contains("icy-metaint:2000\r\n"), "{}", icy.head);
+    assert!(icy.head.contains("icy-name:Live Show\r\n"), "{}", icy.head);
+
+    let mut small = Source::mp3(server.source, "/small");
+    small.send_frames(1, 10, 50.0);
+    let first = Listener::connect(server.listen, "/small");
+    assert!(first.head.starts_with("HTTP/1.0 200"));
+    let (head, _) = server.get("/small");
+    assert!(head.starts_with("HTTP/1.0 503"), "{head}");
+
+    let _secret = Source::mp3(server.source, "/secret");
+    let status: serde_json::Value =
+        serde_json::from_slice(&server.get("/status-json.xsl").1).unwrap();
+    let mounts: Vec<String> = status["icestats"]["source"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["mount"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        mounts.contains(&"/live".to_string()) && !mounts.contains(&"/secret".to_string()),
+        "{mounts:?}"
+    );
+    // Hidden from lists, still playable.
+    let hidden = Listener::connect(server.listen, "/secret");
+    assert!(hidden.head.starts_with("HTTP/1.0 200"));
+}
+
+#[test]
+fn fallback_chain_moves_listeners_there_and_back_without_a_disconnect() {
+    let server = Server::start(CONFIG);
+    let mut autodj = Source::mp3(server.source, "/stream");
+    autodj.send_frames(1, 20, 20.0);
+    // /live has no source: its listener is served /stream's audio.
+    let mut listener = Listener::connect(server.listen, "/live");
+    assert!(
+        listener.head.starts_with("HTTP/1.0 200"),
+        "{}",
+        listener.head
+    );
+    autodj.send_frames(21, 20, 20.0);
+    listener.read_for(Duration::from_millis(300));
+    assert!(
+        find_frame(&listener.body, 35).is_some(),
+        "fallback audio did not arrive"
+    );
+
+    // The DJ connects: the listener moves back to /live (fallback_override).
+    let mut live = Source::connect(
+        server.source,
+        &format!("SOURCE /live HTTP/1.0\r\n{DJ_AUTH}Content-Type: audio/mpeg\r\n\r\n"),
+    );
+    assert!(live.response.starts_with("HTTP/1.0 200"));
+    live.send_frames(50_000, 40, 20.0);
+    autodj.send_frames(41, 20, 20.0);
+    listener.read_for(Duration::from_millis(400));
+    assert!(
+        find_frame(&listener.body, 50_030).is_some(),
+        "live audio did not arrive after the move back"
+    );
+
+    // The DJ leaves: the listener goes to the fallback again, still connected.
+    drop(live);
+    std::thread::sleep(Duration::from_millis(300));
+    autodj.send_frames(61, 40, 20.0);
+    listener.read_for(Duration::from_millis(400));
+    assert!(
+        find_frame(&listener.body, 90).is_some(),
+        "fallback audio did not resume"
+    );
+    let offsets =
+        walk_frames(&listener.body).unwrap_or_else(|at| panic!("a move cut a frame at byte {at}"));
+    assert!(!offsets.is_empty());
+    let stats = server.stats();
+    assert_eq!(
+        stats["total_listeners"], 1,
+        "the listener was disconnected: {stats}"
+    );
+}
+
+#[test]
+fn moveclients_moves_listeners_between_mounts() {
+    let server = Server::start(CONFIG);
+    let mut a = Source::mp3(server.source, "/stream");
+    let mut b = Source::mp3(server.source, "/small");
+    a.send_frames(1, 10, 50.0);
+    b.send_frames(70_000, 10, 50.0);
+    let mut listener = Listener::connect(server.listen, "/stream");
+    let answer = raw_exchange(server.listen, b"GET /admin/moveclients?mount=/stream&destination=/small HTTP/1.0\r\nAuthorization: Basic YWRtaW46YWRtaW5wdw==\r\n\r\n", Duration::from_secs(5));
+    assert!(String::from_utf8_lossy(&answer).contains("Clients moved from /stream to /small"));
+    b.send_frames(70_010, 30, 20.0);
+    a.send_frames(11, 10, 50.0);
+    listener.read_for(Duration::from_millis(400));
+    assert!(
+        find_frame(&listener.body, 70_030).is_some(),
+        "moved listener gets the destination's audio"
+    );
+    walk_frames(&listener.body).expect("no cut frame across the move");
+}
+
+/// An ffmpeg source encoding a tone in real time to `mount` with `codec` and `format`.
+fn ffmpeg_source(
+    server: &Server,
+    mount: &str,
+    codec: &[&str],
+    content_type: &str,
+) -> std::process::Child {
+    std::process::Command::new("ffmpeg")
+        .args([
+            "-nostdin",
+            "-v",
+            "error",
+            "-re",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=48000",
+        ])
+        .args(codec)
+        .args(["-content_type", content_type])
+        .arg(format!("icecast://source:hackme@{}{mount}", server.source))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start ffmpeg")
+}
+
+/// Decodes two seconds of `mount` from a listener joining now; returns PCM bytes.
+fn decode_two_seconds(server: &Server, mount: &str) -> usize {
+    let out = std::process::Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-i"])
+        .arg(format!("http://{}{mount}", server.listen))
+        .args(["-t", "2", "-f", "s16le", "-ac", "2", "-ar", "48000", "-"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run ffmpeg");
+    let errors = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && errors.trim().is_empty(),
+        "{mount}: decoder complained: {errors}"
+    );
+    out.stdout.len()
+}
+
+#[test]
+fn aac_and_opus_mounts_decode_from_listeners_joining_mid_stream() {
+    if !have("ffmpeg") {
+        eprintln!("ffmpeg is not installed (make test installs it): skipping");
+        return;
+    }
+    let server = Server::start(CONFIG);
+    let mut aac = ffmpeg_source(
+        &server,
+        "/aac",
+        &["-c:a", "aac", "-b:a", "64k", "-f", "adts"],
+        "audio/aac",
+    );
+    let mut opus = ffmpeg_source(
+        &server,
+        "/opus",
+        &["-c:a", "libopus", "-b:a", "64k", "-f", "ogg"],
+        "audio/ogg",
+    );
+    server.wait_stats(Duration::from_secs(10), "both sources", |s| {
+        s["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["live"] == true)
+            .count()
+            == 2
+    });
+    // Join well after the Ogg header pages went by: they must be replayed.
+    std::thread::sleep(Duration::from_millis(2500));
+    let full = 2 * 48_000 * 4;
+    for mount in ["/aac", "/opus"] {
+        let pcm = decode_two_seconds(&server, mount);
+        assert!(
+            pcm >= full * 9 / 10,
+            "{mount}: decoded {pcm} of {full} bytes"
+        );
+    }
+    let (head, _) = server.get("/status-json.xsl");
+    assert!(head.starts_with("HTTP/1.0 200"));
+
+    // A title update on the Opus mount reaches a listener that asked for ICY metadata.
+    let mut icy = Listener::connect_with(server.listen, "/opus", "Icy-MetaData: 1\r\n");
+    assert!(icy.head.contains("Content-Type: audio/ogg"), "{}", icy.head);
+    let answer = raw_exchange(
+        server.listen,
+        b"GET /admin/metadata?mount=/opus&mode=updinfo&song=Opus%20Title HTTP/1.0\r\nAuthorization: Basic YWRtaW46YWRtaW5wdw==\r\n\r\n",
+        Duration::from_secs(5),
+    );
+    assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.0 200"));
+    let needle = b"StreamTitle='Opus Title';";
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !icy.body.windows(needle.len()).any(|w| w == needle) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the title never reached the ICY listener"
+        );
+        icy.read_for(Duration::from_millis(200));
+    }
+    // The ICY listener's stream, metadata removed, starts with the Opus header page.
+    assert!(
+        icy.body.starts_with(b"OggS"),
+        "first bytes are not an Ogg page"
+    );
+    let _ = aac.kill();
+    let _ = opus.kill();
+    let _ = aac.wait();
+    let _ = opus.wait();
+}
