@@ -178,3 +178,39 @@ advanced {
   # flask_debug = false
   # flask_secret_key = "change-me-in-production"
 }
+
+# More mounts. server.mount_point is the default mount; each `mount` block adds one
+# (or configures the default mount itself). Every key is optional and falls back to
+# the global setting. None by default; an example:
+#
+# mount "/live" {
+#   source_user       = "dj"           # default server.source_user
+#   source_password   = "secret"       # default server.source_password
+#   max_listeners     = 0              # 0 = only the server-wide limit
+#   burst_size        = 65536          # default limits.burst_size
+#   icy_metaint       = 16000          # default metadata.icy_metaint
+#   icy_charset       = "utf-8"        # default metadata.icy_charset
+#   station_name      = "Live Show"    # and station_description, station_genre, station_url
+#   hidden            = false          # true: left out of status pages and the station page
+#   fallback_mount    = "/stream"      # listeners go there while nothing feeds this mount
+#   fallback_override = true           # and come back when this mount's source returns
+#   playlist {                         # a playlist of its own (same keys as above)
+#     directory = "./music/live"
+#   }
+# }
+#
+# Formats: audio/mpeg (MP3), audio/aac and audio/aacp (ADTS) and audio/ogg (Vorbis,
+# Opus) are cut on frame or page boundaries; Ogg header pages are replayed to every
+# listener who joins later. Other types pass through unaligned.
+
+# Relays pull another Icecast-compatible server's stream into a local mount, with its
+# ICY titles; the way to serve more listeners than one machine can (see
+# deploy/relay/). None by default; an example:
+#
+# relay "/stream" {
+#   url            = "http://origin.example:8001/stream"
+#   on_demand      = false   # true: pull only while the mount has listeners
+#   relay_metadata = true    # take the upstream's titles
+#   reconnect_min  = 1.0     # seconds before the first reconnect; doubles per failure
+#   reconnect_max  = 30.0    # longest wait between reconnects
+# }

@@ -6,14 +6,18 @@
 //!
 //! - [`config`], [`cli`]: the HCL configuration (every key documented, defaults embedded) and the
 //!   command-line overrides merged on top.
-//! - [`ingest`]: the ingest core. Accepts sources ([`ingest::source`]), cuts their bytes into
-//!   whole audio frames ([`ingest::frames`]) and publishes frame-aligned chunks to the mount's
-//!   ring ([`ingest::feed`]), waking every shard.
+//! - [`ingest`]: the ingest core. Accepts sources ([`ingest::source`]) and relays
+//!   ([`ingest::relay`]), plays playlists when nobody is live ([`ingest::playlist`], paced by
+//!   [`ingest::pacing`]), cuts the bytes into whole frames ([`ingest::format`]: MP3
+//!   [`ingest::frames`], AAC [`ingest::adts`], Ogg [`ingest::ogg`]) and publishes frame-aligned
+//!   chunks to the mount's ring ([`ingest::feed`]), waking every shard.
 //! - [`ring`]: the memory-mapped ring of one mount: a single writer, lock-free readers that
 //!   detect being lapped with sequence stamps. [`mount`] names the rings.
 //! - [`shard`]: one executor per core. Accepts listeners on a SO_REUSEPORT socket, answers their
-//!   request ([`shard::listener`]) and feeds them from the ring ([`shard::fanout`]).
-//! - [`observability`]: per-shard counters and the public status pages.
+//!   request ([`shard::listener`]) and feeds them from the ring ([`shard::fanout`]), with ICY
+//!   metadata interleaved for players that ask ([`shard::icy`]).
+//! - [`observability`]: per-shard counters, status pages, the admin API, Prometheus metrics,
+//!   the access log and the station web pages.
 //! - [`reload`]: SIGHUP re-reads the configuration without dropping anyone.
 //! - [`server`]: binds the sockets, creates the executors and wires them together.
 //! - [`control`]: messages between cores (new data, operator actions).

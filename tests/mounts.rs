@@ -269,3 +269,82 @@ fn aac_and_opus_mounts_decode_from_listeners_joining_mid_stream() {
     let _ = aac.wait();
     let _ = opus.wait();
 }
+
+#[test]
+fn an_edge_relays_the_origin_with_titles_and_recovers_when_it_restarts() {
+    let origin_config = "server {\n  admin_password = \"adminpw\"\n}\nbroadcaster { chunk_ms = 200 }\nplaylist { directory = \"/nonexistent/x\" }\n";
+    let origin = Server::start(origin_config);
+    let port = origin.listen.port().to_string();
+    let source_port = origin.source.port().to_string();
+    let mut source = Source::mp3(origin.source, "/stream");
+    source.send_frames(1, 20, 20.0);
+    let edge = Server::start(&format!(
+        "broadcaster {{ chunk_ms = 200 }}\nplaylist {{ directory = \"/nonexistent/x\" }}\nrelay \"/relayed\" {{\n  url = \"http://{}/stream\"\n  reconnect_min = 0.2\n  reconnect_max = 1.0\n}}\n",
+        origin.listen
+    ));
+    edge.wait_stats(Duration::from_secs(10), "relay connected", |s| {
+        s["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["mount"] == "/relayed" && m["live"] == true)
+    });
+    let mut listener = Listener::connect_with(edge.listen, "/relayed", "Icy-MetaData: 0\r\n");
+    assert!(
+        listener.head.starts_with("HTTP/1.0 200"),
+        "{}",
+        listener.head
+    );
+    let answer = raw_exchange(
+        origin.listen,
+        b"GET /admin/metadata?mount=/stream&mode=updinfo&song=Origin%20Title HTTP/1.0\r\nAuthorization: Basic YWRtaW46YWRtaW5wdw==\r\n\r\n",
+        Duration::from_secs(5),
+    );
+    assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.0 200"));
+    source.send_frames(21, 60, 20.0);
+    listener.read_for(Duration::from_millis(500));
+    assert!(
+        find_frame(&listener.body, 70).is_some(),
+        "origin audio did not reach the edge listener"
+    );
+    let status: serde_json::Value =
+        serde_json::from_slice(&edge.get("/status-json.xsl").1).unwrap();
+    let relayed = status["icestats"]["source"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["mount"] == "/relayed")
+        .cloned()
+        .unwrap();
+    assert_eq!(relayed["title"], "Origin Title", "{status}");
+
+    // The origin goes away and comes back on the same ports.
+    drop(source);
+    drop(origin);
+    std::thread::sleep(Duration::from_millis(500));
+    let origin = Server::start_with_args(
+        origin_config,
+        &["--listen-port", &port, "--source-port", &source_port],
+    );
+    let mut source = Source::mp3(origin.source, "/stream");
+    source.send_frames(5_000, 20, 20.0);
+    edge.wait_stats(Duration::from_secs(10), "relay reconnected", |s| {
+        s["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["mount"] == "/relayed" && m["live"] == true)
+    });
+    source.send_frames(5_020, 40, 20.0);
+    listener.read_for(Duration::from_millis(500));
+    assert!(
+        find_frame(&listener.body, 5_040).is_some(),
+        "the edge did not recover after the origin restart"
+    );
+    walk_frames(&listener.body).expect("the edge listener's stream stayed whole");
+    assert_eq!(
+        edge.stats()["total_listeners"],
+        1,
+        "the edge listener was dropped"
+    );
+}

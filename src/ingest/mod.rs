@@ -13,6 +13,7 @@ pub mod frames;
 pub mod ogg;
 pub mod pacing;
 pub mod playlist;
+pub mod relay;
 pub mod source;
 
 use std::cell::RefCell;
@@ -224,6 +225,9 @@ pub async fn serve(
     .detach();
     // Configured mounts fall back to the playlist whenever no source holds them.
     for mount in ctx.shared.mounts.all().iter() {
+        if let Some(relay) = ctx.shared.config().relay.get(&mount.name).cloned() {
+            glommio::spawn_local(relay::run(ctx.clone(), mount.clone(), relay)).detach();
+        }
         if let Some(playlist) = ctx.shared.config().playlist_for(&mount.name) {
             glommio::spawn_local(playlist::run(ctx.clone(), mount.clone(), playlist)).detach();
         }

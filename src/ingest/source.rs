@@ -139,10 +139,39 @@ fn admit(ctx: &IngestContext, request: &Request) -> Result<Admitted, Vec<u8>> {
 }
 
 /// Releases the mount when the source session ends, however it ends.
-struct LiveGuard<'a> {
+pub(super) struct LiveGuard<'a> {
+    /// The ingest core's state.
     ctx: &'a IngestContext,
+    /// The held mount's feed.
     feed: Rc<RefCell<MountFeed>>,
+    /// The held mount.
     mount: MountId,
+}
+
+impl<'a> LiveGuard<'a> {
+    /// Holds `mount`, which the caller has claimed, until dropped.
+    pub(super) fn new(
+        ctx: &'a IngestContext,
+        feed: Rc<RefCell<MountFeed>>,
+        mount: MountId,
+    ) -> Self {
+        Self { ctx, feed, mount }
+    }
+
+    /// Puts a new program on air: describes it and takes listeners back from the fallback.
+    pub(super) fn go_live(&self, info: StreamInfo, format: Format) {
+        {
+            let mut feed = self.feed.borrow_mut();
+            // What was gathered before belongs to the previous program.
+            feed.flush();
+            // Its title is unknown until the source or an operator sets one.
+            feed.mount.set_info(info, Some(""));
+            if format != Format::Ogg {
+                feed.mount.set_stream_headers(Vec::new(), 0);
+            }
+        }
+        reclaim_listeners(self.ctx, self.mount);
+    }
 }
 
 impl Drop for LiveGuard<'_> {
@@ -178,11 +207,7 @@ async fn run_source(
     peer: Option<SocketAddr>,
 ) {
     let Admitted { feed, mount } = admitted;
-    let guard = LiveGuard {
-        ctx,
-        feed: feed.clone(),
-        mount,
-    };
+    let guard = LiveGuard::new(ctx, feed.clone(), mount);
     let expects_continue = request
         .header("expect")
         .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
@@ -203,17 +228,7 @@ async fn run_source(
     if format == Format::Unframed {
         tracing::warn!(mount = %request.path, content_type = %info.content_type, "format not framed: audio passes through unaligned");
     }
-    {
-        let mut feed = feed.borrow_mut();
-        // What was gathered before this source belongs to the previous program.
-        feed.flush();
-        // A new program: its title is unknown until the source or an operator sets one.
-        feed.mount.set_info(info, Some(""));
-        if format != Format::Ogg {
-            feed.mount.set_stream_headers(Vec::new(), 0);
-        }
-    }
-    reclaim_listeners(ctx, mount);
+    guard.go_live(info, format);
     let timeout = ctx.shared.config().source_timeout();
     let _ = stream.set_read_timeout(Some(timeout));
     let mut framer = Framer::new(format);

@@ -60,14 +60,18 @@ impl Server {
         let mut child = command
             .arg("--config")
             .arg(&path)
-            .args([
-                "--host",
-                "127.0.0.1",
-                "--listen-port",
-                "0",
-                "--source-port",
-                "0",
-            ])
+            .args(["--host", "127.0.0.1"])
+            // Ephemeral ports unless the test names its own (to restart on the same ones).
+            .args(if args.contains(&"--listen-port") {
+                &[][..]
+            } else {
+                &["--listen-port", "0"][..]
+            })
+            .args(if args.contains(&"--source-port") {
+                &[][..]
+            } else {
+                &["--source-port", "0"][..]
+            })
             .args(args)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
