@@ -262,3 +262,52 @@ fn access_log_has_combined_lines_without_passwords() {
     );
     assert!(!text.contains("hackme"));
 }
+
+#[test]
+fn reload_switches_the_playlist_without_dropping_listeners() {
+    let music = |name: &str| format!("{}/music/{name}", env!("CARGO_MANIFEST_DIR"));
+    let dirs = tempfile::tempdir().unwrap();
+    let (a, b) = (dirs.path().join("a"), dirs.path().join("b"));
+    std::fs::create_dir_all(&a).unwrap();
+    std::fs::create_dir_all(&b).unwrap();
+    std::fs::copy(music("01-morning-tone.mp3"), a.join("one.mp3")).unwrap();
+    std::fs::copy(music("02-second-signal.mp3"), b.join("two.mp3")).unwrap();
+    let config = |dir: &std::path::Path| {
+        format!(
+            "server {{\n  admin_password = \"adminpw\"\n}}\nbroadcaster {{ chunk_ms = 200 }}\nplaylist {{\n  directory = \"{}\"\n}}\n",
+            dir.display()
+        )
+    };
+    let server = Server::start(&config(&a));
+    let title = || -> String {
+        let api: serde_json::Value = serde_json::from_slice(&server.get("/api/status").1).unwrap();
+        api["metadata"]["title"].as_str().unwrap_or("").to_string()
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while title() != "Morning Tone" {
+        assert!(
+            Instant::now() < deadline,
+            "first playlist never played: {:?}",
+            title()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut listener = Listener::connect(server.listen, "/stream");
+    std::fs::write(server.path("cycast.hcl"), config(&b)).unwrap();
+    server.signal("HUP");
+    // Skip ends the current track; the next one comes from the reloaded directory.
+    let deadline = Instant::now() + Duration::from_secs(8);
+    while title() != "Second Signal" {
+        assert!(
+            Instant::now() < deadline,
+            "reloaded playlist never played: {:?}\n{}",
+            title(),
+            server.log()
+        );
+        let _ = raw_exchange(server.listen, b"GET /admin/skip?mount=/stream HTTP/1.0\r\nAuthorization: Basic YWRtaW46YWRtaW5wdw==\r\n\r\n", Duration::from_secs(5));
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    listener.read_for(Duration::from_millis(300));
+    walk_frames(&listener.body).expect("the stream stayed whole across the reload");
+    assert_eq!(server.stats()["total_listeners"], 1);
+}

@@ -49,6 +49,9 @@ const SILENCE_KBPS: u32 = 128;
 /// Sample rate of the silence frames.
 const SILENCE_RATE: u32 = 44100;
 
+/// How often the playlist looks for reloaded settings.
+const RELOAD_CHECK: Duration = Duration::from_secs(1);
+
 /// Plays the playlist of `mount` whenever no live source holds it. Runs for the life of the
 /// ingest core.
 pub async fn run(ctx: Rc<IngestContext>, mount: Arc<Mount>, playlist: PlaylistConfig) {
@@ -66,7 +69,19 @@ pub async fn run(ctx: Rc<IngestContext>, mount: Arc<Mount>, playlist: PlaylistCo
     // previous one has finished playing.
     let lead = chunk + chunk / 2;
     let mut player = Player::new(&playlist, &mount.name, lead, Instant::now());
+    let mut settings = playlist;
+    let mut checked = Instant::now();
     loop {
+        // A reload may have changed the playlist settings; once a second is soon enough.
+        if checked.elapsed() >= RELOAD_CHECK {
+            checked = Instant::now();
+            if let Some(reloaded) = ctx.shared.config().playlist_for(&mount.name) {
+                if reloaded != settings {
+                    player.reconfigure(&reloaded);
+                    settings = reloaded;
+                }
+            }
+        }
         if ctx.is_live(mount.id) {
             while ctx.is_live(mount.id) {
                 // A skip while live has nothing to skip: it is consumed and dropped.
@@ -98,6 +113,9 @@ pub async fn run(ctx: Rc<IngestContext>, mount: Arc<Mount>, playlist: PlaylistCo
         let next = player.next_frame(now);
         let mut feed = feed.borrow_mut();
         if let Some(title) = next.announce {
+            if !title.is_empty() {
+                crate::observability::metrics::track_played(&mount.name);
+            }
             let info = playlist_info(&feed.mount.info(), &next.header);
             feed.mount.set_info(info, Some(&title));
         }
@@ -183,6 +201,20 @@ impl Player {
             silent: false,
             announce: true,
         }
+    }
+
+    /// Takes up playlist settings changed by a configuration reload. The track on air plays
+    /// on; the new listing is read before the next one.
+    fn reconfigure(&mut self, cfg: &PlaylistConfig) {
+        self.listing = Listing::from_config(cfg);
+        self.order = Order::new(cfg.shuffle, matches!(self.listing, Listing::Directory(_)));
+        self.extensions = cfg.extensions.iter().map(|e| e.to_lowercase()).collect();
+        self.resume = cfg.resume;
+        self.rescan_every =
+            Duration::try_from_secs_f64(cfg.rescan_interval).unwrap_or(Duration::from_secs(10));
+        self.last_scan = None;
+        self.bad.clear();
+        tracing::info!(mount = %self.mount, playlist = %self.listing, "playlist settings reloaded");
     }
 
     /// A live source has left: start the clock over (its air time is not owed) and either
