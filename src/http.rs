@@ -137,6 +137,30 @@ pub async fn read_request(
     future::or(read, deadline).await
 }
 
+/// Reads a request head within the configured size and time limits. On failure it answers
+/// what it can (400, 408, 431), logs why at debug level, and returns `None`.
+pub async fn read_or_reject(
+    stream: &mut TcpStream,
+    config: &crate::config::Config,
+) -> Option<Request> {
+    match read_request(
+        stream,
+        config.limits.max_header_bytes,
+        config.header_timeout(),
+    )
+    .await
+    {
+        Ok(request) => Some(request),
+        Err(e) => {
+            tracing::debug!(peer = ?stream.peer_addr().ok(), "request refused: {e}");
+            if let Some(answer) = e.response() {
+                let _ = futures_lite::AsyncWriteExt::write_all(stream, &answer).await;
+            }
+            None
+        }
+    }
+}
+
 /// Parses a complete head from `buf`, `Ok(None)` while it is still partial.
 pub fn parse_head(buf: &[u8]) -> Result<Option<Request>, RequestError> {
     // `ICE/1.0` in the request line becomes `HTTP/1.0` (one byte longer) for httparse.

@@ -15,7 +15,7 @@ use super::feed::MountFeed;
 use super::format::{Format, Framer};
 use super::IngestContext;
 use crate::control::Control;
-use crate::http::{read_request, response, secret_matches, Request};
+use crate::http::{read_or_reject, response, secret_matches, Request};
 use crate::mount::{valid_mount_name, MountId, StreamInfo};
 use crate::observability::{admin, metrics};
 
@@ -27,21 +27,8 @@ pub async fn handle(ctx: Rc<IngestContext>, mut stream: TcpStream) {
     let peer = stream.peer_addr().ok();
     let cfg = ctx.shared.config();
     loop {
-        let request = match read_request(
-            &mut stream,
-            cfg.limits.max_header_bytes,
-            cfg.header_timeout(),
-        )
-        .await
-        {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::debug!(?peer, "source connection: {e}");
-                if let Some(answer) = e.response() {
-                    let _ = stream.write_all(&answer).await;
-                }
-                return;
-            }
+        let Some(request) = read_or_reject(&mut stream, &cfg).await else {
+            return;
         };
         let keep_alive = request
             .header("connection")

@@ -15,7 +15,7 @@ use super::fanout::Listener;
 use super::icy::IcyCursor;
 use super::ShardContext;
 use crate::config::Config;
-use crate::http::{client_addr, read_request, response, server_id, Request};
+use crate::http::{client_addr, read_or_reject, response, server_id, Request};
 use crate::mount::Mount;
 use crate::observability::access_log::AccessLog;
 use crate::observability::{admin, metrics, status, web};
@@ -30,21 +30,8 @@ Access-Control-Expose-Headers: icy-br, icy-name, icy-description, icy-genre, icy
 pub async fn handle(ctx: Rc<ShardContext>, mut stream: TcpStream) {
     let accepted = Instant::now();
     let cfg = ctx.shared.config();
-    let request = match read_request(
-        &mut stream,
-        cfg.limits.max_header_bytes,
-        cfg.header_timeout(),
-    )
-    .await
-    {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::debug!(shard = ctx.id, "listener request: {e}");
-            if let Some(answer) = e.response() {
-                let _ = stream.write_all(&answer).await;
-            }
-            return;
-        }
+    let Some(request) = read_or_reject(&mut stream, &cfg).await else {
+        return;
     };
     let Ok(peer) = stream.peer_addr() else {
         return;

@@ -182,13 +182,7 @@ async fn serve_metrics(ctx: Rc<ShardContext>, socket: socket2::Socket) {
         glommio::spawn_local(async move {
             use futures_lite::AsyncWriteExt;
             let cfg = ctx.shared.config();
-            let Ok(request) = crate::http::read_request(
-                &mut stream,
-                cfg.limits.max_header_bytes,
-                cfg.header_timeout(),
-            )
-            .await
-            else {
+            let Some(request) = crate::http::read_or_reject(&mut stream, &cfg).await else {
                 return;
             };
             let answer = if request.path == "/"
