@@ -2,7 +2,7 @@
 
 CARGO ?= cargo
 
-.PHONY: run test check lint unit build release bench clean
+.PHONY: run test lint build release bench clean
 
 ## Runs the server with the embedded default config, playing the demo playlist in ./music.
 run:
@@ -12,6 +12,7 @@ run:
 test: lint
 	./scripts/install-test-deps.sh
 	./scripts/install-browser-deps.sh
+	./scripts/install-interop-deps.sh
 	$(CARGO) test --all-targets
 
 lint:
@@ -24,9 +25,12 @@ build:
 release:
 	$(CARGO) build --release
 
-## Micro benchmarks (criterion).
+## Micro benchmarks (criterion), then the end-to-end benchmark on loopback, beside Icecast 2
+## (installed if missing; without it cycast runs alone). Sizes: BENCH_* variables, docs/benchmarks.md.
 bench:
+	-./scripts/install-bench-deps.sh
 	$(CARGO) bench
+	./scripts/bench.sh
 
 clean:
 	$(CARGO) clean

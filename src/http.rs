@@ -30,6 +30,8 @@ pub struct Request {
     pub headers: Vec<(String, String)>,
     /// Bytes after the head that arrived in the same reads: for sources, the first audio.
     pub body: Vec<u8>,
+    /// Made from a Shoutcast v1 source login, which was already answered `OK2`.
+    pub shoutcast: bool,
 }
 
 impl Request {
@@ -80,6 +82,10 @@ pub enum RequestError {
     /// The head is not HTTP.
     #[error("malformed request: {0}")]
     Malformed(String),
+    /// The first line is a bare word: a Shoutcast v1 source sending its password. Carries
+    /// everything read so far.
+    #[error("not an HTTP request (a Shoutcast source login?)")]
+    NotHttp(Vec<u8>),
     /// Socket error.
     #[error("read failed: {0}")]
     Io(#[from] std::io::Error),
@@ -95,7 +101,7 @@ impl RequestError {
                 &[],
                 "Request header too large\n",
             )),
-            RequestError::Malformed(_) => {
+            RequestError::Malformed(_) | RequestError::NotHttp(_) => {
                 Some(response(400, "Bad Request", &[], "Malformed request\n"))
             }
             RequestError::Timeout(_) => {
@@ -186,7 +192,19 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Request>, RequestError> {
     let head_len = match req.parse(input) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Ok(None),
-        Err(e) => return Err(RequestError::Malformed(e.to_string())),
+        Err(e) => {
+            let first_line = buf
+                .split(|&b| b == b'\n')
+                .next()
+                .filter(|_| buf.contains(&b'\n'));
+            let bare_word =
+                first_line.is_some_and(|l| !l.trim_ascii().is_empty() && !l.contains(&b' '));
+            return Err(if bare_word {
+                RequestError::NotHttp(buf.to_vec())
+            } else {
+                RequestError::Malformed(e.to_string())
+            });
+        }
     };
     let target = req.path.unwrap_or("/");
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
@@ -206,6 +224,7 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Request>, RequestError> {
             })
             .collect(),
         body: buf[head_len - shift..].to_vec(),
+        shoutcast: false,
     }))
 }
 

@@ -326,3 +326,28 @@ fn base64_basic(user: &str, pass: &str) -> String {
     }
     out
 }
+
+#[test]
+fn a_listener_hanging_up_on_an_idle_mount_is_not_counted_forever() {
+    let server = Server::start(CONFIG);
+    let mut source = Source::mp3(server.source, "/quiet");
+    source.send_frames(1, 10, 50.0);
+    let listener = Listener::connect(server.listen, "/quiet");
+    server.wait_stats(Duration::from_secs(5), "one listener", |s| {
+        s["total_listeners"] == 1
+    });
+    // The source leaves and nothing else feeds /quiet: no sends will notice the hang-up.
+    drop(source);
+    std::thread::sleep(Duration::from_millis(300));
+    drop(listener);
+    let stats = server.wait_stats(Duration::from_secs(5), "the hang-up to be noticed", |s| {
+        s["total_listeners"] == 0
+    });
+    let closed: u64 = stats["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["disconnects"]["client_closed"].as_u64().unwrap())
+        .sum();
+    assert_eq!(closed, 1, "{stats}");
+}

@@ -311,3 +311,54 @@ fn reload_switches_the_playlist_without_dropping_listeners() {
     walk_frames(&listener.body).expect("the stream stayed whole across the reload");
     assert_eq!(server.stats()["total_listeners"], 1);
 }
+
+#[test]
+fn bad_configs_exit_2_with_one_line_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        ("limits {\n  queue_sise = 5\n}\n", "limits.queue_sise"),
+        ("buffer {\n  size_mb = \"big\"\n}\n", "buffer.size_mb"),
+        ("buffer {\n  size_mb = 0\n}\n", "buffer.size_mb"),
+        (
+            "mount \"/a\" {\n  fallback_mount = \"/nowhere\"\n}\n",
+            "fallback_mount",
+        ),
+    ];
+    for (text, key) in cases {
+        let path = dir.path().join("bad.hcl");
+        std::fs::write(&path, text).unwrap();
+        for flag in ["--config", "--check-config"] {
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_cycast"))
+                .arg(flag)
+                .arg(&path)
+                .output()
+                .unwrap();
+            assert_eq!(out.status.code(), Some(2), "{flag} {text:?}");
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(
+                stderr.trim().lines().count(),
+                1,
+                "one line expected: {stderr}"
+            );
+            assert!(stderr.contains(key) && stderr.contains("line"), "{stderr}");
+        }
+    }
+    // The effective config prints without secrets and exits 0.
+    let path = dir.path().join("good.hcl");
+    std::fs::write(
+        &path,
+        "server {\n  source_password = \"s3cret\"\n  admin_password = \"adm1n\"\n}\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cycast"))
+        .arg("--check-config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("listen_port = 8001") && !text.contains("s3cret") && !text.contains("adm1n"),
+        "{text}"
+    );
+}

@@ -5,7 +5,7 @@ use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use futures_lite::{future, AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
@@ -15,7 +15,7 @@ use super::feed::MountFeed;
 use super::format::{Format, Framer};
 use super::IngestContext;
 use crate::control::Control;
-use crate::http::{read_or_reject, response, secret_matches, Request};
+use crate::http::{read_request, response, secret_matches, Request, RequestError};
 use crate::mount::{valid_mount_name, MountId, StreamInfo};
 use crate::observability::{admin, metrics};
 
@@ -27,8 +27,27 @@ pub async fn handle(ctx: Rc<IngestContext>, mut stream: TcpStream) {
     let peer = stream.peer_addr().ok();
     let cfg = ctx.shared.config();
     loop {
-        let Some(request) = read_or_reject(&mut stream, &cfg).await else {
-            return;
+        let request = match read_request(
+            &mut stream,
+            cfg.limits.max_header_bytes,
+            cfg.header_timeout(),
+        )
+        .await
+        {
+            Ok(request) => request,
+            Err(RequestError::NotHttp(raw)) => {
+                match shoutcast_login(&ctx, &mut stream, raw, peer).await {
+                    Some(request) => request,
+                    None => return,
+                }
+            }
+            Err(e) => {
+                tracing::debug!(?peer, "source connection: {e}");
+                if let Some(answer) = e.response() {
+                    let _ = stream.write_all(&answer).await;
+                }
+                return;
+            }
         };
         let keep_alive = request
             .header("connection")
@@ -74,6 +93,95 @@ pub async fn handle(ctx: Rc<IngestContext>, mut stream: TcpStream) {
             return;
         }
     }
+}
+
+/// Shoutcast v1 source login (DSP plug-ins, libshout's ICY mode): a password line, answered
+/// `OK2`, then `icy-*` header lines and a blank line, then audio for the default mount. Turned
+/// into the equivalent `SOURCE` request so the usual checks apply.
+async fn shoutcast_login(
+    ctx: &IngestContext,
+    stream: &mut TcpStream,
+    mut raw: Vec<u8>,
+    peer: Option<SocketAddr>,
+) -> Option<Request> {
+    let config = ctx.shared.config();
+    let mount = config.server.mount_point.clone();
+    let line_end = raw.iter().position(|&b| b == b'\n')?;
+    let password = String::from_utf8_lossy(&raw[..line_end]).trim().to_string();
+    let mount_config = config.mount.get(&mount);
+    let user = mount_config
+        .and_then(|m| m.source_user.clone())
+        .unwrap_or_else(|| config.server.source_user.clone());
+    let expected = mount_config
+        .and_then(|m| m.source_password.clone())
+        .unwrap_or_else(|| config.server.source_password.clone());
+    if !secret_matches(&password, &expected) {
+        tracing::warn!(?peer, "shoutcast source refused: bad password");
+        if let Some(peer) = peer {
+            let delay = ctx.auth_failures.failed(peer.ip(), "source");
+            if !delay.is_zero() {
+                Timer::new(delay).await;
+            }
+        }
+        let _ = stream.write_all(b"invalid password\r\n").await;
+        return None;
+    }
+    stream.write_all(b"OK2\r\nicy-caps:11\r\n\r\n").await.ok()?;
+    raw.drain(..=line_end);
+    // The icy-* lines may come with the password or only after OK2.
+    let deadline = Instant::now() + config.header_timeout();
+    let mut chunk = [0u8; 2048];
+    let head_end = loop {
+        if raw.starts_with(b"\r\n") {
+            break 2;
+        }
+        if raw.starts_with(b"\n") {
+            break 1;
+        }
+        if let Some(p) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            break p + 4;
+        }
+        if let Some(p) = raw.windows(2).position(|w| w == b"\n\n") {
+            break p + 2;
+        }
+        let left = deadline
+            .checked_duration_since(Instant::now())
+            .filter(|_| raw.len() <= config.limits.max_header_bytes)?;
+        let n = future::or(async { stream.read(&mut chunk).await.ok() }, async {
+            Timer::new(left).await;
+            None
+        })
+        .await?;
+        if n == 0 {
+            return None;
+        }
+        raw.extend_from_slice(&chunk[..n]);
+    };
+    let mut headers: Vec<(String, String)> = String::from_utf8_lossy(&raw[..head_end])
+        .lines()
+        .filter_map(|line| line.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    if !headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+    {
+        headers.push(("Content-Type".into(), "audio/mpeg".into()));
+    }
+    let credentials = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        format!("{user}:{password}"),
+    );
+    headers.push(("Authorization".into(), format!("Basic {credentials}")));
+    Some(Request {
+        method: "SOURCE".into(),
+        path: mount,
+        query: String::new(),
+        minor_version: 0,
+        headers,
+        body: raw[head_end..].to_vec(),
+        shoutcast: true,
+    })
 }
 
 /// A source that passed the checks and holds its mount.
@@ -206,7 +314,8 @@ async fn run_source(
     {
         return;
     }
-    if stream.write_all(b"HTTP/1.0 200 OK\r\n\r\n").await.is_err() {
+    // A Shoutcast login was already answered `OK2`.
+    if !request.shoutcast && stream.write_all(b"HTTP/1.0 200 OK\r\n\r\n").await.is_err() {
         return;
     }
     let info = stream_info(&request, peer);

@@ -82,6 +82,8 @@ struct MountListeners {
     charset: Charset,
     /// Counters since start.
     counters: MountCounters,
+    /// Live edge at the last housekeeping pass, to tell an idle mount.
+    edge_at_last_check: u64,
 }
 
 /// A validated copy of `[start, end)` of one mount's ring.
@@ -328,6 +330,38 @@ impl Fanout {
         closed
     }
 
+    /// Finds listeners that hung up on a mount nothing is being published to: sends would
+    /// notice, but an idle mount makes none. Runs from the shard's once-a-second housekeeping,
+    /// one peek per listener of an idle mount only.
+    pub fn reap_idle(&mut self) {
+        let mut gone = Vec::new();
+        for slot in self.mounts.iter_mut().flatten() {
+            let edge = slot.ring.committed();
+            let idle = edge == slot.edge_at_last_check;
+            slot.edge_at_last_check = edge;
+            if !idle {
+                continue;
+            }
+            let mut i = 0;
+            while i < slot.listeners.len() {
+                let mut probe = [0u8; 1];
+                match slot.listeners[i].socket.peek(&mut probe) {
+                    Ok(0) => gone.push((slot.mount.id, slot.listeners.swap_remove(i))),
+                    Err(e)
+                        if e.kind() != ErrorKind::WouldBlock
+                            && e.kind() != ErrorKind::Interrupted =>
+                    {
+                        gone.push((slot.mount.id, slot.listeners.swap_remove(i)))
+                    }
+                    _ => i += 1,
+                }
+            }
+        }
+        for (mount, listener) in gone {
+            self.depart(mount, listener, DisconnectReason::ClientClosed);
+        }
+    }
+
     /// The shard's listeners for status pages.
     pub fn snapshot(&self) -> Vec<ListenerInfo> {
         let now = Instant::now();
@@ -450,6 +484,7 @@ fn slot<'a>(
             title: TitleBlock::new(&info.title, info.title_version, charset),
             charset,
             counters: MountCounters::default(),
+            edge_at_last_check: 0,
         }
     })
 }

@@ -136,6 +136,7 @@ pub async fn serve(
             let (listeners, counters) = {
                 let mut fanout = flush_ctx.fanout.borrow_mut();
                 fanout.apply_config(&flush_ctx.shared.config());
+                fanout.reap_idle();
                 (fanout.snapshot(), fanout.take_counters())
             };
             metrics::flush_shard(flush_ctx.id, &counters, &listeners);

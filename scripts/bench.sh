@@ -1,0 +1,514 @@
+#!/usr/bin/env bash
+# End-to-end benchmark on loopback: cycast, and Icecast 2 in the same run when it is installed
+# (scripts/install-bench-deps.sh), each fed by the same real-time MP3 source and measured by the
+# same load generator (cycast-load). Prints a markdown table, cycast beside Icecast.
+#
+# Scenarios, each on a freshly started server:
+#   steady  BENCH_LISTENERS listeners joining at BENCH_RAMP/s, then BENCH_DURATION s of steady
+#           play: answered, underruns, resyncs, server CPU seconds per delivered GB, RSS.
+#   storm   BENCH_STORM_BASE listeners playing, then BENCH_STORM_JOIN more joining at
+#           BENCH_STORM_RATE/s: their time to first audio byte (p50/p99), accept-queue depth and
+#           listen overflows while they join, and whether the ones already playing noticed.
+#
+# Quick run:  BENCH_LISTENERS=1000 BENCH_DURATION=10 BENCH_STORM_BASE=500 BENCH_STORM_JOIN=500 make bench
+# Everything the script starts is stopped when it exits; every step has a time limit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+LISTENERS=${BENCH_LISTENERS:-10000}      # steady: listeners
+RAMP=${BENCH_RAMP:-500}                  # steady: joins per second
+DURATION=${BENCH_DURATION:-60}           # steady: seconds of play after the ramp
+STORM_BASE=${BENCH_STORM_BASE:-5000}     # storm: listeners already playing
+STORM_BASE_RAMP=${BENCH_STORM_BASE_RAMP:-500}
+STORM_JOIN=${BENCH_STORM_JOIN:-2500}     # storm: listeners joining
+STORM_RATE=${BENCH_STORM_RATE:-500}      # storm: joins per second
+STORM_TAIL=${BENCH_STORM_TAIL:-20}       # storm: seconds allowed after the last join starts
+SETTLE=${BENCH_SETTLE:-5}                # seconds between a ramp's end and the next step
+PREBUFFER=${BENCH_PREBUFFER:-2}          # modelled player prebuffer, seconds
+VERIFY_EVERY=${BENCH_VERIFY_EVERY:-10}   # frame-chain check on every Nth listener
+ICY=${BENCH_ICY:-0}                      # 1: listeners ask for ICY metadata
+SCENARIOS=${BENCH_SCENARIOS:-steady,storm}
+ICECAST=${BENCH_ICECAST:-auto}           # auto: when installed; 0: never; 1: required
+SHARDS=${BENCH_SHARDS:-0}                # cycast shards, 0: one per core
+RING_MB=${BENCH_RING_MB:-20}             # cycast buffer.size_mb
+QUEUE_SIZE=${BENCH_QUEUE_SIZE:-524288}   # slow-listener limit, both servers
+BURST_SIZE=${BENCH_BURST_SIZE:-65536}    # burst on connect, both servers
+FILE=${BENCH_FILE:-music/01-morning-tone.mp3}
+PORT=${BENCH_PORT:-18000}                # cycast sources PORT, listeners PORT+1; Icecast PORT+100
+OUT=${BENCH_OUT:-target/bench/$(date +%Y%m%d-%H%M%S)}
+BUILD=${BENCH_BUILD:-1}
+TABLE_ONLY=${BENCH_TABLE_ONLY:-0}         # 1: only print the table of the results in BENCH_OUT
+
+CYCAST=target/release/cycast
+LOAD=target/release/cycast-load
+ICECAST_PORT=$((PORT + 100))
+PASSWORD=hackme
+
+say() { printf '== %s\n' "$*" >&2; }
+die() { printf 'bench: %s\n' "$*" >&2; exit 1; }
+# ceil(a / b) for positive numbers, integer or not.
+ceil_div() { awk -v a="$1" -v b="$2" 'BEGIN { q = a / b; r = int(q); if (r < q) r++; print r }'; }
+
+case "$ICECAST" in
+    auto) if command -v icecast2 >/dev/null 2>&1; then ICECAST=1; else ICECAST=0; fi ;;
+    1) command -v icecast2 >/dev/null 2>&1 || die "BENCH_ICECAST=1 but icecast2 is not installed (scripts/install-bench-deps.sh)" ;;
+    0) ;;
+    *) die "BENCH_ICECAST must be auto, 0 or 1" ;;
+esac
+[ -f "$FILE" ] || die "$FILE: no such file (BENCH_FILE)"
+
+# Every listener is a descriptor on both ends; ask for plenty.
+want_fds=$((LISTENERS + STORM_BASE + STORM_JOIN + 1024))
+[ "$want_fds" -lt 65536 ] && want_fds=65536
+ulimit -Hn "$want_fds" 2>/dev/null || true
+ulimit -n "$want_fds" 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+if [ "$(ulimit -n)" -lt $((LISTENERS + 64)) ]; then
+    echo "bench: open-files limit $(ulimit -n) is below BENCH_LISTENERS; connects will fail" >&2
+fi
+
+if [ "$BUILD" = 1 ] && [ "$TABLE_ONLY" != 1 ]; then
+    say "building release binaries"
+    cargo build --release --quiet --bin cycast --bin cycast-load
+fi
+[ -x "$CYCAST" ] && [ -x "$LOAD" ] || die "missing $CYCAST or $LOAD (run with BENCH_BUILD=1)"
+
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+TMP=$(mktemp -d /tmp/cycast-bench.XXXXXX)
+chmod 755 "$TMP"
+PIDS=()
+
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for _ in $(seq 1 50); do
+        local alive=0
+        for pid in "${PIDS[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+        [ "$alive" = 0 ] && break
+        sleep 0.1
+    done
+    for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Forgets a process that has ended, so cleanup never signals a recycled id.
+forget() {
+    local pid keep=()
+    for pid in "${PIDS[@]}"; do [ "$pid" = "$1" ] || keep+=("$pid"); done
+    PIDS=("${keep[@]}")
+}
+
+# Stops one process this script started, by its id, within a bounded time.
+stop() {
+    local pid=$1
+    if kill -TERM "$pid" 2>/dev/null; then
+        for _ in $(seq 1 100); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
+    forget "$pid"
+}
+
+# Waits until `url` delivers audio bytes (the source is on), at most about 10 s.
+wait_audio() {
+    local url=$1 n
+    for _ in $(seq 1 14); do
+        n=$(curl -s -m 0.5 -o /dev/null -w '%{size_download}' "$url" 2>/dev/null || true)
+        [ "${n:-0}" -gt 1000 ] 2>/dev/null && return 0
+        sleep 0.25
+    done
+    return 1
+}
+
+# ---- servers -------------------------------------------------------------------------------
+
+mkdir -p "$TMP/empty"
+cat >"$TMP/cycast.hcl" <<EOF
+server {
+  host = "127.0.0.1"
+  source_port = $PORT
+  listen_port = $((PORT + 1))
+  source_password = "$PASSWORD"
+  shards = $SHARDS
+  listen_backlog = 4096
+}
+buffer { size_mb = $RING_MB }
+limits {
+  queue_size = $QUEUE_SIZE
+  burst_size = $BURST_SIZE
+  max_listeners = 0
+}
+playlist { directory = "$TMP/empty" }
+advanced {
+  verbose_logging = false
+  access_log = ""
+}
+EOF
+
+mkdir -p "$TMP/icecast-log"
+if [ "$(id -u)" -eq 0 ]; then
+    ice_user=$(id -un icecast2 2>/dev/null || echo nobody)
+    ice_group=$(id -gn "$ice_user" 2>/dev/null || echo nogroup)
+    chown "$ice_user:$ice_group" "$TMP/icecast-log"
+    changeowner="<changeowner><user>$ice_user</user><group>$ice_group</group></changeowner>"
+else
+    changeowner=""
+fi
+cat >"$TMP/icecast.xml" <<EOF
+<icecast>
+  <location>loopback</location>
+  <admin>bench@localhost</admin>
+  <limits>
+    <clients>$((LISTENERS + STORM_BASE + STORM_JOIN + 100))</clients>
+    <sources>4</sources>
+    <queue-size>$QUEUE_SIZE</queue-size>
+    <client-timeout>30</client-timeout>
+    <header-timeout>15</header-timeout>
+    <source-timeout>10</source-timeout>
+    <burst-on-connect>1</burst-on-connect>
+    <burst-size>$BURST_SIZE</burst-size>
+  </limits>
+  <authentication>
+    <source-password>$PASSWORD</source-password>
+    <relay-password>$PASSWORD</relay-password>
+    <admin-user>admin</admin-user>
+    <admin-password>$PASSWORD-admin</admin-password>
+  </authentication>
+  <hostname>127.0.0.1</hostname>
+  <listen-socket>
+    <port>$ICECAST_PORT</port>
+    <bind-address>127.0.0.1</bind-address>
+  </listen-socket>
+  <fileserve>1</fileserve>
+  <paths>
+    <basedir>/usr/share/icecast2</basedir>
+    <logdir>$TMP/icecast-log</logdir>
+    <webroot>/usr/share/icecast2/web</webroot>
+    <adminroot>/usr/share/icecast2/admin</adminroot>
+  </paths>
+  <logging>
+    <accesslog>access.log</accesslog>
+    <errorlog>error.log</errorlog>
+    <loglevel>2</loglevel>
+    <logsize>100000</logsize>
+  </logging>
+  <security>
+    <chroot>0</chroot>
+    $changeowner
+  </security>
+</icecast>
+EOF
+
+SERVER_PID=""
+SOURCE_PID=""
+
+# Starts server $1 (cycast|icecast) and its source; sets SERVER_PID, LISTEN_URL.
+start_server() {
+    local name=$1 source_url
+    case "$name" in
+        cycast)
+            "$CYCAST" --config "$TMP/cycast.hcl" >"$OUT/$name-$2-server.log" 2>&1 &
+            SERVER_PID=$!
+            source_url="http://source:$PASSWORD@127.0.0.1:$PORT/stream"
+            LISTEN_URL="http://127.0.0.1:$((PORT + 1))/stream"
+            ;;
+        icecast)
+            icecast2 -c "$TMP/icecast.xml" >"$OUT/$name-$2-server.log" 2>&1 &
+            SERVER_PID=$!
+            source_url="http://source:$PASSWORD@127.0.0.1:$ICECAST_PORT/stream"
+            LISTEN_URL="http://127.0.0.1:$ICECAST_PORT/stream"
+            ;;
+    esac
+    PIDS+=("$SERVER_PID")
+    local port=${LISTEN_URL##*:}
+    port=${port%%/*}
+    for _ in $(seq 1 100); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+        kill -0 "$SERVER_PID" 2>/dev/null || die "$name exited at start: $(tail -5 "$OUT/$name-$2-server.log")"
+        sleep 0.1
+    done
+    # A server just started may turn the first source away; try a few times.
+    for _ in 1 2 3 4 5; do
+        "$LOAD" source --url "$source_url" --file "$FILE" --loop >>"$OUT/$name-$2-source.log" 2>&1 &
+        SOURCE_PID=$!
+        PIDS+=("$SOURCE_PID")
+        wait_audio "$LISTEN_URL" && return 0
+        stop "$SOURCE_PID"
+        sleep 1
+    done
+    echo "bench: $name: no audio at $LISTEN_URL ($(tail -1 "$OUT/$name-$2-source.log")); skipping $name $2" >&2
+    return 1
+}
+
+stop_server() {
+    stop "$SOURCE_PID"
+    stop "$SERVER_PID"
+    # Let the closed connections leave the kernel's tables before the next server starts.
+    sleep 2
+}
+
+# CPU ticks of every thread of $1: "tid name utime stime" lines.
+thread_ticks() {
+    local t
+    for t in /proc/"$1"/task/*; do
+        [ -r "$t/stat" ] || continue
+        printf '%s %s %s\n' "${t##*/}" "$(tr ' ' _ <"$t/comm")" "$(sed 's/^.*) //' "$t/stat" | awk '{print $12, $13}')"
+    done
+}
+
+netstat_counters() {
+    nstat -asz TcpExtListenOverflows TcpExtListenDrops TcpExtTCPReqQFullDrop TcpExtSyncookiesSent 2>/dev/null \
+        | awk 'NR > 1 && NF >= 2 { print $1, $2 }'
+}
+
+# Samples the accept queues (Recv-Q) of the listening sockets on port $1 every 50 ms into $2.
+sample_accept_queue() {
+    local port=$1 out=$2
+    while :; do
+        printf '%s %s\n' "$(date +%s.%N)" \
+            "$(ss -Hltn "sport = :$port" | awk '{ printf "%s/%s ", $2, $3 }')" >>"$out"
+        sleep 0.05
+    done
+}
+
+load() {
+    local limit=$1
+    shift
+    timeout -k 5 "$limit" "$LOAD" "$@"
+}
+
+icy_flag=()
+[ "$ICY" = 1 ] && icy_flag=(--icy)
+
+run_steady() {
+    local name=$1
+    start_server "$name" steady || { stop_server; return 0; }
+    local ramp_s
+    ramp_s=$(ceil_div "$LISTENERS" "$RAMP")
+    local total=$((ramp_s + DURATION))
+    say "$name steady: $LISTENERS listeners at $RAMP/s, $total s"
+    echo "$LOAD --url $LISTEN_URL --listeners $LISTENERS --ramp $RAMP --duration $total --prebuffer $PREBUFFER --verify-every $VERIFY_EVERY ${icy_flag[*]} --json --pid $SERVER_PID" >"$OUT/$name-steady.cmd"
+    load $((total + 60)) --url "$LISTEN_URL" --listeners "$LISTENERS" --ramp "$RAMP" --duration "$total" \
+        --prebuffer "$PREBUFFER" --verify-every "$VERIFY_EVERY" "${icy_flag[@]}" --json --pid "$SERVER_PID" \
+        >"$OUT/$name-steady.json" 2>"$OUT/$name-steady.log" || echo "bench: $name steady load run failed" >&2
+    stop_server
+}
+
+run_storm() {
+    local name=$1
+    start_server "$name" storm || { stop_server; return 0; }
+    local port=${LISTEN_URL##*:}
+    port=${port%%/*}
+    local base_ramp_s join_s
+    base_ramp_s=$(ceil_div "$STORM_BASE" "$STORM_BASE_RAMP")
+    join_s=$(ceil_div "$STORM_JOIN" "$STORM_RATE")
+    local join_total=$((join_s + STORM_TAIL))
+    local base_total=$((base_ramp_s + SETTLE + join_total + 5))
+    say "$name storm: $STORM_BASE playing, then $STORM_JOIN joining at $STORM_RATE/s"
+    timeout -k 5 $((base_total + 60)) "$LOAD" --url "$LISTEN_URL" --listeners "$STORM_BASE" \
+        --ramp "$STORM_BASE_RAMP" --duration "$base_total" --prebuffer "$PREBUFFER" \
+        --verify-every "$VERIFY_EVERY" "${icy_flag[@]}" \
+        --quiet --json >"$OUT/$name-storm-base.json" 2>"$OUT/$name-storm-base.log" &
+    local base_pid=$!
+    PIDS+=("$base_pid")
+    sleep $((base_ramp_s + SETTLE))
+    netstat_counters >"$OUT/$name-storm-netstat-before.txt"
+    thread_ticks "$SERVER_PID" >"$OUT/$name-storm-threads-before.txt"
+    sample_accept_queue "$port" "$OUT/$name-storm-acceptq.txt" &
+    local sampler=$!
+    PIDS+=("$sampler")
+    echo "$LOAD --url $LISTEN_URL --listeners $STORM_JOIN --ramp $STORM_RATE --duration $join_total --prebuffer $PREBUFFER --verify-every $VERIFY_EVERY ${icy_flag[*]} --json --pid $SERVER_PID   (while $STORM_BASE listeners joined at $STORM_BASE_RAMP/s play)" >"$OUT/$name-storm.cmd"
+    # The joiners' ramp ends after join_s; samples then cover the storm itself.
+    ( sleep "$join_s"; thread_ticks "$SERVER_PID" >"$OUT/$name-storm-threads-after.txt"; \
+      netstat_counters >"$OUT/$name-storm-netstat-after.txt" ) &
+    local snap=$!
+    PIDS+=("$snap")
+    load $((join_total + 60)) --url "$LISTEN_URL" --listeners "$STORM_JOIN" --ramp "$STORM_RATE" \
+        --duration "$join_total" --prebuffer "$PREBUFFER" --verify-every "$VERIFY_EVERY" "${icy_flag[@]}" \
+        --json --pid "$SERVER_PID" >"$OUT/$name-storm.json" 2>"$OUT/$name-storm.log" \
+        || echo "bench: $name storm load run failed" >&2
+    wait "$snap" 2>/dev/null || true
+    forget "$snap"
+    stop "$sampler"
+    wait "$base_pid" 2>/dev/null || echo "bench: $name storm base load run failed" >&2
+    forget "$base_pid"
+    stop_server
+}
+
+servers=(cycast)
+[ "$ICECAST" = 1 ] && servers+=(icecast)
+[ "$TABLE_ONLY" = 1 ] && SCENARIOS=""
+[ "$TABLE_ONLY" = 1 ] || cat >"$OUT/settings.txt" <<EOF
+date: $(date -u +%Y-%m-%dT%H:%MZ)
+machine: $(nproc) CPUs, $(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo), $(awk '/MemTotal/ { printf "%.0f GB", $2 / 1e6 }' /proc/meminfo) RAM, Linux $(uname -r)
+cycast: $("$CYCAST" --version 2>/dev/null | head -1) (${BENCH_REVISION:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- src 2>/dev/null || echo ', src modified')})
+icecast: $( [ "$ICECAST" = 1 ] && icecast2 -v 2>/dev/null | head -1 || echo 'not run')
+source: $FILE, looped, real time
+steady: BENCH_LISTENERS=$LISTENERS BENCH_RAMP=$RAMP BENCH_DURATION=$DURATION
+storm: BENCH_STORM_BASE=$STORM_BASE BENCH_STORM_BASE_RAMP=$STORM_BASE_RAMP BENCH_STORM_JOIN=$STORM_JOIN BENCH_STORM_RATE=$STORM_RATE BENCH_STORM_TAIL=$STORM_TAIL
+player: BENCH_PREBUFFER=$PREBUFFER BENCH_VERIFY_EVERY=$VERIFY_EVERY BENCH_ICY=$ICY
+load average at start: $(cut -d' ' -f1-3 /proc/loadavg)
+servers: queue size $QUEUE_SIZE, burst $BURST_SIZE; cycast ring ${RING_MB} MiB, shards $SHARDS
+EOF
+
+for scenario in ${SCENARIOS//,/ }; do
+    for name in "${servers[@]}"; do
+        case "$scenario" in
+            steady) run_steady "$name" ;;
+            storm) run_storm "$name" ;;
+            *) die "unknown scenario $scenario (BENCH_SCENARIOS: steady,storm)" ;;
+        esac
+    done
+done
+
+python3 - "$OUT" "$RING_MB" >"$OUT/table.md" <<'PY'
+import json, os, sys
+
+out, ring_mb = sys.argv[1], float(sys.argv[2])
+ring_bytes_mb = ring_mb * 1024 * 1024 / 1e6
+
+def load(name):
+    try:
+        with open(os.path.join(out, name)) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+def get(d, *path):
+    for p in path:
+        if d is None:
+            return None
+        d = d.get(p) if isinstance(d, dict) else None
+    return d
+
+def lines(name):
+    try:
+        with open(os.path.join(out, name)) as f:
+            return [l.split() for l in f if l.strip()]
+    except OSError:
+        return []
+
+def netstat_delta(server):
+    before = dict((k, int(v)) for k, v in lines(f"{server}-storm-netstat-before.txt"))
+    after = dict((k, int(v)) for k, v in lines(f"{server}-storm-netstat-after.txt"))
+    if not after:
+        return None
+    return {k[6:]: after[k] - before.get(k, 0) for k in after}
+
+def accept_queue_max(server):
+    best = None
+    for row in lines(f"{server}-storm-acceptq.txt"):
+        for q in row[1:]:
+            recv = int(q.split("/")[0])
+            best = recv if best is None else max(best, recv)
+    return best
+
+def thread_cpu(server):
+    """CPU seconds per thread name over the storm's join phase."""
+    hz = os.sysconf("SC_CLK_TCK")
+    before = {r[0]: (r[1], int(r[2]) + int(r[3])) for r in lines(f"{server}-storm-threads-before.txt")}
+    after = {r[0]: (r[1], int(r[2]) + int(r[3])) for r in lines(f"{server}-storm-threads-after.txt")}
+    per = {}
+    for tid, (name, ticks) in after.items():
+        per[name] = per.get(name, 0) + (ticks - before.get(tid, (name, 0))[1]) / hz
+    return per
+
+servers = [s for s in ("cycast", "icecast") if load(f"{s}-steady.json") or load(f"{s}-storm.json")]
+steady = {s: load(f"{s}-steady.json") for s in servers}
+storm = {s: load(f"{s}-storm.json") for s in servers}
+base = {s: load(f"{s}-storm-base.json") for s in servers}
+
+def fmt(v, digits=1):
+    if v is None:
+        return "-"
+    if isinstance(v, str):
+        return v
+    if isinstance(v, float):
+        return f"{v:,.{digits}f}"
+    return f"{v:,}"
+
+rows = []
+def row(label, values, ratio=False, digits=1):
+    cells = [fmt(values.get(s), digits) for s in servers]
+    if len(servers) == 2:
+        a, b = values.get("cycast"), values.get("icecast")
+        r = a / b if ratio and a is not None and b not in (None, 0) else None
+        cells.append("" if r is None else f"{r:.3f}" if r < 0.1 else f"{r:.2f}")
+    rows.append((label, cells))
+
+def each(fn):
+    return {s: fn(s) for s in servers}
+
+n_steady = each(lambda s: get(steady[s], "listeners"))
+if any(steady.values()):
+    row("**steady** listeners (joins/s)", each(lambda s: None if steady[s] is None else f"{steady[s]['listeners']:,} ({steady[s]['ramp_per_s']:g}/s)"))
+    row("answered 200", each(lambda s: get(steady[s], "connects", "answered_200")))
+    row("refused / closed early / pending", each(lambda s: None if steady[s] is None else "{refused} / {closed_early} / {pending}".format(**steady[s]["connects"])))
+    row("underruns (listeners)", each(lambda s: None if steady[s] is None else f"{steady[s]['quality']['underruns']} ({steady[s]['quality']['listeners_with_underruns']})"))
+    row("resyncs (frames checked)", each(lambda s: None if steady[s] is None else f"{steady[s]['quality']['resyncs']} ({steady[s]['quality']['frames_verified']:,})"))
+    row("stalls > 1 s / max gap ms", each(lambda s: None if steady[s] is None else f"{steady[s]['quality']['stalls']} / {steady[s]['quality']['max_gap_ms']:.0f}"))
+    row("slowest listener / bitrate", each(lambda s: get(steady[s], "throughput", "slowest_ratio")), digits=3)
+    row("TTFB p50 ms (during ramp)", each(lambda s: get(steady[s], "ttfb", "p50_ms")), ratio=True)
+    row("TTFB p99 ms (during ramp)", each(lambda s: get(steady[s], "ttfb", "p99_ms")), ratio=True)
+    row("steady phase s / delivered GB", each(lambda s: None if steady[s] is None else f"{steady[s]['throughput']['steady_seconds']:.0f} / {steady[s]['throughput']['steady_bytes'] / 1e9:.2f}"))
+    row("server CPU, share of one core", each(lambda s: get(steady[s], "server", "cpu_share")), ratio=True, digits=3)
+    row("**server CPU s per GB**", each(lambda s: get(steady[s], "server", "cpu_seconds_per_gb")), ratio=True, digits=2)
+    row("server RSS end MB", each(lambda s: get(steady[s], "server", "rss_end_mb")), ratio=True)
+    row("server RSS peak MB", each(lambda s: get(steady[s], "server", "rss_peak_mb")), ratio=True)
+    row("load generator CPU s", each(lambda s: get(steady[s], "client_cpu_seconds")))
+if any(storm.values()):
+    nd = each(netstat_delta)
+    tc = each(thread_cpu)
+    row("**storm** joiners (joins/s) over playing", each(lambda s: None if storm[s] is None else f"{storm[s]['listeners']:,} ({storm[s]['ramp_per_s']:g}/s) over {get(base[s], 'listeners') or 0:,}"))
+    row("joiners answered 200", each(lambda s: get(storm[s], "connects", "answered_200")))
+    row("joiners refused / pending at end", each(lambda s: None if storm[s] is None else "{refused} / {pending}".format(**storm[s]["connects"])))
+    row("**join TTFB p50 ms**", each(lambda s: get(storm[s], "ttfb", "p50_ms")), ratio=True)
+    row("**join TTFB p99 ms**", each(lambda s: get(storm[s], "ttfb", "p99_ms")), ratio=True)
+    row("join TTFB max ms", each(lambda s: get(storm[s], "ttfb", "max_ms")), ratio=True)
+    row("playing listeners: underruns / closed early", each(lambda s: None if base[s] is None else f"{base[s]['quality']['underruns']} / {base[s]['connects']['closed_early']}"))
+    row("accept queue max (Recv-Q)", each(accept_queue_max))
+    row("listen overflows / SYN drops", each(lambda s: None if nd[s] is None else f"{nd[s].get('ListenOverflows', 0)} / {nd[s].get('ListenDrops', 0)}"))
+    row("server CPU s while joining", each(lambda s: sum(tc[s].values()) if tc[s] else None), digits=2)
+    row("  by thread", each(lambda s: ", ".join(f"{k} {v:.2f}" for k, v in sorted(tc[s].items(), key=lambda kv: -kv[1]) if v >= 0.01) or None))
+
+header = ["", *servers] + (["cycast / Icecast"] if len(servers) == 2 else [])
+print("| " + " | ".join(header) + " |")
+print("|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|")
+for label, cells in rows:
+    print("| " + " | ".join([label, *cells]) + " |")
+
+# Targets of the benchmark, judged on the cycast figures.
+print()
+c, i = steady.get("cycast"), steady.get("icecast")
+def verdict(ok):
+    return "met" if ok else "missed"
+if c:
+    q, k = c["quality"], c["connects"]
+    ok = k["answered_200"] == c["listeners"] and q["underruns"] == 0 and q["resyncs"] == 0 and k["closed_early"] == 0
+    print(f"- {c['listeners']:,} listeners all answered, zero underruns and resyncs: {verdict(ok)} "
+          f"({k['answered_200']:,} answered, {q['underruns']} underruns, {q['resyncs']} resyncs, {k['closed_early']} closed early)")
+st = storm.get("cycast")
+if st:
+    p99 = st["ttfb"]["p99_ms"]
+    ok = p99 is not None and p99 < 100 and st["connects"]["answered_200"] == st["listeners"]
+    print(f"- join storm TTFB p99 under 100 ms: {verdict(ok)} (p99 {fmt(p99)} ms, {st['connects']['answered_200']:,} of {st['listeners']:,} answered)")
+if c and i and get(c, "server", "cpu_seconds_per_gb") and get(i, "server", "cpu_seconds_per_gb"):
+    r = c["server"]["cpu_seconds_per_gb"] / i["server"]["cpu_seconds_per_gb"]
+    print(f"- CPU s per GB at most 1/3 of Icecast's: {verdict(r <= 1 / 3)} (ratio {r:.2f})")
+if c and c.get("server"):
+    limit = ring_bytes_mb + 64
+    peak = c["server"]["rss_peak_mb"]
+    print(f"- RSS at most ring + 64 MB ({limit:.0f} MB): {verdict(peak <= limit)} (peak {peak:.1f} MB)")
+PY
+
+echo
+cat "$OUT/settings.txt"
+echo
+cat "$OUT/table.md"
+echo
+echo "results: $OUT"
