@@ -292,10 +292,11 @@ run_steady() {
     ramp_s=$(ceil_div "$LISTENERS" "$RAMP")
     local total=$((ramp_s + DURATION))
     say "$name steady: $LISTENERS listeners at $RAMP/s, $total s"
-    echo "$LOAD --url $LISTEN_URL --listeners $LISTENERS --ramp $RAMP --duration $total --prebuffer $PREBUFFER --verify-every $VERIFY_EVERY ${icy_flag[*]} --json --pid $SERVER_PID" >"$OUT/$name-steady.cmd"
-    load $((total + 60)) --url "$LISTEN_URL" --listeners "$LISTENERS" --ramp "$RAMP" --duration "$total" \
-        --prebuffer "$PREBUFFER" --verify-every "$VERIFY_EVERY" "${icy_flag[@]}" --json --pid "$SERVER_PID" \
-        >"$OUT/$name-steady.json" 2>"$OUT/$name-steady.log" || echo "bench: $name steady load run failed" >&2
+    local args=(--url "$LISTEN_URL" --listeners "$LISTENERS" --ramp "$RAMP" --duration "$total"
+        --prebuffer "$PREBUFFER" --verify-every "$VERIFY_EVERY" "${icy_flag[@]}" --json --pid "$SERVER_PID")
+    echo "$LOAD ${args[*]}" >"$OUT/$name-steady.cmd"
+    load $((total + 60)) "${args[@]}" >"$OUT/$name-steady.json" 2>"$OUT/$name-steady.log" \
+        || echo "bench: $name steady load run failed" >&2
     stop_server
 }
 
@@ -322,15 +323,15 @@ run_storm() {
     sample_accept_queue "$port" "$OUT/$name-storm-acceptq.txt" &
     local sampler=$!
     PIDS+=("$sampler")
-    echo "$LOAD --url $LISTEN_URL --listeners $STORM_JOIN --ramp $STORM_RATE --duration $join_total --prebuffer $PREBUFFER --verify-every $VERIFY_EVERY ${icy_flag[*]} --json --pid $SERVER_PID   (while $STORM_BASE listeners joined at $STORM_BASE_RAMP/s play)" >"$OUT/$name-storm.cmd"
+    local args=(--url "$LISTEN_URL" --listeners "$STORM_JOIN" --ramp "$STORM_RATE" --duration "$join_total"
+        --prebuffer "$PREBUFFER" --verify-every "$VERIFY_EVERY" "${icy_flag[@]}" --json --pid "$SERVER_PID")
+    echo "$LOAD ${args[*]}   (while $STORM_BASE listeners joined at $STORM_BASE_RAMP/s play)" >"$OUT/$name-storm.cmd"
     # The joiners' ramp ends after join_s; samples then cover the storm itself.
     ( sleep "$join_s"; thread_ticks "$SERVER_PID" >"$OUT/$name-storm-threads-after.txt"; \
       netstat_counters >"$OUT/$name-storm-netstat-after.txt" ) &
     local snap=$!
     PIDS+=("$snap")
-    load $((join_total + 60)) --url "$LISTEN_URL" --listeners "$STORM_JOIN" --ramp "$STORM_RATE" \
-        --duration "$join_total" --prebuffer "$PREBUFFER" --verify-every "$VERIFY_EVERY" "${icy_flag[@]}" \
-        --json --pid "$SERVER_PID" >"$OUT/$name-storm.json" 2>"$OUT/$name-storm.log" \
+    load $((join_total + 60)) "${args[@]}" >"$OUT/$name-storm.json" 2>"$OUT/$name-storm.log" \
         || echo "bench: $name storm load run failed" >&2
     wait "$snap" 2>/dev/null || true
     forget "$snap"

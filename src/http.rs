@@ -197,8 +197,11 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Request>, RequestError> {
                 .split(|&b| b == b'\n')
                 .next()
                 .filter(|_| buf.contains(&b'\n'));
-            let bare_word =
-                first_line.is_some_and(|l| !l.trim_ascii().is_empty() && !l.contains(&b' '));
+            // A password is one printable word; binary junk (a TLS hello) is just malformed.
+            let bare_word = first_line.is_some_and(|l| {
+                let word = l.trim_ascii();
+                !word.is_empty() && word.iter().all(|b| b.is_ascii_graphic())
+            });
             return Err(if bare_word {
                 RequestError::NotHttp(buf.to_vec())
             } else {
@@ -341,6 +344,18 @@ mod tests {
         assert_eq!(req.query_param("song").as_deref(), Some("A - B"));
         assert_eq!(req.minor_version, 1);
         assert!(req.body.is_empty());
+    }
+
+    #[test]
+    fn a_bare_word_line_is_a_shoutcast_login() {
+        assert!(matches!(
+            parse_head(b"hackme\r\nicy-name:x\r\n\r\n"),
+            Err(RequestError::NotHttp(_))
+        ));
+        assert!(matches!(
+            parse_head(b"hackme\n"),
+            Err(RequestError::NotHttp(_))
+        ));
     }
 
     #[test]

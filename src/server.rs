@@ -10,6 +10,8 @@ use std::time::{Duration, SystemTime};
 use arc_swap::ArcSwap;
 use glommio::channels::shared_channel;
 use glommio::{LocalExecutorBuilder, Placement};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::config::Config;
@@ -112,6 +114,8 @@ pub type Reload = Option<Box<dyn Fn() -> Result<Config, crate::config::ConfigErr
 
 /// Runs the server until SIGTERM or SIGINT, then shuts down within a bounded time.
 pub fn run(config: Config, reload: Reload) -> Result<(), StartError> {
+    // Before anything can announce readiness: a SIGHUP sent right after must not kill us.
+    let signals = Signals::new([SIGTERM, SIGINT, SIGHUP]).map_err(StartError::Signals)?;
     // Every listener is a descriptor: take all the kernel allows this process.
     match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(limit) if limit < 4096 => tracing::warn!("only {limit} file descriptors allowed: raise LimitNOFILE / ulimit -n for more listeners"),
@@ -243,7 +247,7 @@ pub fn run(config: Config, reload: Reload) -> Result<(), StartError> {
         mount = %shared.config().server.mount_point,
         "cycast {} listening", env!("CARGO_PKG_VERSION"),
     );
-    wait_for_signals(&shared, reload)?;
+    wait_for_signals(signals, &shared, reload);
     // Bounded: a core stuck on a peer must not keep the process alive.
     let (done_tx, done_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -260,10 +264,7 @@ pub fn run(config: Config, reload: Reload) -> Result<(), StartError> {
 }
 
 /// Blocks until SIGTERM or SIGINT; SIGHUP reloads the configuration in between.
-fn wait_for_signals(shared: &Shared, reload: Reload) -> Result<(), StartError> {
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
-        .map_err(StartError::Signals)?;
+fn wait_for_signals(mut signals: Signals, shared: &Shared, reload: Reload) {
     for signal in signals.forever() {
         if signal == SIGHUP {
             crate::reload::apply(shared, &reload);
@@ -271,9 +272,8 @@ fn wait_for_signals(shared: &Shared, reload: Reload) -> Result<(), StartError> {
         }
         tracing::info!("shutting down: closing listeners and sources");
         shared.shutting_down.store(true, Ordering::Release);
-        return Ok(());
+        return;
     }
-    Ok(())
 }
 
 /// A listening TCP socket with SO_REUSEPORT (so every shard can bind the same port) and the

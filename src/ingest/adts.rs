@@ -8,6 +8,8 @@
 //! HE-AAC (AAC+) in ADTS signals the core sample rate, and each frame still carries 1024 core
 //! samples per raw data block, so durations come out right for `audio/aacp` too.
 
+use super::sync::{id3v2_len, SyncFormat, SyncFramer};
+
 /// Sample rates indexed by the 4-bit `sampling_frequency_index`; 13 to 15 are reserved.
 const SAMPLE_RATES: [u32; 13] = [
     96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350,
@@ -73,43 +75,46 @@ pub fn parse_adts_header(bytes: &[u8]) -> Option<AdtsHeader> {
 /// length field) plus the successor header.
 const MAX_CARRY: usize = 32 * 1024;
 
-/// Bytes that may start something we recognise: a frame sync or "ID3".
-/// Garbage is skipped up to the next such byte.
-#[inline]
-fn is_candidate(b: u8) -> bool {
-    b == 0xFF || b == b'I'
-}
+/// ADTS for [`SyncFramer`]: the only tags are ID3v2 (at the start, or timed metadata between
+/// frames).
+#[derive(Debug, Default)]
+struct AdtsSync;
 
-enum Step {
-    /// A verified audio frame of this header at the current position.
-    Frame(AdtsHeader),
-    /// An ID3v2 tag of this total length (possibly more than is buffered).
-    Tag(u64),
-    /// Undecidable until more input arrives.
-    NeedMore,
-    /// Not audio: discard and search.
-    Garbage,
-}
+impl SyncFormat for AdtsSync {
+    type Header = AdtsHeader;
+    const HEADER_LEN: usize = 7;
+    const MAX_CARRY: usize = MAX_CARRY;
 
-/// Total length of the ID3v2 tag at the start of `avail`: `Ok(None)` if more bytes are needed
-/// to tell, `Err(())` if it is not a tag.
-#[inline]
-fn id3v2_len(avail: &[u8]) -> Result<Option<u64>, ()> {
-    let n = avail.len().min(3);
-    if avail[..n] != b"ID3"[..n] {
-        return Err(());
+    #[inline]
+    fn parse(bytes: &[u8]) -> Option<AdtsHeader> {
+        parse_adts_header(bytes)
     }
-    if avail.len() < 10 {
-        return Ok(None);
+
+    #[inline]
+    fn frame_len(h: &AdtsHeader) -> usize {
+        h.frame_len
     }
-    let (ver, rev, flags, size) = (avail[3], avail[4], avail[5], &avail[6..10]);
-    if !(2..=4).contains(&ver) || rev == 0xFF || size.iter().any(|&x| x & 0x80 != 0) {
-        return Err(());
+
+    #[inline]
+    fn same_stream(next: &AdtsHeader, h: &AdtsHeader) -> bool {
+        next.same_stream(h)
     }
-    let size = (size[0] as u64) << 21 | (size[1] as u64) << 14 | (size[2] as u64) << 7;
-    let size = size | avail[9] as u64;
-    let footer = if ver == 4 && flags & 0x10 != 0 { 10 } else { 0 };
-    Ok(Some(10 + footer + size))
+
+    /// A frame sync or "ID3".
+    #[inline]
+    fn is_candidate(b: u8) -> bool {
+        b == 0xFF || b == b'I'
+    }
+
+    #[inline]
+    fn tag_len(avail: &[u8]) -> Result<Option<u64>, ()> {
+        id3v2_len(avail)
+    }
+
+    #[inline]
+    fn starts_tag(next: &[u8]) -> bool {
+        next.starts_with(b"ID3")
+    }
 }
 
 /// Incremental ADTS splitter: feed arbitrary byte slices (as they arrive from a socket), get
@@ -129,22 +134,8 @@ fn id3v2_len(avail: &[u8]) -> Result<Option<u64>, ()> {
 /// [`finish`]: AdtsFramer::finish
 #[derive(Debug, Default)]
 pub struct AdtsFramer {
-    /// Received bytes not yet handed out or skipped, from `start`.
-    buf: Vec<u8>,
-    /// First unconsumed byte of `buf`.
-    start: usize,
-    /// Rest of a tag larger than what was buffered; discarded on arrival.
-    skip_remaining: u64,
-    /// No more input will arrive: undecidable bytes are garbage.
-    finished: bool,
-    /// The previous frame was released with a verified successor.
-    synced: bool,
-    /// Inside a run of garbage (one run counts as one resync).
-    searching: bool,
-    /// Bytes discarded as non-audio.
-    skipped: u64,
-    /// Garbage runs seen.
-    resyncs: u64,
+    /// Buffering, lock-on and tag skipping, shared with the MP3 framer.
+    core: SyncFramer<AdtsSync>,
 }
 
 impl AdtsFramer {
@@ -155,171 +146,41 @@ impl AdtsFramer {
 
     /// Appends input. Tag bytes still owed from an earlier tag are dropped here without being
     /// buffered.
-    pub fn push(&mut self, mut input: &[u8]) {
-        if self.skip_remaining > 0 {
-            let n = self.skip_remaining.min(input.len() as u64) as usize;
-            self.skip_remaining -= n as u64;
-            self.skipped += n as u64;
-            input = &input[n..];
-        }
-        if input.is_empty() {
-            return;
-        }
-        if self.start > 0 {
-            // Carry-over is normally under one frame, so this copy is cheap.
-            self.buf.drain(..self.start);
-            self.start = 0;
-        }
-        if self.buf.len() > MAX_CARRY {
-            let excess = self.buf.len() - MAX_CARRY;
-            self.buf.drain(..excess);
-            self.note_garbage(excess);
-        }
-        self.buf.extend_from_slice(input);
+    pub fn push(&mut self, input: &[u8]) {
+        self.core.push(input);
     }
 
     /// Next complete frame (header + payload), valid until the next call, or `None` if more
     /// bytes are needed.
     pub fn next_frame(&mut self) -> Option<(AdtsHeader, &[u8])> {
-        let (h, at) = self.next_frame_at()?;
-        Some((h, &self.buf[at..at + h.frame_len]))
-    }
-
-    fn next_frame_at(&mut self) -> Option<(AdtsHeader, usize)> {
-        loop {
-            if self.skip_remaining > 0 {
-                let n = self
-                    .skip_remaining
-                    .min((self.buf.len() - self.start) as u64);
-                self.start += n as usize;
-                self.skip_remaining -= n;
-                self.skipped += n;
-                if self.skip_remaining > 0 {
-                    if self.finished {
-                        // The tag was cut short; nothing more will arrive.
-                        self.skip_remaining = 0;
-                    }
-                    return None;
-                }
-            }
-            let avail = &self.buf[self.start..];
-            if avail.is_empty() {
-                return None;
-            }
-            match self.classify(avail) {
-                Step::Frame(h) => {
-                    let at = self.start;
-                    self.start += h.frame_len;
-                    self.synced = true;
-                    self.searching = false;
-                    return Some((h, at));
-                }
-                Step::Tag(len) => {
-                    let have = (self.buf.len() - self.start) as u64;
-                    let n = len.min(have);
-                    self.start += n as usize;
-                    self.skipped += n;
-                    self.skip_remaining = len - n;
-                    self.searching = false;
-                }
-                Step::NeedMore => return None,
-                Step::Garbage => {
-                    // Drop up to the next byte that could start a frame or tag.
-                    let n = 1 + avail[1..]
-                        .iter()
-                        .position(|&b| is_candidate(b))
-                        .unwrap_or(avail.len() - 1);
-                    self.start += n;
-                    self.note_garbage(n);
-                }
-            }
-        }
-    }
-
-    fn note_garbage(&mut self, n: usize) {
-        self.skipped += n as u64;
-        self.synced = false;
-        if !self.searching {
-            self.searching = true;
-            self.resyncs += 1;
-        }
-    }
-
-    /// What starts at the front of `avail` (which is non-empty).
-    #[inline]
-    fn classify(&self, avail: &[u8]) -> Step {
-        // Without more input, anything undecidable is garbage.
-        let need_more = if self.finished {
-            Step::Garbage
-        } else {
-            Step::NeedMore
-        };
-        match avail[0] {
-            0xFF => {
-                if avail.len() < 7 {
-                    return need_more;
-                }
-                let Some(h) = parse_adts_header(avail) else {
-                    return Step::Garbage;
-                };
-                let Some(next) = avail.get(h.frame_len..h.frame_len + 7) else {
-                    // Successor not buffered yet; at end of input the frame may stand alone
-                    // if only a few stray bytes follow it.
-                    if self.finished && avail.len() >= h.frame_len {
-                        return Step::Frame(h);
-                    }
-                    return need_more;
-                };
-                let follows = match parse_adts_header(next) {
-                    Some(n) => n.same_stream(&h),
-                    None => self.synced && next.starts_with(b"ID3"),
-                };
-                if follows {
-                    Step::Frame(h)
-                } else {
-                    Step::Garbage
-                }
-            }
-            b'I' => match id3v2_len(avail) {
-                Ok(Some(len)) => Step::Tag(len),
-                Ok(None) => need_more,
-                Err(()) => Step::Garbage,
-            },
-            _ => Step::Garbage,
-        }
+        self.core.next_frame()
     }
 
     /// Marks end of input so the final frame can be released without its successor check.
     /// Call [`reset`](Self::reset) before reusing.
     pub fn finish(&mut self) {
-        self.finished = true;
+        self.core.finish();
     }
 
     /// Bytes discarded so far as non-audio (tags, garbage, partial frames dropped by `reset`).
     pub fn skipped_bytes(&self) -> u64 {
-        self.skipped
+        self.core.skipped_bytes()
     }
 
     /// Number of times the framer lost sync and had to search (0 for a clean stream).
     pub fn resyncs(&self) -> u64 {
-        self.resyncs
+        self.core.resyncs()
     }
 
     /// Drops buffered partial data (e.g. when a source disconnects mid-frame). Counters are
     /// kept.
     pub fn reset(&mut self) {
-        self.skipped += (self.buf.len() - self.start) as u64;
-        self.buf.clear();
-        self.start = 0;
-        self.skip_remaining = 0;
-        self.finished = false;
-        self.synced = false;
-        self.searching = false;
+        self.core.reset();
     }
 
     #[cfg(test)]
     fn buffer_capacity(&self) -> usize {
-        self.buf.capacity()
+        self.core.buffer_capacity()
     }
 }
 

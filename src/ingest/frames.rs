@@ -11,10 +11,14 @@
 
 use std::borrow::Cow;
 
+use super::sync::{id3v2_len, SyncFormat, SyncFramer};
+
 /// MPEG audio version from the frame header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum MpegVersion {
+    /// MPEG-1 (32, 44.1, 48 kHz).
     Mpeg1,
+    /// MPEG-2 low sample rates (16, 22.05, 24 kHz).
     Mpeg2,
     /// Unofficial low-sample-rate extension (8/11.025/12 kHz).
     Mpeg25,
@@ -23,10 +27,13 @@ pub enum MpegVersion {
 /// A parsed MPEG audio (MPEG-1/2/2.5, Layer I/II/III) frame header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FrameHeader {
+    /// MPEG version.
     pub version: MpegVersion,
     /// 1, 2 or 3.
     pub layer: u8,
+    /// Bitrate of this frame (it may vary frame to frame).
     pub bitrate_kbps: u32,
+    /// Sampling rate in Hz.
     pub sample_rate: u32,
     /// 1 (mono) or 2.
     pub channels: u8,
@@ -155,20 +162,13 @@ static CANDIDATE: [bool; 256] = {
     t
 };
 
-enum Step {
-    /// A verified audio frame of this header at the current position.
-    Frame(FrameHeader),
-    /// A tag of this total length (possibly more than is buffered).
-    Tag(u64),
-    /// Undecidable until more input arrives.
-    NeedMore,
-    /// Not audio: discard and search.
-    Garbage,
-}
-
+/// How buffered bytes compare with a tag's magic.
 enum Prefix {
+    /// The whole magic is there.
     Full,
+    /// What is buffered matches but is shorter than the magic.
     Partial,
+    /// Not this tag.
     Mismatch,
 }
 
@@ -218,6 +218,79 @@ fn is_vbr_info_frame(h: &FrameHeader, frame: &[u8]) -> bool {
     xing_at(off) || (crc && xing_at(off + 2)) || has(36, b"VBRI")
 }
 
+/// MPEG audio for [`SyncFramer`]: tags are ID3v2, ID3v1 and APE, and Xing/Info/VBRI header
+/// frames are dropped.
+#[derive(Debug, Default)]
+struct Mp3Sync;
+
+impl SyncFormat for Mp3Sync {
+    type Header = FrameHeader;
+    const HEADER_LEN: usize = 4;
+    const MAX_CARRY: usize = MAX_CARRY;
+
+    #[inline]
+    fn parse(bytes: &[u8]) -> Option<FrameHeader> {
+        parse_header(bytes)
+    }
+
+    #[inline]
+    fn frame_len(h: &FrameHeader) -> usize {
+        h.frame_len
+    }
+
+    #[inline]
+    fn same_stream(next: &FrameHeader, h: &FrameHeader) -> bool {
+        next.same_stream(h)
+    }
+
+    #[inline]
+    fn is_candidate(b: u8) -> bool {
+        CANDIDATE[b as usize]
+    }
+
+    #[inline]
+    fn tag_len(avail: &[u8]) -> Result<Option<u64>, ()> {
+        match avail[0] {
+            b'I' => id3v2_len(avail),
+            b'T' => match match_prefix(avail, b"TAG") {
+                Prefix::Mismatch => Err(()),
+                Prefix::Partial => Ok(None),
+                Prefix::Full => Ok(Some(128)),
+            },
+            b'A' => match match_prefix(avail, b"APETAGEX") {
+                Prefix::Mismatch => Err(()),
+                Prefix::Partial => Ok(None),
+                Prefix::Full if avail.len() < 32 => Ok(None),
+                Prefix::Full => {
+                    // Size covers the items and footer but not the header.
+                    let size = u32::from_le_bytes([avail[12], avail[13], avail[14], avail[15]]);
+                    let flags = u32::from_le_bytes([avail[20], avail[21], avail[22], avail[23]]);
+                    let is_header = flags & (1 << 29) != 0;
+                    if !is_header {
+                        // A footer: the items before it have already gone by.
+                        Ok(Some(32))
+                    } else if (32..=MAX_APE_TAG).contains(&size) {
+                        Ok(Some(32 + size as u64))
+                    } else {
+                        Err(())
+                    }
+                }
+            },
+            _ => Err(()),
+        }
+    }
+
+    #[inline]
+    fn starts_tag(next: &[u8]) -> bool {
+        next.starts_with(b"ID3") || next.starts_with(b"TAG") || next.starts_with(b"APET")
+    }
+
+    #[inline]
+    fn is_metadata(h: &FrameHeader, frame: &[u8]) -> bool {
+        is_vbr_info_frame(h, frame)
+    }
+}
+
 /// Incremental splitter: feed arbitrary byte slices (as they arrive from a
 /// socket), get back whole frames only.
 ///
@@ -236,238 +309,55 @@ fn is_vbr_info_frame(h: &FrameHeader, frame: &[u8]) -> bool {
 /// [`skipped_bytes`]: Mp3Framer::skipped_bytes
 #[derive(Debug, Default)]
 pub struct Mp3Framer {
-    buf: Vec<u8>,
-    /// First unconsumed byte of `buf`.
-    start: usize,
-    /// Rest of a tag larger than what was buffered; discarded on arrival.
-    skip_remaining: u64,
-    finished: bool,
-    /// The previous frame was released with a verified successor.
-    synced: bool,
-    /// Inside a run of garbage (one run counts as one resync).
-    searching: bool,
-    skipped: u64,
-    resyncs: u64,
+    /// Buffering, lock-on and tag skipping, shared with the ADTS framer.
+    core: SyncFramer<Mp3Sync>,
 }
 
 impl Mp3Framer {
+    /// An empty framer.
     pub fn new() -> Self {
         Self::default()
     }
 
     /// Appends input. Tag bytes still owed from an earlier tag are dropped
     /// here without being buffered.
-    pub fn push(&mut self, mut input: &[u8]) {
-        if self.skip_remaining > 0 {
-            let n = (self.skip_remaining.min(input.len() as u64)) as usize;
-            self.skip_remaining -= n as u64;
-            self.skipped += n as u64;
-            input = &input[n..];
-        }
-        if input.is_empty() {
-            return;
-        }
-        if self.start > 0 {
-            // Carry-over is normally under one frame, so this copy is cheap.
-            self.buf.drain(..self.start);
-            self.start = 0;
-        }
-        if self.buf.len() > MAX_CARRY {
-            let excess = self.buf.len() - MAX_CARRY;
-            self.buf.drain(..excess);
-            self.note_garbage(excess);
-        }
-        self.buf.extend_from_slice(input);
+    pub fn push(&mut self, input: &[u8]) {
+        self.core.push(input);
     }
 
     /// Next complete audio frame (header + payload), valid until the next
     /// call, or `None` if more bytes are needed.
     pub fn next_frame(&mut self) -> Option<(FrameHeader, &[u8])> {
-        let (h, at) = self.next_frame_at()?;
-        Some((h, &self.buf[at..at + h.frame_len]))
-    }
-
-    fn next_frame_at(&mut self) -> Option<(FrameHeader, usize)> {
-        loop {
-            if self.skip_remaining > 0 {
-                let n = self
-                    .skip_remaining
-                    .min((self.buf.len() - self.start) as u64);
-                self.start += n as usize;
-                self.skip_remaining -= n;
-                self.skipped += n;
-                if self.skip_remaining > 0 {
-                    if self.finished {
-                        // The tag was cut short; nothing more will arrive.
-                        self.skip_remaining = 0;
-                    }
-                    return None;
-                }
-            }
-            let avail = &self.buf[self.start..];
-            if avail.is_empty() {
-                return None;
-            }
-            match self.classify(avail) {
-                Step::Frame(h) => {
-                    let at = self.start;
-                    self.start += h.frame_len;
-                    self.synced = true;
-                    self.searching = false;
-                    if is_vbr_info_frame(&h, &self.buf[at..at + h.frame_len]) {
-                        self.skipped += h.frame_len as u64;
-                        continue;
-                    }
-                    return Some((h, at));
-                }
-                Step::Tag(len) => {
-                    let have = (self.buf.len() - self.start) as u64;
-                    let n = len.min(have);
-                    self.start += n as usize;
-                    self.skipped += n;
-                    self.skip_remaining = len - n;
-                    self.searching = false;
-                }
-                Step::NeedMore => return None,
-                Step::Garbage => {
-                    self.synced = false;
-                    // Drop up to the next byte that could start a frame or tag.
-                    let n = 1 + avail[1..]
-                        .iter()
-                        .position(|&b| CANDIDATE[b as usize])
-                        .unwrap_or(avail.len() - 1);
-                    self.start += n;
-                    self.note_garbage(n);
-                }
-            }
-        }
-    }
-
-    fn note_garbage(&mut self, n: usize) {
-        self.skipped += n as u64;
-        self.synced = false;
-        if !self.searching {
-            self.searching = true;
-            self.resyncs += 1;
-        }
-    }
-
-    /// What starts at the front of `avail` (which is non-empty).
-    #[inline]
-    fn classify(&self, avail: &[u8]) -> Step {
-        // Without more input, anything undecidable is garbage.
-        let need_more = if self.finished {
-            Step::Garbage
-        } else {
-            Step::NeedMore
-        };
-        match avail[0] {
-            0xFF => {
-                if avail.len() < 4 {
-                    return need_more;
-                }
-                let Some(h) = parse_header(avail) else {
-                    return Step::Garbage;
-                };
-                let Some(next) = avail.get(h.frame_len..h.frame_len + 4) else {
-                    // Successor not buffered yet; at end of input the frame
-                    // may stand alone if only a few stray bytes follow it.
-                    if self.finished && avail.len() >= h.frame_len {
-                        return Step::Frame(h);
-                    }
-                    return need_more;
-                };
-                let follows = match parse_header(next) {
-                    Some(n) => n.same_stream(&h),
-                    None => {
-                        self.synced
-                            && (next.starts_with(b"ID3")
-                                || next.starts_with(b"TAG")
-                                || next.starts_with(b"APET"))
-                    }
-                };
-                if follows {
-                    Step::Frame(h)
-                } else {
-                    Step::Garbage
-                }
-            }
-            b'I' => match match_prefix(avail, b"ID3") {
-                Prefix::Mismatch => Step::Garbage,
-                Prefix::Partial => need_more,
-                Prefix::Full if avail.len() < 10 => need_more,
-                Prefix::Full => {
-                    let (ver, rev, flags) = (avail[3], avail[4], avail[5]);
-                    match syncsafe(&avail[6..10]) {
-                        Some(size) if (2..=4).contains(&ver) && rev != 0xFF => {
-                            let footer = if ver == 4 && flags & 0x10 != 0 { 10 } else { 0 };
-                            Step::Tag(10 + footer + size as u64)
-                        }
-                        _ => Step::Garbage,
-                    }
-                }
-            },
-            b'T' => match match_prefix(avail, b"TAG") {
-                Prefix::Mismatch => Step::Garbage,
-                Prefix::Partial => need_more,
-                Prefix::Full => Step::Tag(128),
-            },
-            b'A' => match match_prefix(avail, b"APETAGEX") {
-                Prefix::Mismatch => Step::Garbage,
-                Prefix::Partial => need_more,
-                Prefix::Full if avail.len() < 32 => need_more,
-                Prefix::Full => {
-                    // Size covers the items and footer but not the header.
-                    let size = u32::from_le_bytes([avail[12], avail[13], avail[14], avail[15]]);
-                    let flags = u32::from_le_bytes([avail[20], avail[21], avail[22], avail[23]]);
-                    let is_header = flags & (1 << 29) != 0;
-                    if !is_header {
-                        // A footer: the items before it have already gone by.
-                        Step::Tag(32)
-                    } else if (32..=MAX_APE_TAG).contains(&size) {
-                        Step::Tag(32 + size as u64)
-                    } else {
-                        Step::Garbage
-                    }
-                }
-            },
-            _ => Step::Garbage,
-        }
+        self.core.next_frame()
     }
 
     /// Marks end of input so the final frame can be released without its
     /// successor check. Call [`reset`](Self::reset) before reusing.
     pub fn finish(&mut self) {
-        self.finished = true;
+        self.core.finish();
     }
 
     /// Bytes discarded so far as non-audio (tags, Xing frames, garbage,
     /// partial frames dropped by `reset`).
     pub fn skipped_bytes(&self) -> u64 {
-        self.skipped
+        self.core.skipped_bytes()
     }
 
     /// Number of times the framer lost sync and had to search (0 for a clean
     /// stream).
     pub fn resyncs(&self) -> u64 {
-        self.resyncs
+        self.core.resyncs()
     }
 
     /// Drops buffered partial data (e.g. when a source disconnects
     /// mid-frame). Counters are kept.
     pub fn reset(&mut self) {
-        self.skipped += (self.buf.len() - self.start) as u64;
-        self.buf.clear();
-        self.start = 0;
-        self.skip_remaining = 0;
-        self.finished = false;
-        self.synced = false;
-        self.searching = false;
+        self.core.reset();
     }
 
     #[cfg(test)]
     fn buffer_capacity(&self) -> usize {
-        self.buf.capacity()
+        self.core.buffer_capacity()
     }
 }
 

@@ -15,6 +15,7 @@ pub mod pacing;
 pub mod playlist;
 pub mod relay;
 pub mod source;
+pub mod sync;
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};

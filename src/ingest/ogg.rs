@@ -8,6 +8,8 @@
 //! from granule positions, so nothing is decoded; pages pass through byte-for-byte and the
 //! only allocations are for the (rare) header pages.
 
+use super::sync::SyncBuffer;
+
 /// Ogg CRC-32 tables for slicing-by-8: polynomial 0x04C11DB7, MSB first, no reflection.
 /// `CRC_TABLES[k][n]` is the CRC of byte `n` followed by `k` zero bytes.
 static CRC_TABLES: [[u32; 256]; 8] = crc_tables();
@@ -340,6 +342,7 @@ impl Chain {
     }
 }
 
+/// What starts at the front of the buffer.
 enum Step {
     /// A CRC-verified page of this header at the current position.
     Page(PageHeader),
@@ -368,18 +371,8 @@ enum Step {
 /// [`stream_headers`]: OggFramer::stream_headers
 #[derive(Debug, Default)]
 pub struct OggFramer {
-    /// Received bytes not yet handed out or skipped, from `start`.
-    buf: Vec<u8>,
-    /// First unconsumed byte of `buf`.
-    start: usize,
-    /// No more input will arrive: incomplete pages are garbage.
-    finished: bool,
-    /// Inside a run of garbage (one run counts as one resync).
-    searching: bool,
-    /// Bytes discarded as non-pages.
-    skipped: u64,
-    /// Garbage runs seen.
-    resyncs: u64,
+    /// Unconsumed input and the skip/resync counters, as in the MP3 and ADTS framers.
+    input: SyncBuffer,
     /// Logical streams and header pages.
     chain: Chain,
 }
@@ -392,20 +385,7 @@ impl OggFramer {
 
     /// Appends input.
     pub fn push(&mut self, input: &[u8]) {
-        if input.is_empty() {
-            return;
-        }
-        if self.start > 0 {
-            // Carry-over is normally under one page, so this copy is cheap.
-            self.buf.drain(..self.start);
-            self.start = 0;
-        }
-        if self.buf.len() > MAX_CARRY {
-            let excess = self.buf.len() - MAX_CARRY;
-            self.buf.drain(..excess);
-            self.note_garbage(excess);
-        }
-        self.buf.extend_from_slice(input);
+        self.input.push(input, MAX_CARRY);
     }
 
     /// Next complete, CRC-checked page, valid until the next call, or `None` if more bytes are
@@ -413,38 +393,21 @@ impl OggFramer {
     /// [`headers_changed`](Self::headers_changed) is true.
     pub fn next_frame(&mut self) -> Option<(PageInfo, &[u8])> {
         loop {
-            let avail = &self.buf[self.start..];
+            let avail = self.input.avail();
             if avail.is_empty() {
                 return None;
             }
             match self.classify(avail) {
                 Step::Page(h) => {
-                    let at = self.start;
-                    self.start += h.page_len;
-                    self.searching = false;
-                    let page = &self.buf[at..at + h.page_len];
+                    let at = self.input.take(h.page_len);
+                    let page = self.input.get(at, h.page_len);
                     let info = self.chain.on_page(&h, page);
                     return Some((info, page));
                 }
                 Step::NeedMore => return None,
-                Step::Garbage => {
-                    // Drop up to the next byte that could start a page.
-                    let n = 1 + avail[1..]
-                        .iter()
-                        .position(|&b| b == b'O')
-                        .unwrap_or(avail.len() - 1);
-                    self.start += n;
-                    self.note_garbage(n);
-                }
+                // Drop up to the next byte that could start a page.
+                Step::Garbage => self.input.drop_garbage(|b| b == b'O'),
             }
-        }
-    }
-
-    fn note_garbage(&mut self, n: usize) {
-        self.skipped += n as u64;
-        if !self.searching {
-            self.searching = true;
-            self.resyncs += 1;
         }
     }
 
@@ -452,7 +415,7 @@ impl OggFramer {
     #[inline]
     fn classify(&self, avail: &[u8]) -> Step {
         // Without more input, anything undecidable is garbage.
-        let need_more = if self.finished {
+        let need_more = if self.input.finished() {
             Step::Garbage
         } else {
             Step::NeedMore
@@ -494,35 +457,31 @@ impl OggFramer {
     /// Marks end of input so a trailing incomplete page is dropped. Call
     /// [`reset`](Self::reset) before reusing.
     pub fn finish(&mut self) {
-        self.finished = true;
+        self.input.finish();
     }
 
     /// Bytes discarded so far as non-pages (garbage, damaged pages, partial pages dropped by
     /// `finish` and `reset`).
     pub fn skipped_bytes(&self) -> u64 {
-        self.skipped
+        self.input.skipped()
     }
 
     /// Number of times the framer lost sync and had to search (0 for a clean stream).
     pub fn resyncs(&self) -> u64 {
-        self.resyncs
+        self.input.resyncs()
     }
 
     /// Drops buffered partial data and the logical streams in progress (e.g. when a source
     /// disconnects). The last complete [`stream_headers`](Self::stream_headers) and the
     /// counters are kept.
     pub fn reset(&mut self) {
-        self.skipped += (self.buf.len() - self.start) as u64;
-        self.buf.clear();
-        self.start = 0;
-        self.finished = false;
-        self.searching = false;
+        self.input.reset();
         self.chain.reset();
     }
 
     #[cfg(test)]
     fn buffer_capacity(&self) -> usize {
-        self.buf.capacity()
+        self.input.capacity()
     }
 }
 

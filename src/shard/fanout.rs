@@ -201,8 +201,18 @@ impl Fanout {
 
     /// New data on `mount`: serve every listener of it on this shard.
     pub fn on_publish(&mut self, mount: MountId) {
+        let mut next = Some(0);
+        while let Some(from) = next {
+            next = self.on_publish_slice(mount, from, usize::MAX);
+        }
+    }
+
+    /// Serves up to `count` listeners of `mount` from index `from`; returns where to continue,
+    /// or `None` when every listener has been served. A large shard serves its listeners in
+    /// slices and yields between them, so joins are accepted during a long pass.
+    pub fn on_publish_slice(&mut self, mount: MountId, from: usize, count: usize) -> Option<usize> {
         let Some(Some(slot)) = self.mounts.get_mut(mount) else {
-            return;
+            return None;
         };
         slot.refresh_title();
         let edge = slot.ring.committed();
@@ -216,8 +226,10 @@ impl Fanout {
             counters,
             ..
         } = slot;
-        let mut i = 0;
-        while i < listeners.len() {
+        let mut i = from;
+        let mut served = 0;
+        while i < listeners.len() && served < count {
+            served += 1;
             match self.sender.serve(
                 &mut listeners[i],
                 ring,
@@ -228,9 +240,11 @@ impl Fanout {
                 counters,
             ) {
                 Verdict::Keep => i += 1,
+                // The last listener takes this place and is served next.
                 other => leaving.push((listeners.swap_remove(i), other)),
             }
         }
+        let more = (i < listeners.len()).then_some(i);
         pass.flush(&self.stats, counters);
         for (listener, verdict) in leaving {
             match verdict {
@@ -239,6 +253,7 @@ impl Fanout {
                 Verdict::Keep => {}
             }
         }
+        more
     }
 
     /// Disconnects the listener with `id` if this shard has it.

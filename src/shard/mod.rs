@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use glommio::channels::shared_channel::{ConnectedSender, SharedReceiver, SharedSender};
 use glommio::timer::sleep;
+use glommio::{Latency, Shares};
 
 use crate::control::{Control, IngestMessage, ShardMessage};
 use crate::mount::MountId;
@@ -25,6 +26,12 @@ use crate::observability::metrics;
 use crate::observability::stats::ShardStats;
 use crate::server::Shared;
 use fanout::Fanout;
+
+/// How soon a waiting join must get the core during a fan-out pass.
+const JOIN_LATENCY: Duration = Duration::from_millis(5);
+
+/// Listeners served between chances to yield during a fan-out pass.
+const FANOUT_SLICE: usize = 256;
 
 /// How often a shard republishes its listener list and flushes its counters to metrics.
 const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
@@ -76,10 +83,25 @@ impl ShardContext {
         }
     }
 
-    fn on_message(&self, message: ShardMessage) {
+    async fn on_message(&self, message: ShardMessage) {
+        if let ShardMessage::Published(mount) = message {
+            // Slices with a chance to yield between them: accepting joins must not wait for a
+            // pass over thousands of listeners.
+            let mut next = Some(0);
+            while let Some(from) = next {
+                next = self
+                    .fanout
+                    .borrow_mut()
+                    .on_publish_slice(mount, from, FANOUT_SLICE);
+                if next.is_some() {
+                    glommio::yield_if_needed().await;
+                }
+            }
+            return;
+        }
         let mut fanout = self.fanout.borrow_mut();
         match message {
-            ShardMessage::Published(mount) => fanout.on_publish(mount),
+            ShardMessage::Published(_) => {}
             ShardMessage::Kick(id) => {
                 if fanout.kick(id) {
                     tracing::info!(shard = self.id, id, "listener kicked");
@@ -123,13 +145,22 @@ pub async fn serve(
         stats,
         to_ingest,
     });
+    // Joins are latency-sensitive, fan-out passes are throughput work: separate task queues let
+    // the scheduler preempt a long pass (at its slice boundaries) to accept and answer joins.
+    let executor = glommio::executor();
+    let joins =
+        executor.create_task_queue(Shares::default(), Latency::Matters(JOIN_LATENCY), "joins");
+    let fanout_queue =
+        executor.create_task_queue(Shares::default(), Latency::NotImportant, "fanout");
     let wake_ctx = ctx.clone();
-    glommio::spawn_local(async move {
+    let wake_task = async move {
         while let Some(message) = wake.recv().await {
-            wake_ctx.on_message(message);
+            wake_ctx.on_message(message).await;
         }
-    })
-    .detach();
+    };
+    glommio::spawn_local_into(wake_task, fanout_queue)
+        .expect("fanout queue exists")
+        .detach();
     let flush_ctx = ctx.clone();
     glommio::spawn_local(async move {
         loop {
@@ -164,8 +195,9 @@ pub async fn serve(
             }
         }
     };
-    let shared = ctx.shared.clone();
-    futures_lite::future::or(accepting, shared.shutdown_requested()).await;
+    let accept_task = glommio::spawn_local_into(accepting, joins).expect("joins queue exists");
+    ctx.shared.shutdown_requested().await;
+    drop(accept_task);
     // Returning ends this executor; the listen socket closes with it.
     let closed = ctx.fanout.borrow_mut().close_all();
     tracing::debug!(shard = id, listeners = closed, "shard stopped");
