@@ -348,3 +348,33 @@ fn an_edge_relays_the_origin_with_titles_and_recovers_when_it_restarts() {
         "the edge listener was dropped"
     );
 }
+
+#[test]
+fn an_on_demand_relay_pulls_only_once_someone_listens() {
+    let origin = Server::start(
+        "broadcaster { chunk_ms = 200 }\nplaylist { directory = \"/nonexistent/x\" }\n",
+    );
+    let mut source = Source::mp3(origin.source, "/stream");
+    source.send_frames(1, 20, 20.0);
+    let edge = Server::start(&format!(
+        "broadcaster {{ chunk_ms = 200 }}\nplaylist {{ directory = \"/nonexistent/x\" }}\nrelay \"/ondemand\" {{\n  url = \"http://{}/stream\"\n  on_demand = true\n  reconnect_min = 0.2\n  reconnect_max = 1.0\n}}\n",
+        origin.listen
+    ));
+    // Nobody listens on the edge: the origin sees no relay connection.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        origin.stats()["total_listeners"],
+        0,
+        "the relay pulled without listeners"
+    );
+    let mut listener = Listener::connect(edge.listen, "/ondemand");
+    origin.wait_stats(Duration::from_secs(5), "the relay to connect", |s| {
+        s["total_listeners"] == 1
+    });
+    source.send_frames(21, 40, 20.0);
+    listener.read_for(Duration::from_millis(500));
+    assert!(
+        find_frame(&listener.body, 50).is_some(),
+        "on-demand relay audio did not arrive"
+    );
+}
