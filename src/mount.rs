@@ -49,6 +49,15 @@ pub struct StreamInfo {
     pub since: Option<SystemTime>,
 }
 
+impl StreamInfo {
+    /// Seconds the current source (or playlist) has been feeding the mount.
+    pub fn connected_secs(&self) -> u64 {
+        self.since
+            .and_then(|t| SystemTime::now().duration_since(t).ok())
+            .map_or(0, |d| d.as_secs())
+    }
+}
+
 /// One mount: the ring plus what is on it.
 pub struct Mount {
     /// Position in the mount table; shards index their listener lists by it.

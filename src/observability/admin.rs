@@ -8,7 +8,6 @@
 
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
-use std::time::SystemTime;
 
 use serde_json::{json, Value};
 
@@ -307,22 +306,16 @@ fn list_clients(shared: &Shared, mount: &Mount) -> Value {
 }
 
 fn list_mounts(shared: &Shared) -> Value {
-    let now = SystemTime::now();
     let sources: Vec<Value> = shared
         .mounts
         .all()
         .iter()
         .map(|m| {
             let info = m.info();
-            let connected = info
-                .since
-                .and_then(|t| now.duration_since(t).ok())
-                .map(|d| d.as_secs())
-                .unwrap_or(0);
             json!({
                 "mount": m.name,
                 "listeners": m.listeners.load(Ordering::Relaxed),
-                "Connected": connected,
+                "Connected": info.connected_secs(),
                 "content-type": info.content_type,
                 "live": info.live,
             })
@@ -332,7 +325,6 @@ fn list_mounts(shared: &Shared) -> Value {
 }
 
 fn stats(shared: &Shared) -> Value {
-    let now = SystemTime::now();
     let sources: Vec<Value> = shared
         .mounts
         .all()
@@ -341,7 +333,7 @@ fn stats(shared: &Shared) -> Value {
             let info = m.info();
             let since = info.since.map(chrono::DateTime::<chrono::Utc>::from);
             json!({
-                "connected_seconds": info.since.and_then(|t| now.duration_since(t).ok()).map(|d| d.as_secs()).unwrap_or(0),
+                "connected_seconds": info.connected_secs(),
                 "stream_start_iso8601": since.map(|t| t.format("%Y-%m-%dT%H:%M:%S%z").to_string()),
                 "mount": m.name,
                 "listeners": m.listeners.load(Ordering::Relaxed),
