@@ -553,9 +553,14 @@ fn eval_body(
                     return Err(err("is set more than once".into()));
                 }
                 let expr = hcl::Expression::from(attr.value.clone());
-                let value = expr
-                    .evaluate(ctx)
-                    .map_err(|e| err(one_line(&e.to_string())))?;
+                // hcl-rs panics on some arithmetic (integer overflow): a config file must get
+                // an error naming its key, never crash the server.
+                let evaluated =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| expr.evaluate(ctx)))
+                        .map_err(|_| {
+                        err("expression cannot be evaluated (arithmetic overflow?)".into())
+                    })?;
+                let value = evaluated.map_err(|e| err(one_line(&e.to_string())))?;
                 if let Some(l) = line {
                     lines.insert(key.clone(), l);
                 }

@@ -169,8 +169,13 @@ pub async fn read_or_reject(
 
 /// Parses a complete head from `buf`, `Ok(None)` while it is still partial.
 pub fn parse_head(buf: &[u8]) -> Result<Option<Request>, RequestError> {
+    // Judge nothing before the request line is complete: a split `SOURCE /m ICE/1.0` would
+    // otherwise look malformed to httparse.
+    let Some(line_end) = buf.iter().position(|&b| b == b'\n') else {
+        return Ok(None);
+    };
     // `ICE/1.0` in the request line becomes `HTTP/1.0` (one byte longer) for httparse.
-    let line_end = buf.iter().position(|&b| b == b'\n');
+    let line_end = Some(line_end);
     let ice = line_end.and_then(|end| {
         let line = buf[..end].strip_suffix(b"\r").unwrap_or(&buf[..end]);
         line.ends_with(b" ICE/1.0").then_some(line.len())
@@ -295,7 +300,11 @@ pub fn percent_decode(s: &str) -> String {
     while i < bytes.len() {
         match bytes[i] {
             b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
+            // Two hex digits exactly: `from_str_radix` alone would also take a sign (`%+1`).
+            b'%' if i + 2 < bytes.len()
+                && bytes[i + 1].is_ascii_hexdigit()
+                && bytes[i + 2].is_ascii_hexdigit() =>
+            {
                 match u8::from_str_radix(
                     std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"),
                     16,

@@ -1,0 +1,180 @@
+# cycast configuration.
+#
+# Every key is optional; a missing key takes the default shown here. Files written for the
+# original Cycast load unchanged. Expressions are evaluated, so `64 * 1024` is fine.
+# Check a file without starting the server: cycast --check-config FILE
+
+server {
+  # IP address both ports bind to. Default "0.0.0.0" (all IPv4 addresses).
+  host = "0.0.0.0"
+
+  # Port sources (Mixxx, butt, ffmpeg, ...) connect to with SOURCE or PUT. Default 8000.
+  source_port = 8000
+
+  # Port listeners, the status page and the APIs are served on. Default 8001.
+  listen_port = 8001
+
+  # Username sources authenticate with (HTTP Basic). Default "source".
+  source_user = "source"
+
+  # Password sources authenticate with. Default "hackme": change it, or set
+  # CYCAST_SOURCE_PASSWORD / --source-password instead of storing it here.
+  source_password = "hackme"
+
+  # Mount path listeners request, e.g. GET /stream. Default "/stream".
+  mount_point = "/stream"
+
+  # Listener executors (shards). 0 = one per online CPU core. Default 0.
+  shards = 0
+
+  # CPU index the ingest executor (sources, playlist) is pinned to. Default 0.
+  ingest_core = 0
+
+  # listen(2) backlog for both sockets. Default 4096.
+  listen_backlog = 4096
+
+  # Username for the admin API (/admin/metadata, ...). Default "admin".
+  admin_user = "admin"
+
+  # Password for the admin API. Empty disables the admin API. Default "".
+  # CYCAST_ADMIN_PASSWORD / --admin-password also set it.
+  admin_password = ""
+
+  # Memory for io_uring buffers per executor, in KiB. Kept small because the
+  # locked-memory limit (RLIMIT_MEMLOCK) usually is. Default 1024.
+  io_memory_kib = 1024
+
+  # Reverse proxies (IP addresses) whose X-Forwarded-For header is believed for the
+  # listener's address in stats, logs and limits. Default [] (trust nobody).
+  trusted_proxies = []
+}
+
+buffer {
+  # Ring buffer size per mount in MiB, 1 to 1000. Default 20.
+  size_mb = 20
+}
+
+limits {
+  # Bytes of recent audio sent at once to a new listener so playback starts quickly.
+  # At most limits.queue_size. Default 65536.
+  burst_size = 65536
+
+  # A listener further behind the live stream than this many bytes is slow.
+  # At least 16384 and at most half the ring buffer. Default 524288.
+  queue_size = 524288
+
+  # What happens to a slow listener: "drop" disconnects it, "skip" jumps it forward
+  # to recent audio. Default "drop".
+  slow_listener = "drop"
+
+  # Maximum concurrent listeners, 0 = unlimited. When non-zero it overrides
+  # advanced.max_listeners. Default 0.
+  max_listeners = 0
+
+  # Seconds a client has to send its complete request header. Default 5.0.
+  header_timeout = 5.0
+
+  # Largest request header accepted, in bytes, 1024 to 65536. Default 8192.
+  max_header_bytes = 8192
+}
+
+broadcaster {
+  # Maximum bytes per published chunk, at least 1024 and at most limits.queue_size.
+  # Default 16384.
+  chunk_size = 16384
+
+  # Target audio duration per published chunk in milliseconds, 20 to 5000. Each listener
+  # gets one send per chunk, so this sets the number of sends per second. Default 400.
+  chunk_ms = 400
+
+  # sleep_high, sleep_medium and sleep_low were polling intervals in the original Cycast.
+  # They are accepted for compatibility and ignored (a warning names them at startup).
+  # sleep_high = 0.0005
+  # sleep_medium = 0.001
+  # sleep_low = 0.002
+}
+
+playlist {
+  # Directory the fallback playlist is read from while no source is connected.
+  # Default "./music".
+  directory = "./music"
+
+  # Play files in random order instead of by name (reshuffled every time the list has
+  # played through, never the same track twice in a row). Default true.
+  shuffle = true
+
+  # File name endings included in the playlist, compared case-insensitively. Subdirectories
+  # are searched too; names starting with "." are ignored. Only MP3 is played: other files
+  # are skipped with one warning each. Default [".mp3", ".ogg"].
+  extensions = [".mp3", ".ogg"]
+
+  # An .m3u or .m3u8 playlist file to play instead of scanning the directory: one path per
+  # line (relative to the file's own directory), "#" lines ignored. The list is played in
+  # its own order unless shuffle is true. Empty: scan the directory. Default "".
+  file = ""
+
+  # When a live source leaves: true continues the track it interrupted where it stopped,
+  # false starts the next track. Default true.
+  resume = true
+
+  # Seconds between checks for added or removed files (in the directory or the .m3u file).
+  # A check never interrupts the track playing. At least 0.1. Default 10.0.
+  rescan_interval = 10.0
+}
+
+metadata {
+  # Station name (icy-name header, status page). Default "Cycast Radio".
+  station_name = "Cycast Radio"
+
+  # Station description (icy-description header). Default "High-performance internet radio".
+  station_description = "High-performance internet radio"
+
+  # Station genre (icy-genre header, status page). Default "Various".
+  station_genre = "Various"
+
+  # Station home page (icy-url header). Default "http://localhost:8001".
+  station_url = "http://localhost:8001"
+
+  # Send ICY metadata (stream titles) to listeners that ask for it. Default true.
+  enable_icy = true
+
+  # Audio bytes between ICY metadata blocks, 1 to 65535. Default 16000.
+  icy_metaint = 16000
+
+  # Encoding of ICY titles: "utf-8", or "latin1" for old players that show UTF-8 as
+  # mojibake. Default "utf-8".
+  icy_charset = "utf-8"
+}
+
+advanced {
+  # Maximum concurrent listeners, 0 = unlimited. limits.max_listeners wins when
+  # non-zero. Default 0.
+  max_listeners = 0
+
+  # Seconds without data after which a source is dropped and the playlist resumes.
+  # Default 10.0.
+  source_timeout = 10.0
+
+  # Log at debug level (same as -v). Default false.
+  verbose_logging = false
+
+  # Serve /api/stats; when false it answers 403. Default true.
+  enable_stats = true
+
+  # Access log in combined log format, one line per finished listener or request:
+  # a file path, "-" for standard error, or "" for none. Default "".
+  access_log = ""
+
+  # Path of the Prometheus endpoint on the listen port; "" turns it off there.
+  # Default "/metrics".
+  metrics_path = "/metrics"
+
+  # A separate port that serves only the metrics (bound on server.host), so the
+  # public port need not expose them. 0 = none. Default 0.
+  metrics_port = 0
+
+  # flask_debug and flask_secret_key configured the original's web framework.
+  # They are accepted for compatibility and ignored (a warning names them at startup).
+  # flask_debug = false
+  # flask_secret_key = "change-me-in-production"
+}
