@@ -48,6 +48,7 @@ fuzz:
 	cd fuzz && for t in $(FUZZ_TARGETS); do \
 		case $$t in mp3_framer) len=24576;; icy_block) len=10000;; config) len=8192;; *) len=4096;; esac; \
 		mkdir -p corpus/$$t && \
+		if [ $$t = config ]; then cp ../config.hcl corpus/config/default.hcl; fi && \
 		RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run $(FUZZ_FLAGS) $$t corpus/$$t seeds/$$t -- \
 			-max_total_time=$(FUZZ_SECONDS) -max_len=$$len -print_final_stats=1 || exit 1; \
 	done

@@ -69,13 +69,7 @@ pub fn handle(shared: &Shared, request: &Request, control: &dyn Control) -> Opti
             Ok(Answer::Message("Source Removed".into()))
         }),
         "moveclients" => with_mount(shared, request, |m| {
-            let dest = request
-                .query_param("destination")
-                .ok_or((400, "Missing parameter: destination".to_string()))?;
-            let to = shared
-                .mounts
-                .find(&dest)
-                .ok_or((400, "Destination does not exist".to_string()))?;
+            let to = mount_named(shared, request, "destination", "Destination does not exist")?;
             if to.id == m.id {
                 return Err((400, "Destination is the same as the mount".into()));
             }
@@ -107,14 +101,24 @@ enum Answer {
 type Outcome = Result<Answer, (u16, String)>;
 
 fn with_mount(shared: &Shared, request: &Request, f: impl FnOnce(&Mount) -> Outcome) -> Outcome {
+    let mount = mount_named(shared, request, "mount", "Source does not exist")?;
+    f(&mount)
+}
+
+/// The mount a query parameter names; 400 with `unknown` when there is no such mount.
+fn mount_named(
+    shared: &Shared,
+    request: &Request,
+    param: &str,
+    unknown: &str,
+) -> Result<std::sync::Arc<Mount>, (u16, String)> {
     let name = request
-        .query_param("mount")
-        .ok_or((400, "Missing parameter: mount".to_string()))?;
-    let mount = shared
+        .query_param(param)
+        .ok_or_else(|| (400, format!("Missing parameter: {param}")))?;
+    shared
         .mounts
         .find(&name)
-        .ok_or((400, "Source does not exist".to_string()))?;
-    f(&mount)
+        .ok_or_else(|| (400, unknown.to_string()))
 }
 
 fn role(shared: &Shared, request: &Request) -> Role {
