@@ -78,7 +78,7 @@ const MAX_CARRY: usize = 32 * 1024;
 /// ADTS for [`SyncFramer`]: the only tags are ID3v2 (at the start, or timed metadata between
 /// frames).
 #[derive(Debug, Default)]
-struct AdtsSync;
+pub struct AdtsSync;
 
 impl SyncFormat for AdtsSync {
     type Header = AdtsHeader;
@@ -132,57 +132,7 @@ impl SyncFormat for AdtsSync {
 ///
 /// [`skipped_bytes`]: AdtsFramer::skipped_bytes
 /// [`finish`]: AdtsFramer::finish
-#[derive(Debug, Default)]
-pub struct AdtsFramer {
-    /// Buffering, lock-on and tag skipping, shared with the MP3 framer.
-    core: SyncFramer<AdtsSync>,
-}
-
-impl AdtsFramer {
-    /// An empty framer.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Appends input. Tag bytes still owed from an earlier tag are dropped here without being
-    /// buffered.
-    pub fn push(&mut self, input: &[u8]) {
-        self.core.push(input);
-    }
-
-    /// Next complete frame (header + payload), valid until the next call, or `None` if more
-    /// bytes are needed.
-    pub fn next_frame(&mut self) -> Option<(AdtsHeader, &[u8])> {
-        self.core.next_frame()
-    }
-
-    /// Marks end of input so the final frame can be released without its successor check.
-    /// Call [`reset`](Self::reset) before reusing.
-    pub fn finish(&mut self) {
-        self.core.finish();
-    }
-
-    /// Bytes discarded so far as non-audio (tags, garbage, partial frames dropped by `reset`).
-    pub fn skipped_bytes(&self) -> u64 {
-        self.core.skipped_bytes()
-    }
-
-    /// Number of times the framer lost sync and had to search (0 for a clean stream).
-    pub fn resyncs(&self) -> u64 {
-        self.core.resyncs()
-    }
-
-    /// Drops buffered partial data (e.g. when a source disconnects mid-frame). Counters are
-    /// kept.
-    pub fn reset(&mut self) {
-        self.core.reset();
-    }
-
-    #[cfg(test)]
-    fn buffer_capacity(&self) -> usize {
-        self.core.buffer_capacity()
-    }
-}
+pub type AdtsFramer = SyncFramer<AdtsSync>;
 
 #[cfg(test)]
 mod tests {

@@ -221,7 +221,7 @@ fn is_vbr_info_frame(h: &FrameHeader, frame: &[u8]) -> bool {
 /// MPEG audio for [`SyncFramer`]: tags are ID3v2, ID3v1 and APE, and Xing/Info/VBRI header
 /// frames are dropped.
 #[derive(Debug, Default)]
-struct Mp3Sync;
+pub struct Mp3Sync;
 
 impl SyncFormat for Mp3Sync {
     type Header = FrameHeader;
@@ -307,59 +307,7 @@ impl SyncFormat for Mp3Sync {
 /// push); large tags are skipped as they stream past without buffering.
 ///
 /// [`skipped_bytes`]: Mp3Framer::skipped_bytes
-#[derive(Debug, Default)]
-pub struct Mp3Framer {
-    /// Buffering, lock-on and tag skipping, shared with the ADTS framer.
-    core: SyncFramer<Mp3Sync>,
-}
-
-impl Mp3Framer {
-    /// An empty framer.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Appends input. Tag bytes still owed from an earlier tag are dropped
-    /// here without being buffered.
-    pub fn push(&mut self, input: &[u8]) {
-        self.core.push(input);
-    }
-
-    /// Next complete audio frame (header + payload), valid until the next
-    /// call, or `None` if more bytes are needed.
-    pub fn next_frame(&mut self) -> Option<(FrameHeader, &[u8])> {
-        self.core.next_frame()
-    }
-
-    /// Marks end of input so the final frame can be released without its
-    /// successor check. Call [`reset`](Self::reset) before reusing.
-    pub fn finish(&mut self) {
-        self.core.finish();
-    }
-
-    /// Bytes discarded so far as non-audio (tags, Xing frames, garbage,
-    /// partial frames dropped by `reset`).
-    pub fn skipped_bytes(&self) -> u64 {
-        self.core.skipped_bytes()
-    }
-
-    /// Number of times the framer lost sync and had to search (0 for a clean
-    /// stream).
-    pub fn resyncs(&self) -> u64 {
-        self.core.resyncs()
-    }
-
-    /// Drops buffered partial data (e.g. when a source disconnects
-    /// mid-frame). Counters are kept.
-    pub fn reset(&mut self) {
-        self.core.reset();
-    }
-
-    #[cfg(test)]
-    fn buffer_capacity(&self) -> usize {
-        self.core.buffer_capacity()
-    }
-}
+pub type Mp3Framer = SyncFramer<Mp3Sync>;
 
 /// One Layer III frame of digital silence (header + zeroed side info and
 /// main data), for keeping players connected when nothing is on air.

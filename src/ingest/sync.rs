@@ -177,7 +177,7 @@ pub(crate) fn id3v2_len(avail: &[u8]) -> Result<Option<u64>, ()> {
 
 /// A frame format for [`SyncFramer`]: frames start with a 0xFF sync byte and a fixed-size
 /// header giving their length; anything else at a frame boundary may be a tag.
-pub(crate) trait SyncFormat {
+pub trait SyncFormat {
     /// A parsed frame header.
     type Header: Copy;
     /// Bytes a header needs; also how much of the successor is checked.
@@ -194,6 +194,8 @@ pub(crate) trait SyncFormat {
     fn is_candidate(b: u8) -> bool;
     /// Total length of the tag at the start of `avail` (non-empty, not at a sync byte), in
     /// the manner of [`id3v2_len`].
+    // `Err` only means "not a tag here": there is nothing more to say about it.
+    #[allow(clippy::result_unit_err)]
     fn tag_len(avail: &[u8]) -> Result<Option<u64>, ()>;
     /// Whether the `HEADER_LEN` bytes right after a frame look like the start of a tag.
     fn starts_tag(next: &[u8]) -> bool;
@@ -225,7 +227,7 @@ enum Step<H> {
 ///
 /// [`finish`]: SyncFramer::finish
 #[derive(Debug, Default)]
-pub(crate) struct SyncFramer<F> {
+pub struct SyncFramer<F> {
     /// Unconsumed input and counters.
     input: SyncBuffer,
     /// Rest of a tag larger than what was buffered; discarded on arrival.
@@ -237,10 +239,20 @@ pub(crate) struct SyncFramer<F> {
 }
 
 impl<F: SyncFormat> SyncFramer<F> {
+    /// An empty framer.
+    pub fn new() -> Self {
+        Self {
+            input: SyncBuffer::default(),
+            skip_remaining: 0,
+            synced: false,
+            format: PhantomData,
+        }
+    }
+
     /// Appends input. Tag bytes still owed from an earlier tag are dropped here without being
     /// buffered.
     #[inline]
-    pub(crate) fn push(&mut self, mut input: &[u8]) {
+    pub fn push(&mut self, mut input: &[u8]) {
         if self.skip_remaining > 0 {
             let n = self.skip_remaining.min(input.len() as u64);
             self.skip_remaining -= n;
@@ -255,7 +267,7 @@ impl<F: SyncFormat> SyncFramer<F> {
     /// Next complete frame (header + payload), valid until the next call, or `None` if more
     /// bytes are needed.
     #[inline]
-    pub(crate) fn next_frame(&mut self) -> Option<(F::Header, &[u8])> {
+    pub fn next_frame(&mut self) -> Option<(F::Header, &[u8])> {
         let (h, at) = self.next_frame_at()?;
         Some((h, self.input.get(at, F::frame_len(&h))))
     }
@@ -345,22 +357,22 @@ impl<F: SyncFormat> SyncFramer<F> {
     }
 
     /// Marks end of input so the final frame can be released without its successor check.
-    pub(crate) fn finish(&mut self) {
+    pub fn finish(&mut self) {
         self.input.finish();
     }
 
     /// Bytes discarded so far.
-    pub(crate) fn skipped_bytes(&self) -> u64 {
+    pub fn skipped_bytes(&self) -> u64 {
         self.input.skipped()
     }
 
     /// Garbage runs seen so far.
-    pub(crate) fn resyncs(&self) -> u64 {
+    pub fn resyncs(&self) -> u64 {
         self.input.resyncs()
     }
 
     /// Drops buffered partial data and any tag in progress; keeps counters.
-    pub(crate) fn reset(&mut self) {
+    pub fn reset(&mut self) {
         self.input.reset();
         self.skip_remaining = 0;
         self.synced = false;
