@@ -113,7 +113,7 @@ impl RequestError {
 }
 
 /// Reads one request head, giving up after `timeout` overall (a peer trickling bytes does not
-/// extend it) or when more than `max_bytes` arrive without the head ending.
+/// extend it) or when the head is longer than `max_bytes`, however the bytes were split.
 pub async fn read_request(
     stream: &mut TcpStream,
     max_bytes: usize,
@@ -128,11 +128,8 @@ pub async fn read_request(
                 return Err(RequestError::Closed);
             }
             buf.extend_from_slice(&chunk[..n]);
-            if let Some(request) = parse_head(&buf)? {
+            if let Some(request) = parse_head_within(&buf, max_bytes)? {
                 return Ok(request);
-            }
-            if buf.len() > max_bytes {
-                return Err(RequestError::TooLarge(max_bytes));
             }
         }
     };
@@ -164,6 +161,21 @@ pub async fn read_or_reject(
             }
             None
         }
+    }
+}
+
+/// Parses a complete head of at most `max_bytes` from `buf`, `Ok(None)` while it is still
+/// partial. Only the first `max_bytes` are parsed, so a longer head is refused whether it came
+/// in one read or many; bytes after a head that fits (a source's first audio) are its body.
+pub fn parse_head_within(buf: &[u8], max_bytes: usize) -> Result<Option<Request>, RequestError> {
+    let window = &buf[..buf.len().min(max_bytes)];
+    match parse_head(window)? {
+        Some(mut request) => {
+            request.body.extend_from_slice(&buf[window.len()..]);
+            Ok(Some(request))
+        }
+        None if buf.len() > max_bytes => Err(RequestError::TooLarge(max_bytes)),
+        None => Ok(None),
     }
 }
 
@@ -365,6 +377,39 @@ mod tests {
             parse_head(b"hackme\n"),
             Err(RequestError::NotHttp(_))
         ));
+    }
+
+    /// A `GET` head of exactly `len` bytes.
+    fn head_of(len: usize) -> Vec<u8> {
+        let start = b"GET / HTTP/1.1\r\nX-Filler: ";
+        let mut head = start.to_vec();
+        head.resize(len - 4, b'y');
+        head.extend_from_slice(b"\r\n\r\n");
+        head
+    }
+
+    #[test]
+    fn the_head_limit_counts_bytes_before_parsing() {
+        let fits = head_of(8192);
+        let req = parse_head_within(&fits, 8192).unwrap().unwrap();
+        assert!(req.body.is_empty());
+        for len in [8193, 12_031] {
+            let head = head_of(len);
+            assert!(
+                matches!(
+                    parse_head_within(&head, 8192),
+                    Err(RequestError::TooLarge(8192))
+                ),
+                "{len}"
+            );
+            // Exactly the limit read so far: not yet too large, not complete either.
+            assert!(matches!(parse_head_within(&head[..8192], 8192), Ok(None)));
+        }
+        // Audio right behind a head that fits is its body, however much of it came.
+        let mut with_audio = head_of(200);
+        with_audio.extend_from_slice(&[0x55; 20_000]);
+        let req = parse_head_within(&with_audio, 8192).unwrap().unwrap();
+        assert_eq!(req.body.len(), 20_000);
     }
 
     #[test]

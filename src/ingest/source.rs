@@ -131,22 +131,28 @@ async fn shoutcast_login(
     // The icy-* lines may come with the password or only after OK2.
     let deadline = Instant::now() + config.header_timeout();
     let mut chunk = [0u8; 2048];
+    // The password line counts towards the limit too.
+    let max = config.limits.max_header_bytes.saturating_sub(line_end + 1);
     let head_end = loop {
-        if raw.starts_with(b"\r\n") {
+        // Only the first `max` bytes may hold the end, however the lines were split.
+        let window = &raw[..raw.len().min(max)];
+        if window.starts_with(b"\r\n") {
             break 2;
         }
-        if raw.starts_with(b"\n") {
+        if window.starts_with(b"\n") {
             break 1;
         }
-        if let Some(p) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+        if let Some(p) = window.windows(4).position(|w| w == b"\r\n\r\n") {
             break p + 4;
         }
-        if let Some(p) = raw.windows(2).position(|w| w == b"\n\n") {
+        if let Some(p) = window.windows(2).position(|w| w == b"\n\n") {
             break p + 2;
         }
-        let left = deadline
-            .checked_duration_since(Instant::now())
-            .filter(|_| raw.len() <= config.limits.max_header_bytes)?;
+        if raw.len() > max {
+            tracing::debug!(?peer, "shoutcast source refused: {}", RequestError::TooLarge(max));
+            return None;
+        }
+        let left = deadline.checked_duration_since(Instant::now())?;
         let n = future::or(async { stream.read(&mut chunk).await.ok() }, async {
             Timer::new(left).await;
             None
