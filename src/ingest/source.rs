@@ -149,7 +149,11 @@ async fn shoutcast_login(
             break p + 2;
         }
         if raw.len() > max {
-            tracing::debug!(?peer, "shoutcast source refused: {}", RequestError::TooLarge(max));
+            tracing::debug!(
+                ?peer,
+                "shoutcast source refused: {}",
+                RequestError::TooLarge(max)
+            );
             return None;
         }
         let left = deadline.checked_duration_since(Instant::now())?;
