@@ -76,6 +76,14 @@ limits {
 
   # Largest request header accepted, in bytes, 1024 to 65536. Default 8192.
   max_header_bytes = 8192
+
+  # Kernel send buffer per listener socket in bytes (what `ss -tm` shows as tb), or 0 to
+  # derive it per mount: the larger of the mount's burst and 2 s of its bitrate, within
+  # 16384 and limits.queue_size (64 KiB at the defaults and 128 kbps). A listener that
+  # stops reading fills it within seconds, then is slow after limits.queue_size more
+  # bytes. Without it Linux grows the buffer to MBs and a stalled listener holds them for
+  # minutes. 0 or 8192 to 67108864; the kernel caps it at 2 x net.core.wmem_max. Default 0.
+  send_buffer = 0
 }
 
 broadcaster {

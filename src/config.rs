@@ -198,6 +198,11 @@ pub enum SlowListenerPolicy {
     Skip,
 }
 
+/// Smallest `limits.send_buffer`: below this the kernel rounds up anyway.
+const SEND_BUFFER_MIN: usize = 8192;
+/// Largest `limits.send_buffer` (the kernel also caps it at twice `net.core.wmem_max`).
+const SEND_BUFFER_MAX: usize = 64 << 20;
+
 /// `limits { ... }` block.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -214,6 +219,10 @@ pub struct LimitsConfig {
     pub header_timeout: f64,
     /// Largest request header accepted, in bytes.
     pub max_header_bytes: usize,
+    /// Kernel send buffer of each listener socket in bytes, as `ss -tm` shows it (`tb`);
+    /// 0 = derived per mount by [`Config::send_buffer`]. Without a limit Linux grows it to
+    /// megabytes, which a listener that never reads pins for minutes before it counts as slow.
+    pub send_buffer: usize,
 }
 
 impl Default for LimitsConfig {
@@ -225,6 +234,7 @@ impl Default for LimitsConfig {
             max_listeners: 0,
             header_timeout: 5.0,
             max_header_bytes: 8192,
+            send_buffer: 0,
         }
     }
 }
@@ -712,6 +722,21 @@ impl Config {
             .unwrap_or(self.limits.burst_size)
     }
 
+    /// Kernel send buffer for a listener of mount `name` streaming at `bitrate_kbps`:
+    /// `limits.send_buffer`, or when 0 the larger of the mount's burst (so it goes out in one
+    /// send) and two seconds of audio (128 kbps when the rate is unknown), within 16 KiB and
+    /// `limits.queue_size`. A stalled listener then fills it in seconds and from there on its
+    /// lag grows, so it is dropped after about `queue_size` more bytes.
+    pub fn send_buffer(&self, name: &str, bitrate_kbps: Option<u32>) -> usize {
+        if self.limits.send_buffer != 0 {
+            return self.limits.send_buffer;
+        }
+        let bytes_per_sec = bitrate_kbps.filter(|&k| k > 0).unwrap_or(128) as usize * 125;
+        self.burst_size(name)
+            .max(2 * bytes_per_sec)
+            .clamp(16384, self.limits.queue_size.max(16384))
+    }
+
     /// The playlist mount `name` plays: its own block's, or for the default mount the global one.
     pub fn playlist_for(&self, name: &str) -> Option<PlaylistConfig> {
         match self.mount.get(name).and_then(|m| m.playlist.clone()) {
@@ -965,6 +990,16 @@ impl Config {
                 format!(
                     "must be between 1024 and 65536 (got {})",
                     l.max_header_bytes
+                ),
+            );
+        }
+
+        if l.send_buffer != 0 && !(SEND_BUFFER_MIN..=SEND_BUFFER_MAX).contains(&l.send_buffer) {
+            return bad(
+                "limits.send_buffer",
+                format!(
+                    "must be 0 (derived) or between {SEND_BUFFER_MIN} and {SEND_BUFFER_MAX} (got {})",
+                    l.send_buffer
                 ),
             );
         }
@@ -1268,6 +1303,21 @@ advanced {
         .unwrap();
         assert_eq!(c.limits.queue_size, 65536);
         assert_eq!(c.limits.burst_size, 32768);
+    }
+
+    #[test]
+    fn send_buffer_is_derived_from_burst_bitrate_and_queue() {
+        let c = Config::default();
+        // The burst (64 KiB) outweighs 2 s at 128 kbps; 320 kbps needs 80 kB.
+        assert_eq!(c.send_buffer("/stream", None), 65536);
+        assert_eq!(c.send_buffer("/stream", Some(320)), 80_000);
+        // Never above the queue, never below 16 KiB.
+        assert_eq!(c.send_buffer("/stream", Some(100_000)), c.limits.queue_size);
+        let small = Config::from_hcl_str("limits {\n  burst_size = 0\n}\n").unwrap();
+        assert_eq!(small.send_buffer("/stream", Some(32)), 16384);
+        let set = Config::from_hcl_str("limits {\n  send_buffer = 40000\n}\n").unwrap();
+        assert_eq!(set.send_buffer("/stream", Some(320)), 40000);
+        assert!(err("limits {\n  send_buffer = 100\n}\n").contains("limits.send_buffer"));
     }
 
     #[test]

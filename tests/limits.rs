@@ -5,7 +5,9 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use common::*;
 
@@ -134,4 +136,143 @@ fn a_shoutcast_login_over_the_head_limit_is_cut() {
             assert!(!on_air(&server.stats()), "{len}-byte login went on air");
         }
     }
+}
+
+/// Bytes per second of the test frames at real time (128 kbps).
+const RATE: usize = 16_000;
+const QUEUE: usize = 65_536;
+
+/// Feeds real-time frames to /stream from a thread until the flag is set.
+fn feed(server: &Server) -> (Arc<AtomicBool>, std::thread::JoinHandle<()>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut source = Source::mp3(server.source, "/stream");
+    let flag = stop.clone();
+    let handle = std::thread::spawn(move || {
+        let mut n = 1;
+        while !flag.load(Ordering::Relaxed) {
+            source.send_frames(n, 10, 1.0);
+            n += 10;
+        }
+    });
+    (stop, handle)
+}
+
+/// `(tb, w)` of every server-side socket on `port`, from `ss -tm`: the send buffer size and
+/// the bytes queued in it.
+fn send_buffers(port: u16) -> Vec<(usize, usize)> {
+    let out = std::process::Command::new("ss")
+        .args(["-tmnH", "state", "established"])
+        .arg(format!("( sport = :{port} )"))
+        .output()
+        .expect("run ss");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let field = |skmem: &str, name: &str| -> usize {
+        skmem
+            .split(',')
+            .find_map(|f| f.strip_prefix(name)?.parse().ok())
+            .unwrap_or(0)
+    };
+    text.split("skmem:(")
+        .skip(1)
+        .filter_map(|rest| rest.split(')').next())
+        .map(|skmem| (field(skmem, "tb"), field(skmem, "w")))
+        .collect()
+}
+
+fn too_slow(stats: &serde_json::Value) -> u64 {
+    stats["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["disconnects"]["too_slow"].as_u64().unwrap())
+        .sum()
+}
+
+#[test]
+fn listeners_that_never_read_hold_little_kernel_memory_and_are_dropped_soon() {
+    const STALLED: usize = 200;
+    let server = Server::start_with_args(
+        &format!(
+            "buffer {{ size_mb = 4 }}\nlimits {{\n  queue_size = {QUEUE}\n  burst_size = 16384\n}}\n\
+             broadcaster {{ chunk_ms = 200 }}\nplaylist {{ directory = \"/nonexistent/cycast-test-music\" }}\n"
+        ),
+        &["--shards", "2"],
+    );
+    // Derived for 128 kbps: two seconds of audio, as the kernel accounts it.
+    let send_buffer = 2 * RATE;
+    let (stop, feeder) = feed(&server);
+    // More than a burst in the ring first.
+    std::thread::sleep(Duration::from_millis(1500));
+
+    let mut healthy = Listener::connect(server.listen, "/stream");
+    // The burst still arrives whole at once.
+    healthy.read_at_least(16384, Duration::from_secs(5));
+
+    let stalled: Vec<TcpStream> = (0..STALLED)
+        .map(|_| {
+            let socket =
+                socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+            // A small window, so what is held is mostly the server's send buffer.
+            socket.set_recv_buffer_size(4096).unwrap();
+            socket.connect(&server.listen.into()).unwrap();
+            let mut stream: TcpStream = socket.into();
+            stream
+                .write_all(b"GET /stream HTTP/1.0\r\nUser-Agent: stalled\r\n\r\n")
+                .unwrap();
+            stream
+        })
+        .collect();
+    let joined = Instant::now();
+
+    // Drop due after the queue plus the send buffer at the stream's rate, plus a chunk; the
+    // deadline adds a wide margin for a busy machine (without a bounded send buffer a stalled
+    // listener lasts minutes here).
+    let due = Duration::from_secs_f64((QUEUE + send_buffer) as f64 / RATE as f64 + 0.2);
+    let deadline = due + Duration::from_secs(15);
+    let measure = have("ss");
+    if !measure {
+        eprintln!("ss not found: kernel memory not measured");
+    }
+    let (mut largest_tb, mut most_queued) = (0, 0);
+    loop {
+        healthy.read_for(Duration::from_millis(200));
+        if measure {
+            let buffers = send_buffers(server.listen.port());
+            largest_tb = largest_tb.max(buffers.iter().map(|b| b.0).max().unwrap_or(0));
+            most_queued = most_queued.max(buffers.iter().map(|b| b.1).sum::<usize>());
+        }
+        let stats = server.stats();
+        if too_slow(&stats) == STALLED as u64 {
+            assert_eq!(stats["total_listeners"], 1, "{stats}");
+            break;
+        }
+        assert!(
+            joined.elapsed() < deadline,
+            "{} of {STALLED} stalled listeners dropped after {:?} (due after {due:?}); largest send buffer {largest_tb}; shards: {}",
+            too_slow(&stats),
+            joined.elapsed(),
+            stats["shards"],
+        );
+    }
+    eprintln!(
+        "{STALLED} stalled listeners dropped after {:?} (due after {due:?}); largest send buffer {largest_tb} bytes, at most {most_queued} bytes queued in all",
+        joined.elapsed()
+    );
+    if measure {
+        // The kernel rounds and keeps a floor; twice the derived size is still tens of KB.
+        assert!(
+            largest_tb > 0 && largest_tb <= 2 * send_buffer,
+            "a listener socket's send buffer is {largest_tb} bytes"
+        );
+        assert!(
+            most_queued <= (STALLED + 1) * 2 * send_buffer,
+            "{most_queued} bytes queued"
+        );
+    }
+    // The reading listener kept getting audio throughout.
+    let before = healthy.body.len();
+    healthy.read_at_least(before + RATE / 2, Duration::from_secs(5));
+    stop.store(true, Ordering::Relaxed);
+    feeder.join().unwrap();
+    drop(stalled);
 }

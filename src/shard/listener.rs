@@ -205,6 +205,13 @@ async fn start_stream(
     };
     drop(stream);
     let _ = socket.set_nodelay(true);
+    // A bounded send buffer, set before the burst goes out, so a listener that stops reading
+    // shows as lag within seconds instead of parking megabytes in the kernel. Linux doubles
+    // the value asked for; the configured size is the doubled one.
+    let send_buffer = cfg.send_buffer(&mount.name, mount.info().bitrate);
+    if let Err(e) = socket2::SockRef::from(&socket).set_send_buffer_size(send_buffer / 2) {
+        tracing::debug!(shard = ctx.id, "cannot limit a listener's send buffer: {e}");
+    }
     let listener = Listener {
         socket,
         cursor: 0,
