@@ -108,14 +108,8 @@ async fn shoutcast_login(
     let mount = config.server.mount_point.clone();
     let line_end = raw.iter().position(|&b| b == b'\n')?;
     let password = String::from_utf8_lossy(&raw[..line_end]).trim().to_string();
-    let mount_config = config.mount.get(&mount);
-    let user = mount_config
-        .and_then(|m| m.source_user.clone())
-        .unwrap_or_else(|| config.server.source_user.clone());
-    let expected = mount_config
-        .and_then(|m| m.source_password.clone())
-        .unwrap_or_else(|| config.server.source_password.clone());
-    if !secret_matches(&password, &expected) {
+    let (user, expected) = config.source_credentials(&mount);
+    if !secret_matches(&password, expected) {
         tracing::warn!(?peer, "shoutcast source refused: bad password");
         if let Some(peer) = peer {
             let delay = ctx.auth_failures.failed(peer.ip(), "source");
@@ -193,13 +187,7 @@ struct Admitted {
 /// Checks credentials, mount and content type; claims the mount. Err is the answer to send.
 fn admit(ctx: &IngestContext, request: &Request) -> Result<Admitted, Vec<u8>> {
     let config = ctx.shared.config();
-    let mount_config = config.mount.get(&request.path);
-    let user = mount_config
-        .and_then(|m| m.source_user.as_deref())
-        .unwrap_or(&config.server.source_user);
-    let password = mount_config
-        .and_then(|m| m.source_password.as_deref())
-        .unwrap_or(&config.server.source_password);
+    let (user, password) = config.source_credentials(&request.path);
     let authorized = request
         .basic_credentials()
         .is_some_and(|(u, pass)| u == user && secret_matches(&pass, password));
