@@ -29,6 +29,7 @@ use super::frames::{parse_header, silence_frame, tag_title, FrameHeader, Mp3Fram
 use super::pacing::Pacer;
 use super::IngestContext;
 use crate::config::PlaylistConfig;
+use crate::logging::escape;
 use crate::mount::{Mount, StreamInfo};
 
 /// Bytes read from a file at a time; files are read in pieces so a large one never sits in
@@ -60,7 +61,7 @@ pub async fn run(ctx: Rc<IngestContext>, mount: Arc<Mount>, playlist: PlaylistCo
     let feed = match ctx.feed_for(&mount.name) {
         Ok(feed) => feed,
         Err(e) => {
-            tracing::warn!(mount = %mount.name, "playlist not started: {e}");
+            tracing::warn!(mount = %escape(&mount.name), "playlist not started: {e}");
             return;
         }
     };
@@ -241,7 +242,7 @@ impl Player {
             self.silent = false;
             let track = self.track.as_ref().expect("advance_track keeps the track");
             let announce = std::mem::take(&mut self.announce).then(|| {
-                tracing::info!(mount = %self.mount, title = %track.title, file = %track.path.display(), "playlist: now playing");
+                tracing::info!(mount = %self.mount, title = %escape(&track.title), file = %track.path.display(), "playlist: now playing");
                 track.title.clone()
             });
             return Next {
