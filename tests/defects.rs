@@ -45,7 +45,11 @@ fn source_login(addr: SocketAddr, password: &str) -> Source {
         basic("source", password)
     );
     let source = Source::connect(addr, &head);
-    assert!(source.response.starts_with("HTTP/1.0 200"), "{}", source.response);
+    assert!(
+        source.response.starts_with("HTTP/1.0 200"),
+        "{}",
+        source.response
+    );
     source
 }
 
@@ -119,26 +123,59 @@ fn a_split_escape_in_a_latin1_title_leaves_the_server_whole_or_gone() {
     assert!(String::from_utf8_lossy(&body).contains("\"listeners\""));
 }
 
+/// Waits until the server log contains `what`; returns the log.
+fn log_with(server: &Server, what: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let log = server.log();
+        if log.contains(what) || Instant::now() > deadline {
+            return log;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
-fn peer_fields_are_escaped_in_every_log() {
+fn a_user_name_cannot_forge_access_log_lines() {
     let server = Server::start(CONFIG);
-    // The access log: a Basic user name with a newline and tabs, no credentials needed.
-    let forged = basic(
-        "x\n6.6.6.6\t-\t-\t[01/Jan/2026:00:00:00\t+0000]",
-        "pw",
-    );
+    // The request: a Basic user name with a newline and tabs, no credentials needed.
+    let forged = basic("x\n6.6.6.6\t-\t-\t[01/Jan/2026:00:00:00\t+0000]", "pw");
     let status = status_of(
         server.listen,
         format!("GET /api/status HTTP/1.0\r\n{forged}\r\n").as_bytes(),
     );
     assert!(!status.is_empty());
-    // A password parameter under an escaped name still authenticates, and still is redacted.
+    let log = log_with(&server, "/api/status");
+    assert!(
+        !log.lines().any(|l| l.starts_with("6.6.6.6")),
+        "a forged access-log line:\n{log}"
+    );
+    assert!(
+        log.contains("x\\x0a6.6.6.6\\x09-"),
+        "user name not escaped:\n{log}"
+    );
+}
+
+#[test]
+fn a_password_under_an_escaped_name_is_redacted() {
+    let server = Server::start(CONFIG);
+    // `p%61ss` is `pass` to the admin API: it authenticates, so it must be redacted too.
     let status = status_of(
         server.listen,
         b"GET /admin.cgi?p%61ss=s3cr3tpw&mode=updinfo&song=Escaped HTTP/1.0\r\n\r\n",
     );
     assert!(status.starts_with("HTTP/1.0 200"), "{status}");
-    // The server log: a Shoutcast v1 login whose User-Agent carries ESC and CR.
+    let log = log_with(&server, "admin.cgi");
+    assert!(log.contains("p%61ss=<redacted>"), "{log}");
+    assert!(
+        !log.contains("s3cr3tpw"),
+        "a password reached the log:\n{log}"
+    );
+}
+
+#[test]
+fn a_shoutcast_user_agent_is_logged_escaped() {
+    let server = Server::start(CONFIG);
     let mut stream = TcpStream::connect(server.source).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(5)))
@@ -150,27 +187,7 @@ fn peer_fields_are_escaped_in_every_log() {
     stream.read_exact(&mut ok).unwrap();
     assert_eq!(&ok, b"OK2");
     stream.write_all(&numbered_frames(1, 10)).unwrap();
-
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let log = loop {
-        let log = server.log();
-        if (log.contains("source connected") && log.contains("admin.cgi"))
-            || Instant::now() > deadline
-        {
-            break log;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert!(
-        !log.lines().any(|l| l.starts_with("6.6.6.6")),
-        "a forged access-log line:\n{log}"
-    );
-    assert!(
-        log.contains("x\\x0a6.6.6.6\\x09-"),
-        "user name not escaped:\n{log}"
-    );
-    assert!(!log.contains("s3cr3tpw"), "a password reached the log:\n{log}");
-    assert!(log.contains("p%61ss=<redacted>"), "{log}");
+    let log = log_with(&server, "source connected");
     let connected = log
         .lines()
         .find(|l| l.contains("source connected"))
@@ -205,11 +222,8 @@ fn title_updates_take_the_mounts_own_source_credentials_on_both_ports() {
             "{port}: the server-wide password accepted for a mount with its own"
         );
         assert!(
-            update(
-                "/admin.cgi?pass=djpw&mount=/own&mode=updinfo&song=Own",
-                ""
-            )
-            .starts_with("HTTP/1.0 200"),
+            update("/admin.cgi?pass=djpw&mount=/own&mode=updinfo&song=Own", "")
+                .starts_with("HTTP/1.0 200"),
             "{port}: admin.cgi refused the mount's own password"
         );
         assert!(
@@ -245,13 +259,25 @@ fn failed_logins_are_counted_server_wide() {
         "SOURCE /stream HTTP/1.0\r\n{}Content-Type: audio/mpeg\r\n\r\n",
         basic("source", "guess")
     );
-    let on_listen = format!("GET /admin/stats HTTP/1.0\r\n{}\r\n", basic("admin", "guess"));
+    let on_listen = format!(
+        "GET /admin/stats HTTP/1.0\r\n{}\r\n",
+        basic("admin", "guess")
+    );
     // Alternating ports (the ingest core, then whichever shard takes the connection): no one
     // core sees more than the free failures, the server does.
     let free: Vec<Duration> = [&on_source, &on_listen, &on_source]
         .iter()
         .enumerate()
-        .map(|(i, r)| fail_once(if i % 2 == 0 { server.source } else { server.listen }, r))
+        .map(|(i, r)| {
+            fail_once(
+                if i % 2 == 0 {
+                    server.source
+                } else {
+                    server.listen
+                },
+                r,
+            )
+        })
         .collect();
     let fourth = fail_once(server.listen, &on_listen);
     let fifth = fail_once(server.source, &on_source);
