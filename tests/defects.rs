@@ -32,9 +32,17 @@ fn basic(user: &str, pass: &str) -> String {
     format!("Authorization: Basic {token}\r\n")
 }
 
-/// Sends one raw request and returns the status line ("" when nothing came back in time).
+/// Sends one raw request and returns the status line ("" when the connection failed or
+/// nothing came back in time: the server may be gone).
 fn status_of(addr: SocketAddr, request: &[u8]) -> String {
-    let answer = raw_exchange(addr, request, Duration::from_secs(5));
+    let Ok(mut stream) = TcpStream::connect(addr) else {
+        return String::new();
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let mut answer = Vec::new();
+    if stream.write_all(request).is_ok() {
+        let _ = stream.read_to_end(&mut answer);
+    }
     let answer = String::from_utf8_lossy(&answer);
     answer.lines().next().unwrap_or("").to_string()
 }
@@ -73,7 +81,10 @@ fn fully_serving(
         }
     }
     // New audio reaches every listener that was there before.
-    source.send_frames(100, 40, 20.0);
+    source
+        .stream
+        .write_all(&numbered_frames(100, 40))
+        .map_err(|e| format!("source write failed: {e}"))?;
     for (i, listener) in listeners.iter_mut().enumerate() {
         let deadline = Instant::now() + Duration::from_secs(5);
         while find_frame(&listener.body, 130).is_none() && Instant::now() < deadline {
@@ -100,16 +111,11 @@ fn a_split_escape_in_a_latin1_title_leaves_the_server_whole_or_gone() {
     );
     // Several connections, so that every shard gets one.
     for _ in 0..8 {
-        raw_exchange(
-            server.listen,
-            listen_request.as_bytes(),
-            Duration::from_secs(2),
-        );
+        status_of(server.listen, listen_request.as_bytes());
     }
-    raw_exchange(
+    status_of(
         server.source,
         b"GET /admin.cgi?pass=s3cr3tpw&mode=updinfo&charset=latin1&song=%a\xc3\xa9x HTTP/1.0\r\n\r\n",
-        Duration::from_secs(2),
     );
     // Either still whole, or gone with a failure status for the supervisor: never half alive.
     if let Err(why) = fully_serving(&server, &mut source, &mut listeners) {
@@ -118,9 +124,6 @@ fn a_split_escape_in_a_latin1_title_leaves_the_server_whole_or_gone() {
             None => panic!("half alive: {why}; log:\n{}", server.log()),
         }
     }
-    // Whole, and the title was refused or taken, not half-set.
-    let (_, body) = server.get("/status-json.xsl");
-    assert!(String::from_utf8_lossy(&body).contains("\"listeners\""));
 }
 
 /// Waits until the server log contains `what`; returns the log.
