@@ -68,7 +68,8 @@ pub async fn run(ctx: Rc<IngestContext>, mount: Arc<Mount>, relay: RelayConfig) 
                 if started.elapsed() > max {
                     delay = min;
                 }
-                tracing::warn!(mount = %escape(&mount.name), url = %relay.url, "relay: {e}; retrying in {delay:?}");
+                // The error may quote the upstream's reason phrase.
+                tracing::warn!(mount = %escape(&mount.name), url = %relay.url, "relay: {}; retrying in {delay:?}", escape(&e.to_string()));
                 sleep(delay).await;
                 delay = (delay * 2).min(max);
             }
