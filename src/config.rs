@@ -714,6 +714,20 @@ impl Config {
             .to_ascii_lowercase()
     }
 
+    /// User and password a source of mount `name` logs in with: the mount block's own when it
+    /// sets them, else the server-wide ones. Streaming and title updates both ask here.
+    pub fn source_credentials(&self, name: &str) -> (&str, &str) {
+        let mount = self.mount.get(name);
+        (
+            mount
+                .and_then(|m| m.source_user.as_deref())
+                .unwrap_or(&self.server.source_user),
+            mount
+                .and_then(|m| m.source_password.as_deref())
+                .unwrap_or(&self.server.source_password),
+        )
+    }
+
     /// Burst for new listeners of mount `name`.
     pub fn burst_size(&self, name: &str) -> usize {
         self.mount

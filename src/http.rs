@@ -43,12 +43,16 @@ impl Request {
             .map(|(_, v)| v.as_str())
     }
 
-    /// Query parameter `name`, percent-decoded (`+` as space).
+    /// Query parameter `name`, decoded (`+` as space) and read as UTF-8 (invalid sequences
+    /// become U+FFFD).
     pub fn query_param(&self, name: &str) -> Option<String> {
-        self.query.split('&').find_map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (percent_decode(k) == name).then(|| percent_decode(v))
-        })
+        self.query_bytes(name)
+            .map(|v| String::from_utf8_lossy(&v).into_owned())
+    }
+
+    /// Query parameter `name` decoded to bytes, for values in a charset the request names.
+    pub fn query_bytes(&self, name: &str) -> Option<Vec<u8>> {
+        query_pairs(&self.query).find_map(|(k, v)| (k == name.as_bytes()).then_some(v))
     }
 
     /// User and password of a Basic `Authorization` header.
@@ -304,35 +308,34 @@ pub fn secret_matches(presented: &str, expected: &str) -> bool {
     !expected.is_empty() && bool::from(presented.as_bytes().ct_eq(expected.as_bytes()))
 }
 
-/// Decodes `%XX` escapes and `+` (form encoding); invalid escapes are kept as they are.
+/// Decodes `%XX` escapes (two hex digits) to bytes; any other `%` stays as it is. No charset
+/// is assumed: callers read the bytes as UTF-8 or as what the request declares.
+pub fn percent_decode_bytes(s: &str) -> Vec<u8> {
+    percent_encoding::percent_decode_str(s).collect()
+}
+
+/// Form decoding, as query strings use it: `+` is a space, then `%XX` escapes (so `%2B` is a
+/// literal `+`). Bytes, as [`percent_decode_bytes`].
+pub fn form_decode(s: &str) -> Vec<u8> {
+    let plus_as_space: Vec<u8> = s
+        .bytes()
+        .map(|b| if b == b'+' { b' ' } else { b })
+        .collect();
+    percent_encoding::percent_decode(&plus_as_space).collect()
+}
+
+/// [`form_decode`] read as UTF-8, invalid sequences as U+FFFD.
 pub fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            // Two hex digits exactly: `from_str_radix` alone would also take a sign (`%+1`).
-            b'%' if i + 2 < bytes.len()
-                && bytes[i + 1].is_ascii_hexdigit()
-                && bytes[i + 2].is_ascii_hexdigit() =>
-            {
-                match u8::from_str_radix(
-                    std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"),
-                    16,
-                ) {
-                    Ok(v) => {
-                        out.push(v);
-                        i += 2;
-                    }
-                    Err(_) => out.push(b'%'),
-                }
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    String::from_utf8_lossy(&form_decode(s)).into_owned()
+}
+
+/// The parameters of a query string in order, names and values form-decoded to bytes; a
+/// parameter without `=` has an empty value.
+pub fn query_pairs(query: &str) -> impl Iterator<Item = (Vec<u8>, Vec<u8>)> + '_ {
+    query.split('&').map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (form_decode(k), form_decode(v))
+    })
 }
 
 #[cfg(test)]
@@ -443,5 +446,20 @@ mod tests {
         assert!(!secret_matches("", ""));
         assert_eq!(percent_decode("100%"), "100%");
         assert_eq!(percent_decode("%e2%82%ac"), "€");
+    }
+
+    #[test]
+    fn query_decoding_works_on_bytes() {
+        // A `%` before a multi-byte character is not an escape, and nothing splits the character.
+        assert_eq!(form_decode("%a\u{e9}x"), "%a\u{e9}x".as_bytes());
+        assert_eq!(form_decode("%E9+%2B%zz%4"), b"\xe9 +%zz%4");
+        let req = parse_head(b"GET /a?p%61ss=x&song=Caf%E9&flag HTTP/1.0\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(req.query_param("pass").as_deref(), Some("x"));
+        assert_eq!(req.query_bytes("song").as_deref(), Some(&b"Caf\xe9"[..]));
+        assert_eq!(req.query_param("song").as_deref(), Some("Caf\u{FFFD}"));
+        assert_eq!(req.query_param("flag").as_deref(), Some(""));
+        assert_eq!(req.query_param("none"), None);
     }
 }

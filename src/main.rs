@@ -16,6 +16,8 @@ fn main() -> ExitCode {
         }
     };
     cycast::logging::init(config.advanced.verbose_logging);
+    // Any panic ends the process, so no core is ever lost while the rest runs on.
+    cycast::logging::install_panic_hook();
     let legacy = config.legacy_keys_in_use();
     if !legacy.is_empty() {
         tracing::warn!(

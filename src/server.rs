@@ -47,6 +47,8 @@ pub struct Shared {
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
     /// Set on SIGTERM/SIGINT: every core stops accepting and closes its connections.
     pub shutting_down: AtomicBool,
+    /// Failed logins on either port, counted server-wide to slow down guessing.
+    pub auth_failures: crate::auth::FailureTracker,
 }
 
 impl Shared {
@@ -175,6 +177,7 @@ pub fn run(config: Config, reload: Reload) -> Result<(), StartError> {
     let shared = Arc::new(Shared {
         metrics,
         shutting_down: AtomicBool::new(false),
+        auth_failures: Default::default(),
         mounts,
         shards: (0..shard_count)
             .map(|_| Arc::new(ShardStats::default()))

@@ -4,7 +4,11 @@
 use cycast::config::Config;
 use cycast::http::{parse_head, percent_decode, Request, RequestError};
 use cycast::ingest::frames::{parse_header, tag_title, Mp3Framer};
+use cycast::observability::admin::title_update;
 use cycast::shard::icy::{metadata_block, Charset};
+
+/// Basic credentials of the default source user.
+const SOURCE_AUTH: &str = "Authorization: Basic c291cmNlOmhhY2ttZQ==\r\n"; // source:hackme
 
 // ---------------------------------------------------------------------------------------------
 // HTTP request heads
@@ -190,6 +194,31 @@ fn percent_decode_rejects_signs() {
     assert_eq!(percent_decode("%+1"), "% 1");
     assert_eq!(percent_decode("%+0"), "% 0");
     assert_eq!(percent_decode("a%+Fb"), "a% Fb");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Admin title updates (the `admin_query` target)
+
+/// `%a` before the two UTF-8 bytes of `é` made the old Latin-1 decoder slice inside the
+/// character and panic, taking a shard (listen port) or the ingest core (source port) down.
+#[test]
+fn admin_escape_before_a_multibyte_character() {
+    let config = Config::default();
+    for target in [
+        "/admin/metadata?mount=/stream&mode=updinfo&charset=latin1&song=%a\u{e9}",
+        "/admin.cgi?pass=hackme&mode=updinfo&charset=latin1&song=%a\u{e9}x",
+        "/admin.cgi?pass=hackme&mode=updinfo&charset=latin1&song=%\u{e9}",
+        "/admin.cgi?pass=hackme&mode=updinfo&charset=latin1&song=%e\u{20ac}%",
+        "/admin.cgi?pass=hackme&mode=updinfo&charset=utf-8&artist=%a\u{e9}&title=%",
+    ] {
+        let head = format!("GET {target} HTTP/1.0\r\n{SOURCE_AUTH}\r\n");
+        let req = parse_head(head.as_bytes()).unwrap().unwrap();
+        // Taken as the bytes say, or refused (Latin-1 reads `€`'s 0x82 as a control): no panic.
+        match title_update(&config, &req) {
+            Ok(update) => assert!(update.title.starts_with('%'), "{target}: {update:?}"),
+            Err((status, _)) => assert_eq!(status, 400, "{target}"),
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

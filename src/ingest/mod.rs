@@ -49,8 +49,6 @@ pub struct IngestContext {
     kill_switches: RefCell<HashMap<MountId, LocalSender<()>>>,
     /// Per mount with a playlist: tells it to end the current track (`skip`).
     skip_switches: RefCell<HashMap<MountId, LocalSender<()>>>,
-    /// Failed logins on the source port, to slow down guessing.
-    pub auth_failures: crate::auth::FailureTracker,
 }
 
 impl IngestContext {
@@ -77,7 +75,6 @@ impl IngestContext {
             on_release: RefCell::new(HashMap::new()),
             kill_switches: RefCell::new(HashMap::new()),
             skip_switches: RefCell::new(HashMap::new()),
-            auth_failures: Default::default(),
         }
     }
 

@@ -29,6 +29,7 @@ use super::frames::{parse_header, silence_frame, tag_title, FrameHeader, Mp3Fram
 use super::pacing::Pacer;
 use super::IngestContext;
 use crate::config::PlaylistConfig;
+use crate::logging::escape;
 use crate::mount::{Mount, StreamInfo};
 
 /// Bytes read from a file at a time; files are read in pieces so a large one never sits in
@@ -60,7 +61,7 @@ pub async fn run(ctx: Rc<IngestContext>, mount: Arc<Mount>, playlist: PlaylistCo
     let feed = match ctx.feed_for(&mount.name) {
         Ok(feed) => feed,
         Err(e) => {
-            tracing::warn!(mount = %mount.name, "playlist not started: {e}");
+            tracing::warn!(mount = %escape(&mount.name), "playlist not started: {e}");
             return;
         }
     };
@@ -241,7 +242,7 @@ impl Player {
             self.silent = false;
             let track = self.track.as_ref().expect("advance_track keeps the track");
             let announce = std::mem::take(&mut self.announce).then(|| {
-                tracing::info!(mount = %self.mount, title = %track.title, file = %track.path.display(), "playlist: now playing");
+                tracing::info!(mount = %self.mount, title = %escape(&track.title), file = %track.path.display(), "playlist: now playing");
                 track.title.clone()
             });
             return Next {
@@ -608,10 +609,13 @@ pub fn parse_m3u(text: &str, base: &Path) -> Vec<PathBuf> {
             if line.is_empty() || line.starts_with('#') {
                 return None;
             }
-            let line = match line.strip_prefix("file://") {
-                Some(rest) => percent_decode(rest),
+            // A `file://` path is bytes once decoded: a file name need not be UTF-8.
+            let line: std::ffi::OsString = match line.strip_prefix("file://") {
+                Some(rest) => std::os::unix::ffi::OsStringExt::from_vec(
+                    crate::http::percent_decode_bytes(rest),
+                ),
                 None if line.contains("://") => return None,
-                None => line.to_string(),
+                None => line.into(),
             };
             let path = Path::new(&line);
             Some(if path.is_absolute() {
@@ -621,30 +625,6 @@ pub fn parse_m3u(text: &str, base: &Path) -> Vec<PathBuf> {
             })
         })
         .collect()
-}
-
-/// Decodes `%XX` escapes of a `file://` URL path; malformed escapes stay as they are.
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(b)) => {
-                out.push(b);
-                i += 3;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Play order: sorted (or m3u) order, or shuffled anew for every pass through the list.
@@ -912,7 +892,10 @@ mod tests {
             ])
         );
         assert!(parse_m3u("", Path::new("/")).is_empty());
-        assert_eq!(percent_decode("a%2"), "a%2");
+        assert_eq!(
+            parse_m3u("file:///a%2\nfile:///b%2B+c", Path::new("/")),
+            paths(&["/a%2", "/b++c"])
+        );
     }
 
     #[test]

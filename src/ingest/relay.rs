@@ -17,6 +17,7 @@ use super::format::{Format, Framer};
 use super::source::LiveGuard;
 use super::IngestContext;
 use crate::config::RelayConfig;
+use crate::logging::escape;
 use crate::mount::{Mount, StreamInfo};
 
 /// Longest upstream response head accepted.
@@ -67,7 +68,8 @@ pub async fn run(ctx: Rc<IngestContext>, mount: Arc<Mount>, relay: RelayConfig) 
                 if started.elapsed() > max {
                     delay = min;
                 }
-                tracing::warn!(mount = %mount.name, url = %relay.url, "relay: {e}; retrying in {delay:?}");
+                // The error may quote the upstream's reason phrase.
+                tracing::warn!(mount = %escape(&mount.name), url = %relay.url, "relay: {}; retrying in {delay:?}", escape(&e.to_string()));
                 sleep(delay).await;
                 delay = (delay * 2).min(max);
             }
@@ -104,7 +106,7 @@ async fn pull(
     let guard = LiveGuard::new(ctx, feed.clone(), mount.id);
     let format = Format::from_content_type(&head.content_type);
     guard.go_live(head.info(addr), format);
-    tracing::info!(mount = %mount.name, url = %relay.url, content_type = %head.content_type, "relay connected");
+    tracing::info!(mount = %escape(&mount.name), url = %relay.url, content_type = %escape(&head.content_type), "relay connected");
     let mut framer = Framer::new(format);
     let mut icy = head.metaint.map(IcySplitter::new);
     let mut take = |bytes: &[u8]| match icy.as_mut() {
@@ -128,7 +130,7 @@ async fn pull(
             if mount.listeners.load(Ordering::Relaxed) > 0 {
                 idle_since = None;
             } else if idle_since.get_or_insert_with(Instant::now).elapsed() > IDLE_GRACE {
-                tracing::info!(mount = %mount.name, "relay idle: no listeners");
+                tracing::info!(mount = %escape(&mount.name), "relay idle: no listeners");
                 return Ok(());
             }
         }

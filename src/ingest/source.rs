@@ -16,6 +16,7 @@ use super::format::{Format, Framer};
 use super::IngestContext;
 use crate::control::Control;
 use crate::http::{read_request, response, secret_matches, Request, RequestError};
+use crate::logging::escape;
 use crate::mount::{valid_mount_name, MountId, StreamInfo};
 use crate::observability::{admin, metrics};
 
@@ -56,7 +57,7 @@ pub async fn handle(ctx: Rc<IngestContext>, mut stream: TcpStream) {
             "SOURCE" | "PUT" => match admit(&ctx, &request) {
                 Ok(admitted) => {
                     if let Some(peer) = peer {
-                        ctx.auth_failures.succeeded(peer.ip());
+                        ctx.shared.auth_failures.succeeded(peer.ip());
                     }
                     run_source(&ctx, stream, request, admitted, peer).await;
                     return;
@@ -83,7 +84,7 @@ pub async fn handle(ctx: Rc<IngestContext>, mut stream: TcpStream) {
         };
         if crate::auth::is_unauthorized(&answer) {
             if let Some(peer) = peer {
-                let delay = ctx.auth_failures.failed(peer.ip(), "source");
+                let delay = ctx.shared.auth_failures.failed(peer.ip(), "source");
                 if !delay.is_zero() {
                     Timer::new(delay).await;
                 }
@@ -108,17 +109,11 @@ async fn shoutcast_login(
     let mount = config.server.mount_point.clone();
     let line_end = raw.iter().position(|&b| b == b'\n')?;
     let password = String::from_utf8_lossy(&raw[..line_end]).trim().to_string();
-    let mount_config = config.mount.get(&mount);
-    let user = mount_config
-        .and_then(|m| m.source_user.clone())
-        .unwrap_or_else(|| config.server.source_user.clone());
-    let expected = mount_config
-        .and_then(|m| m.source_password.clone())
-        .unwrap_or_else(|| config.server.source_password.clone());
-    if !secret_matches(&password, &expected) {
+    let (user, expected) = config.source_credentials(&mount);
+    if !secret_matches(&password, expected) {
         tracing::warn!(?peer, "shoutcast source refused: bad password");
         if let Some(peer) = peer {
-            let delay = ctx.auth_failures.failed(peer.ip(), "source");
+            let delay = ctx.shared.auth_failures.failed(peer.ip(), "source");
             if !delay.is_zero() {
                 Timer::new(delay).await;
             }
@@ -203,18 +198,12 @@ struct Admitted {
 /// Checks credentials, mount and content type; claims the mount. Err is the answer to send.
 fn admit(ctx: &IngestContext, request: &Request) -> Result<Admitted, Vec<u8>> {
     let config = ctx.shared.config();
-    let mount_config = config.mount.get(&request.path);
-    let user = mount_config
-        .and_then(|m| m.source_user.as_deref())
-        .unwrap_or(&config.server.source_user);
-    let password = mount_config
-        .and_then(|m| m.source_password.as_deref())
-        .unwrap_or(&config.server.source_password);
+    let (user, password) = config.source_credentials(&request.path);
     let authorized = request
         .basic_credentials()
         .is_some_and(|(u, pass)| u == user && secret_matches(&pass, password));
     if !authorized {
-        tracing::warn!(mount = %request.path, "source refused: bad or missing credentials");
+        tracing::warn!(mount = %escape(&request.path), "source refused: bad or missing credentials");
         metrics::source_connect(&request.path, "bad_auth");
         return Err(response(
             401,
@@ -230,12 +219,12 @@ fn admit(ctx: &IngestContext, request: &Request) -> Result<Admitted, Vec<u8>> {
         return Err(response(403, "Forbidden", &[], "No Content-type given\n"));
     }
     let feed = ctx.feed_for(&request.path).map_err(|e| {
-        tracing::warn!(mount = %request.path, "source refused: {e}");
+        tracing::warn!(mount = %escape(&request.path), "source refused: {e}");
         response(403, "Forbidden", &[], "too many sources connected\n")
     })?;
     let mount = feed.borrow().mount.id;
     if !ctx.claim(mount) {
-        tracing::warn!(mount = %request.path, "source refused: mountpoint in use");
+        tracing::warn!(mount = %escape(&request.path), "source refused: mountpoint in use");
         metrics::source_connect(&request.path, "busy");
         return Err(response(403, "Forbidden", &[], "Mountpoint in use\n"));
     }
@@ -296,11 +285,11 @@ impl Drop for LiveGuard<'_> {
         if config.playlist_for(&feed.mount.name).is_none() {
             if let Some(fallback) = self.ctx.shared.mounts.fallback_of(&config, &feed.mount) {
                 let target = self.ctx.shared.mounts.on_air(&config, fallback);
-                tracing::info!(mount = %feed.mount.name, fallback = %target.name, "listeners moved to the fallback");
+                tracing::info!(mount = %escape(&feed.mount.name), fallback = %escape(&target.name), "listeners moved to the fallback");
                 self.ctx.move_clients(self.mount, target.id);
             }
         }
-        tracing::info!(mount = %feed.mount.name, "source disconnected");
+        tracing::info!(mount = %escape(&feed.mount.name), "source disconnected");
     }
 }
 
@@ -330,9 +319,9 @@ async fn run_source(
     }
     let info = stream_info(&request, peer);
     let format = Format::from_content_type(&info.content_type);
-    tracing::info!(mount = %request.path, ?peer, content_type = %info.content_type, agent = %info.source_agent, "source connected");
+    tracing::info!(mount = %escape(&request.path), ?peer, content_type = %escape(&info.content_type), agent = %escape(&info.source_agent), "source connected");
     if format == Format::Unframed {
-        tracing::warn!(mount = %request.path, content_type = %info.content_type, "format not framed: audio passes through unaligned");
+        tracing::warn!(mount = %escape(&request.path), content_type = %escape(&info.content_type), "format not framed: audio passes through unaligned");
     }
     guard.go_live(info, format);
     let timeout = ctx.shared.config().source_timeout();
@@ -361,7 +350,7 @@ async fn run_source(
         match future::or(read, future::or(flush, killed)).await {
             Event::FlushDue => feed.borrow_mut().flush(),
             Event::Killed => {
-                tracing::info!(mount = %request.path, "source removed by an operator");
+                tracing::info!(mount = %escape(&request.path), "source removed by an operator");
                 break;
             }
             Event::Read(Ok(0)) => {
@@ -372,9 +361,9 @@ async fn run_source(
             Event::Read(Ok(n)) => take(&buf[..n], false),
             Event::Read(Err(e)) => {
                 if e.kind() == std::io::ErrorKind::TimedOut {
-                    tracing::warn!(mount = %request.path, "source silent for {timeout:?}: dropped");
+                    tracing::warn!(mount = %escape(&request.path), "source silent for {timeout:?}: dropped");
                 } else {
-                    tracing::info!(mount = %request.path, "source read failed: {e}");
+                    tracing::info!(mount = %escape(&request.path), "source read failed: {e}");
                 }
                 break;
             }

@@ -10,6 +10,7 @@ use std::time::Duration;
 use chrono::Local;
 
 use crate::http::Request;
+use crate::logging::{escape, escape_token};
 
 /// Where one shard writes its access log lines. Each shard has its own handle on the file;
 /// lines are single appends, so shards never interleave within a line.
@@ -37,7 +38,7 @@ impl AccessLog {
         let user = request
             .basic_credentials()
             .map(|(u, _)| u)
-            .filter(|u| !u.is_empty() && !u.contains(' '));
+            .filter(|u| !u.is_empty());
         let target = if request.query.is_empty() {
             request.path.clone()
         } else {
@@ -45,10 +46,10 @@ impl AccessLog {
         };
         format!(
             "{client} - {} [{}] \"{} {} HTTP/1.{}\"",
-            user.as_deref().unwrap_or("-"),
+            user.as_deref().map_or(escape_token("-"), escape_token),
             Local::now().format("%d/%b/%Y:%H:%M:%S %z"),
-            clean(&request.method),
-            clean(&target),
+            escape_token(&request.method),
+            escape_token(&target),
             request.minor_version,
         )
     }
@@ -57,8 +58,8 @@ impl AccessLog {
     pub fn suffix(request: &Request) -> String {
         format!(
             " \"{}\" \"{}\"",
-            clean(request.header("referer").unwrap_or("-")),
-            clean(request.header("user-agent").unwrap_or("-")),
+            escape(request.header("referer").unwrap_or("-")),
+            escape(request.header("user-agent").unwrap_or("-")),
         )
     }
 
@@ -83,27 +84,22 @@ impl AccessLog {
     }
 }
 
-/// Query values that carry secrets (Shoutcast's `pass=`) never reach the log.
+/// Query values that carry secrets (Shoutcast's `pass=`) never reach the log, however the
+/// name is spelled (`p%61ss=` is `pass=` to the admin API too).
 fn redact_query(query: &str) -> String {
     query
         .split('&')
         .map(|pair| match pair.split_once('=') {
-            Some((k, _))
-                if k.eq_ignore_ascii_case("pass") || k.eq_ignore_ascii_case("password") =>
-            {
-                format!("{k}=<redacted>")
-            }
+            Some((k, _)) if is_secret(&crate::http::form_decode(k)) => format!("{k}=<redacted>"),
             _ => pair.to_string(),
         })
         .collect::<Vec<_>>()
         .join("&")
 }
 
-/// Quotes and control characters would break the line's fields.
-fn clean(s: &str) -> String {
-    s.chars()
-        .map(|c| if c == '"' || c.is_control() { '_' } else { c })
-        .collect()
+/// Whether a decoded query parameter name carries a password.
+fn is_secret(name: &[u8]) -> bool {
+    name.eq_ignore_ascii_case(b"pass") || name.eq_ignore_ascii_case(b"password")
 }
 
 #[cfg(test)]
@@ -112,13 +108,30 @@ mod tests {
 
     #[test]
     fn lines_are_combined_format_without_secrets() {
-        let req = crate::http::parse_head(b"GET /admin.cgi?pass=secret&mode=updinfo HTTP/1.1\r\nUser-Agent: a \"b\"\r\nReferer: http://x\r\n\r\n").unwrap().unwrap();
+        let req = crate::http::parse_head(b"GET /admin.cgi?pass=secret&P%61SS=s2&mode=updinfo HTTP/1.1\r\nUser-Agent: a \"b\"\r\nReferer: http://x\r\n\r\n").unwrap().unwrap();
         let prefix = AccessLog::prefix("10.0.0.1".parse().unwrap(), &req);
         assert!(prefix.starts_with("10.0.0.1 - - ["), "{prefix}");
         assert!(
-            prefix.ends_with("\"GET /admin.cgi?pass=<redacted>&mode=updinfo HTTP/1.1\""),
+            prefix.ends_with(
+                "\"GET /admin.cgi?pass=<redacted>&P%61SS=<redacted>&mode=updinfo HTTP/1.1\""
+            ),
             "{prefix}"
         );
-        assert_eq!(AccessLog::suffix(&req), " \"http://x\" \"a _b_\"");
+        assert_eq!(AccessLog::suffix(&req), " \"http://x\" \"a \\\"b\\\"\"");
+    }
+
+    #[test]
+    fn a_user_name_cannot_forge_a_line_or_a_field() {
+        let auth = base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            "x\n6.6.6.6 -\t- [01/Jan/2026:00:00:00 +0000]:pw",
+        );
+        let head = format!("GET / HTTP/1.0\r\nAuthorization: Basic {auth}\r\n\r\n");
+        let req = crate::http::parse_head(head.as_bytes()).unwrap().unwrap();
+        let prefix = AccessLog::prefix("10.0.0.1".parse().unwrap(), &req);
+        assert!(
+            prefix.starts_with("10.0.0.1 - x\\x0a6.6.6.6\\x20-\\x09-\\x20[01/Jan/2026 ["),
+            "{prefix}"
+        );
     }
 }

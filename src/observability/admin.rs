@@ -11,50 +11,43 @@ use std::sync::atomic::Ordering;
 
 use serde_json::{json, Value};
 
+use crate::config::Config;
 use crate::control::Control;
 use crate::http::{response, secret_matches, server_id, Request};
+use crate::logging::escape;
 use crate::mount::Mount;
 use crate::server::Shared;
+use crate::shard::icy::Charset;
 
 /// Longest title accepted from a metadata update, in bytes.
 pub const MAX_TITLE_BYTES: usize = 1024;
 
-/// Who a request authenticated as.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Role {
-    Admin,
-    Source,
-    None,
-}
-
 /// Answers an admin request, or `None` when the path is not part of the admin API.
 pub fn handle(shared: &Shared, request: &Request, control: &dyn Control) -> Option<Vec<u8>> {
-    if request.path == "/admin.cgi" {
-        return Some(shoutcast(shared, request));
-    }
-    let command = request.path.strip_prefix("/admin/")?;
-    let (command, json) = match command.strip_suffix(".json") {
-        Some(c) => (c, true),
-        None => (command.strip_suffix(".xsl").unwrap_or(command), false),
+    let (command, json) = if request.path == "/admin.cgi" {
+        ("metadata", false)
+    } else {
+        let command = request.path.strip_prefix("/admin/")?;
+        match command.strip_suffix(".json") {
+            Some(c) => (c, true),
+            None => (command.strip_suffix(".xsl").unwrap_or(command), false),
+        }
     };
-    let role = role(shared, request);
-    let source_allowed = matches!(command, "metadata");
-    let allowed = role == Role::Admin || (source_allowed && role == Role::Source);
-    if !allowed {
-        let why = if shared.config().server.admin_password.is_empty() && !source_allowed {
+    let config = shared.config();
+    // A mount's source may update its title: that check needs the mount, so it is the
+    // update's own. Everything else is the admin's.
+    if command == "metadata" {
+        return Some(set_title(shared, &config, request, json));
+    }
+    if !is_admin(&config, request) {
+        let why = if config.server.admin_password.is_empty() {
             "The admin API is off: set server.admin_password\n"
         } else {
             "You need to authenticate\n"
         };
-        return Some(response(
-            401,
-            "Authentication Required",
-            &[("WWW-Authenticate", "Basic realm=\"Icecast2 Server\"")],
-            why,
-        ));
+        return Some(unauthorized(why));
     }
     let answer = match command {
-        "metadata" => metadata(shared, request),
         "listclients" => with_mount(shared, request, |m| {
             Ok(Answer::Tree(list_clients(shared, m)))
         }),
@@ -121,57 +114,92 @@ fn mount_named(
         .ok_or_else(|| (400, unknown.to_string()))
 }
 
-fn role(shared: &Shared, request: &Request) -> Role {
-    let config = shared.config();
-    let server = &config.server;
-    match request.basic_credentials() {
-        Some((user, pass))
-            if user == server.admin_user && secret_matches(&pass, &server.admin_password) =>
-        {
-            Role::Admin
-        }
-        Some((user, pass))
-            if user == server.source_user && secret_matches(&pass, &server.source_password) =>
-        {
-            Role::Source
-        }
-        _ => Role::None,
-    }
+/// A `401` asking for Basic credentials.
+fn unauthorized(why: &str) -> Vec<u8> {
+    response(
+        401,
+        "Authentication Required",
+        &[("WWW-Authenticate", "Basic realm=\"Icecast2 Server\"")],
+        why,
+    )
 }
 
-/// `mode=updinfo` with `song=` or `artist=`/`title=`; `charset=` for Latin-1 senders.
-fn metadata(shared: &Shared, request: &Request) -> Outcome {
-    with_mount(shared, request, |mount| {
-        let mode = request.query_param("mode").unwrap_or_default();
-        if mode != "updinfo" {
-            return Err((400, "Missing or unsupported mode (use mode=updinfo)".into()));
-        }
-        let title = requested_title(request)?;
-        mount.set_title(&title);
-        tracing::info!(mount = %mount.name, %title, "title updated");
-        Ok(Answer::Message("Metadata update successful".into()))
+/// Whether the request carries the admin's Basic credentials.
+fn is_admin(config: &Config, request: &Request) -> bool {
+    let server = &config.server;
+    request.basic_credentials().is_some_and(|(user, pass)| {
+        user == server.admin_user && secret_matches(&pass, &server.admin_password)
     })
 }
 
-/// The title a metadata update asks for, validated.
-fn requested_title(request: &Request) -> Result<String, (u16, String)> {
-    let latin1 = request.query_param("charset").is_some_and(|c| {
-        matches!(
-            c.to_ascii_lowercase().as_str(),
-            "iso-8859-1" | "latin1" | "latin-1"
-        )
-    });
-    let param = |name: &str| -> Option<String> {
-        let raw = request.query.split('&').find_map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (k == name).then_some(v)
-        })?;
-        Some(if latin1 {
-            decode_latin1(raw)
-        } else {
-            crate::http::percent_decode(raw)
-        })
+/// A title update a request asks for, authorized and validated but not yet applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TitleUpdate {
+    /// The mount to retitle (for `admin.cgi` without `mount=`, the default mount).
+    pub mount: String,
+    /// The new title.
+    pub title: String,
+}
+
+/// Checks a title update, `/admin/metadata` (Icecast: `mode=updinfo` with `song=` or
+/// `artist=`/`title=`, `charset=` for Latin-1 senders) or Shoutcast v1's `/admin.cgi` (the
+/// password alone in `pass=`, or Basic auth). The admin may retitle any mount, a source only
+/// with its mount's credentials ([`Config::source_credentials`]). Pure, for the fuzz target.
+pub fn title_update(config: &Config, request: &Request) -> Result<TitleUpdate, (u16, String)> {
+    let shoutcast = request.path == "/admin.cgi";
+    let mount = request
+        .query_param("mount")
+        .or_else(|| shoutcast.then(|| config.server.mount_point.clone()));
+    let source_of = |mount: &str| {
+        let (user, password) = config.source_credentials(mount);
+        let basic = request
+            .basic_credentials()
+            .is_some_and(|(u, p)| u == user && secret_matches(&p, password));
+        let pass = || {
+            let pass = request.query_param("pass").unwrap_or_default();
+            secret_matches(&pass, password) || secret_matches(&pass, &config.server.admin_password)
+        };
+        basic || (shoutcast && pass())
     };
+    let authorized = is_admin(config, request) || mount.as_deref().is_some_and(source_of);
+    if !authorized {
+        let why = if shoutcast {
+            "Invalid password\n"
+        } else {
+            "You need to authenticate\n"
+        };
+        return Err((401, why.into()));
+    }
+    let mount = mount.ok_or_else(|| (400, "Missing parameter: mount".to_string()))?;
+    if request.query_param("mode").as_deref() != Some("updinfo") {
+        return Err((400, "Missing or unsupported mode (use mode=updinfo)".into()));
+    }
+    let title = requested_title(request)?;
+    Ok(TitleUpdate { mount, title })
+}
+
+/// Checks and applies a title update.
+fn set_title(shared: &Shared, config: &Config, request: &Request, json: bool) -> Vec<u8> {
+    let outcome = title_update(config, request).and_then(|update| {
+        let mount = shared
+            .mounts
+            .find(&update.mount)
+            .ok_or_else(|| (400, "Source does not exist".to_string()))?;
+        mount.set_title(&update.title);
+        tracing::info!(mount = %escape(&mount.name), title = %escape(&update.title), "title updated");
+        Ok(Answer::Message("Metadata update successful".into()))
+    });
+    match outcome {
+        Err((401, why)) => unauthorized(&why),
+        outcome => render(outcome, json),
+    }
+}
+
+/// The title a metadata update asks for, validated. Values are decoded to bytes first and
+/// then read in the declared charset, so no escape can split a character.
+fn requested_title(request: &Request) -> Result<String, (u16, String)> {
+    let charset = Charset::from_name(&request.query_param("charset").unwrap_or_default());
+    let param = |name: &str| request.query_bytes(name).map(|v| charset.decode(&v));
     let title = match (param("song"), param("artist"), param("title")) {
         (Some(song), _, _) => song,
         (None, Some(artist), Some(title)) if !artist.is_empty() => format!("{artist} - {title}"),
@@ -194,68 +222,6 @@ fn requested_title(request: &Request) -> Result<String, (u16, String)> {
         ));
     }
     Ok(title)
-}
-
-/// Percent-decodes bytes and reads them as ISO-8859-1.
-fn decode_latin1(raw: &str) -> String {
-    let bytes = raw.as_bytes();
-    let mut out = String::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(' '),
-            b'%' if i + 2 < bytes.len() => match u8::from_str_radix(&raw[i + 1..i + 3], 16) {
-                Ok(b) => {
-                    out.push(char::from(b));
-                    i += 2;
-                }
-                Err(_) => out.push('%'),
-            },
-            b => out.push(char::from(b)),
-        }
-        i += 1;
-    }
-    out
-}
-
-/// Shoutcast v1 `GET /admin.cgi?pass=…&mode=updinfo&song=…` (password alone, or Basic auth).
-fn shoutcast(shared: &Shared, request: &Request) -> Vec<u8> {
-    let config = shared.config();
-    let server = &config.server;
-    let pass = request.query_param("pass").unwrap_or_default();
-    let authorized = secret_matches(&pass, &server.source_password)
-        || secret_matches(&pass, &server.admin_password)
-        || role(shared, request) != Role::None;
-    if !authorized {
-        return response(
-            401,
-            "Authentication Required",
-            &[("WWW-Authenticate", "Basic realm=\"Icecast2 Server\"")],
-            "Invalid password\n",
-        );
-    }
-    let mount_name = request
-        .query_param("mount")
-        .unwrap_or_else(|| server.mount_point.clone());
-    let Some(mount) = shared.mounts.find(&mount_name) else {
-        return render(Err((400, "Source does not exist".into())), false);
-    };
-    if request.query_param("mode").as_deref() != Some("updinfo") {
-        return render(
-            Err((400, "Missing or unsupported mode (use mode=updinfo)".into())),
-            false,
-        );
-    }
-    match requested_title(request) {
-        Ok(title) => {
-            mount.set_title(&title);
-            render(
-                Ok(Answer::Message("Metadata update successful".into())),
-                false,
-            )
-        }
-        Err(e) => render(Err(e), false),
-    }
 }
 
 fn kill_client(
@@ -464,8 +430,59 @@ mod tests {
         );
     }
 
+    fn get(target: &str) -> Request {
+        crate::http::parse_head(format!("GET {target} HTTP/1.0\r\n\r\n").as_bytes())
+            .unwrap()
+            .unwrap()
+    }
+
     #[test]
     fn latin1_titles_are_decoded() {
-        assert_eq!(decode_latin1("Caf%E9+au+lait"), "Café au lait");
+        let req = get("/admin.cgi?charset=latin1&song=Caf%E9+au+lait");
+        assert_eq!(requested_title(&req).unwrap(), "Café au lait");
+    }
+
+    #[test]
+    fn an_escape_before_a_multibyte_character_is_refused_not_a_panic() {
+        for charset in ["latin1", "utf-8"] {
+            let req = crate::http::parse_head(
+                format!("GET /admin.cgi?pass=hackme&mode=updinfo&charset={charset}&song=%a\u{e9}x HTTP/1.0\r\n\r\n").as_bytes(),
+            )
+            .unwrap()
+            .unwrap();
+            // Latin-1 reads the UTF-8 bytes of `é` as two characters; UTF-8 keeps `é`.
+            let title = title_update(&Config::default(), &req).unwrap().title;
+            assert!(title.starts_with("%a") && title.ends_with('x'), "{title:?}");
+        }
+    }
+
+    #[test]
+    fn a_mount_with_its_own_password_takes_only_that_one() {
+        let mut config = Config::default();
+        config.mount.insert(
+            "/own".into(),
+            crate::config::MountConfig {
+                source_password: Some("dj".into()),
+                ..Default::default()
+            },
+        );
+        let ok = |target: &str| title_update(&config, &get(target)).map(|u| u.mount);
+        assert_eq!(
+            ok("/admin.cgi?pass=dj&mount=/own&mode=updinfo&song=a").unwrap(),
+            "/own"
+        );
+        assert_eq!(
+            ok("/admin.cgi?pass=hackme&mount=/own&mode=updinfo&song=a")
+                .unwrap_err()
+                .0,
+            401
+        );
+        assert!(ok("/admin.cgi?pass=hackme&mode=updinfo&song=a").is_ok());
+        assert_eq!(
+            ok("/admin/metadata?mount=/own&mode=updinfo&song=a")
+                .unwrap_err()
+                .0,
+            401
+        );
     }
 }

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use super::icy::{Charset, IcyCursor, TitleBlock};
 use crate::config::SlowListenerPolicy;
+use crate::logging::escape;
 use crate::mount::{Mount, MountId, StreamHeaders};
 use crate::observability::access_log::AccessLog;
 use crate::observability::stats::{DisconnectReason, ListenerInfo, ShardStats};
@@ -432,7 +433,7 @@ impl Fanout {
             tracing::debug!(
                 id = listener.id,
                 peer = %listener.peer,
-                mount = %slot.mount.name,
+                mount = %escape(&slot.mount.name),
                 reason = reason.as_str(),
                 bytes = listener.bytes_sent,
                 "listener left"

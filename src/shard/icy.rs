@@ -36,6 +36,15 @@ impl Charset {
             _ => Charset::Utf8,
         }
     }
+
+    /// Text from bytes in this charset: ISO-8859-1 maps each byte to the character of the same
+    /// number; UTF-8 replaces invalid sequences with U+FFFD.
+    pub fn decode(self, bytes: &[u8]) -> String {
+        match self {
+            Charset::Utf8 => String::from_utf8_lossy(bytes).into_owned(),
+            Charset::Latin1 => bytes.iter().map(|&b| char::from(b)).collect(),
+        }
+    }
 }
 
 /// A mount's current title as a ready block, shared by the shard's listeners.

@@ -16,6 +16,7 @@ use super::icy::IcyCursor;
 use super::ShardContext;
 use crate::config::Config;
 use crate::http::{client_addr, read_or_reject, response, server_id, Request};
+use crate::logging::escape;
 use crate::mount::Mount;
 use crate::observability::access_log::AccessLog;
 use crate::observability::{admin, metrics, status, web};
@@ -43,7 +44,7 @@ pub async fn handle(ctx: Rc<ShardContext>, mut stream: TcpStream) {
     match route(&ctx, &cfg, &request) {
         Route::Reply(answer) => {
             if crate::auth::is_unauthorized(&answer) {
-                let delay = ctx.auth_failures.failed(client.ip(), "listen");
+                let delay = ctx.shared.auth_failures.failed(client.ip(), "listen");
                 if !delay.is_zero() {
                     glommio::timer::sleep(delay).await;
                 }
@@ -137,7 +138,7 @@ fn route(ctx: &Rc<ShardContext>, cfg: &Config, request: &Request) -> Route {
         return Route::Reply(stream_headers(cfg, &mount, metaint).into_bytes());
     }
     if !admit(ctx, &mount) {
-        tracing::info!(shard = ctx.id, mount = %mount.name, "listener refused: server full");
+        tracing::info!(shard = ctx.id, mount = %escape(&mount.name), "listener refused: server full");
         return Route::Reply(response(
             503,
             "Service Unavailable",
@@ -231,7 +232,7 @@ async fn start_stream(
         connected_at: accepted,
         bytes_sent: 0,
     };
-    tracing::debug!(shard = ctx.id, id = listener.id, peer = %client, mount = %mount.name, "listener joined");
+    tracing::debug!(shard = ctx.id, id = listener.id, peer = %client, mount = %escape(&mount.name), "listener joined");
     ctx.fanout.borrow_mut().join(mount, listener);
 }
 

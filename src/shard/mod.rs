@@ -50,8 +50,6 @@ pub struct ShardContext {
     to_ingest: ConnectedSender<IngestMessage>,
     /// Where finished requests and listeners are logged, when the access log is on.
     pub access_log: Option<Rc<AccessLog>>,
-    /// Failed admin logins on this shard, to slow down guessing.
-    pub auth_failures: crate::auth::FailureTracker,
 }
 
 impl Control for ShardContext {
@@ -139,7 +137,6 @@ pub async fn serve(
     let ctx = Rc::new(ShardContext {
         id,
         access_log: access_log.clone(),
-        auth_failures: Default::default(),
         fanout: RefCell::new(Fanout::new(shared.clone(), stats.clone(), access_log)),
         shared,
         stats,
