@@ -394,7 +394,8 @@ pub fn tag_title(file_bytes: &[u8]) -> Option<String> {
     join_title(artist, title)
 }
 
-fn join_title(artist: Option<String>, title: Option<String>) -> Option<String> {
+/// "Artist - Title", or whichever of the two is there.
+pub(crate) fn join_title(artist: Option<String>, title: Option<String>) -> Option<String> {
     match (artist, title) {
         (Some(a), Some(t)) => Some(format!("{a} - {t}")),
         (a, t) => t.or(a),

@@ -113,6 +113,13 @@ impl SyncBuffer {
         self.note_garbage(n);
     }
 
+    /// Drops `n` buffered bytes at the front as garbage (a whole unit found out of place).
+    #[inline]
+    pub(crate) fn drop_front(&mut self, n: usize) {
+        self.start += n;
+        self.note_garbage(n);
+    }
+
     /// Counts `n` garbage bytes; the first of a run counts a resync.
     #[inline]
     fn note_garbage(&mut self, n: usize) {
