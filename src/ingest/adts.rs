@@ -133,8 +133,9 @@ impl SyncFormat for AdtsSync {
 /// frames) and garbage are dropped and counted in [`skipped_bytes`]. A frame is released only
 /// once the bytes right after it start another frame with the same fixed header (or a tag,
 /// while already in sync), or at end of input after [`finish`], so a stray
-/// 0xFFF in garbage cannot be mistaken for audio. As with MP3, the frame immediately preceding
-/// garbage is dropped too: it cannot be told apart from a truncated frame.
+/// 0xFFF in garbage cannot be mistaken for audio. As with MP3, the frames either side of
+/// garbage are dropped too, three chained headers are needed to lock on, and the first frame
+/// released fixes ID, profile, sample rate and channel layout until a reset.
 ///
 /// The buffer holds at most the latest `push` plus a bounded carry-over; large tags are
 /// skipped as they stream past without buffering.

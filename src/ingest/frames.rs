@@ -327,13 +327,17 @@ impl SyncFormat for Mp3Sync {
 /// another frame of the same stream (or a tag, while already in sync), so a
 /// stray 0xFFE in garbage cannot be mistaken for audio. As a consequence the
 /// frame immediately preceding garbage is dropped too: it cannot be told
-/// apart from a truncated frame.
+/// apart from a truncated frame. Likewise the first frame after garbage: its
+/// header may be the garbage's tail. Locking on (at the start and after
+/// garbage) takes three chained headers, and the first frame released fixes
+/// version, layer, sample rate and channel mode until [`reset`].
 ///
 /// The buffer holds at most the latest `push` plus a bounded carry-over
 /// (about one frame when the caller drains with `next_frame` after each
 /// push); large tags are skipped as they stream past without buffering.
 ///
 /// [`skipped_bytes`]: Mp3Framer::skipped_bytes
+/// [`reset`]: Mp3Framer::reset
 pub type Mp3Framer = SyncFramer<Mp3Sync>;
 
 /// One Layer III frame of digital silence (header + zeroed side info and

@@ -461,7 +461,8 @@ enum Step {
 /// back whole pages only.
 ///
 /// Pages are returned byte-exact, and only once their CRC checks, so garbage and damaged pages
-/// never pass; they are dropped and counted in [`skipped_bytes`]. Unlike MP3 no successor is
+/// never pass; they are dropped and counted in [`skipped_bytes`], as are whole pages of a
+/// serial number outside the current link (a new serial must come with a BOS page). Unlike MP3 no successor is
 /// needed: a page is released as soon as its last byte arrives.
 ///
 /// The framer follows logical streams: a BOS page starts a new chain link (a new source or the
