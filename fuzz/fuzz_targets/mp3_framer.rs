@@ -115,7 +115,12 @@ fn garbage_between_frames(garbage: &[u8]) {
         let Some((&len, tail)) = rest.split_first() else {
             break;
         };
-        let take = (len as usize * 4 + 1).min(tail.len());
+        // At most 32 runs (the last takes what is left), so the stream stays small and fast.
+        let take = if n >= 32 * 4 {
+            tail.len()
+        } else {
+            (len as usize * 8 + 1).min(tail.len())
+        };
         spans.push((stream.len(), stream.len() + take, false));
         stream.extend_from_slice(&tail[..take]);
         rest = &tail[take..];

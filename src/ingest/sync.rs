@@ -250,7 +250,7 @@ const RELOCK_HEADERS: usize = 3;
 /// A frame is released only once the bytes right after it start another frame of the same
 /// stream (or a tag, while already in sync), or at end of input after [`finish`]: a header
 /// alone is too weak a check, garbage is full of sync bytes. At the start and after garbage,
-/// [`RELOCK_HEADERS`] chained headers are needed, and after garbage the first of them is
+/// three chained headers are needed, and after garbage the first of them is
 /// dropped (its start is unverified). The first frame released locks the stream: later frames
 /// must agree with it in every field [`SyncFormat::same_stream`] compares until [`reset`] (a
 /// new source). Tags are skipped as they stream past, without buffering more of them than
