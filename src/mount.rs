@@ -74,18 +74,25 @@ pub struct Mount {
     pub listener_peak: AtomicU64,
     /// Bytes received from sources (after framing).
     pub bytes_in: AtomicU64,
-    /// Codec header pages (Ogg) a listener must get before joining mid-stream.
-    pub stream_headers: ArcSwap<StreamHeaders>,
+    /// Codec header pages (Ogg) of each chain link still in the ring, oldest first: a listener
+    /// joining mid-stream must first get those of the link its first page belongs to.
+    pub stream_headers: ArcSwap<Vec<Arc<StreamHeaders>>>,
 }
 
-/// Codec headers of the current stream and where they end in the ring.
+/// Most chain links whose headers are kept; older ones go even if the ring still holds some of
+/// their audio (a source sending a link every few pages gets no replay for the oldest).
+const MAX_LINKS: usize = 64;
+
+/// Codec headers of one chain link and where the link sits in the ring.
 #[derive(Debug, Default)]
 pub struct StreamHeaders {
-    /// The header pages, empty for formats without them.
+    /// The header pages, empty for formats without them (or until the link's are complete).
     pub bytes: Vec<u8>,
-    /// Stream offset just past the header pages in the ring: a listener joining at or before it
-    /// gets them from the ring itself.
-    pub ends_at: u64,
+    /// Stream offset of the link's first page, a chunk start.
+    pub starts_at: u64,
+    /// Stream offset just past the header pages in the ring; `None` while they are still
+    /// arriving.
+    pub ends_at: Option<u64>,
 }
 
 impl Mount {
@@ -113,10 +120,72 @@ impl Mount {
         });
     }
 
-    /// Records new codec headers (an Ogg stream started), published up to `ends_at`.
+    /// Records that a new chain link (an Ogg stream) starts at stream offset `starts_at`, a
+    /// chunk start; its headers follow with [`set_stream_headers`](Self::set_stream_headers).
+    /// Links no position in the ring belongs to any more are forgotten.
+    pub fn begin_stream_link(&self, starts_at: u64) {
+        let oldest = self.ring.oldest_valid();
+        self.stream_headers.rcu(|links| {
+            // A link is still needed while the one after it starts inside the ring.
+            let keep_from = links
+                .windows(2)
+                .position(|w| w[1].starts_at > oldest)
+                .unwrap_or(links.len().saturating_sub(1))
+                .max((links.len() + 1).saturating_sub(MAX_LINKS));
+            let mut next: Vec<_> = links[keep_from.min(links.len())..].to_vec();
+            next.push(Arc::new(StreamHeaders {
+                bytes: Vec::new(),
+                starts_at,
+                ends_at: None,
+            }));
+            next
+        });
+    }
+
+    /// Records the complete header pages of the newest chain link, published up to `ends_at`
+    /// (a link begun without [`begin_stream_link`](Self::begin_stream_link), e.g. a source
+    /// joined mid-stream, is taken to start there).
     pub fn set_stream_headers(&self, bytes: Vec<u8>, ends_at: u64) {
-        self.stream_headers
-            .store(Arc::new(StreamHeaders { bytes, ends_at }));
+        self.stream_headers.rcu(|links| {
+            let mut next = Vec::clone(links);
+            let starts_at = match next.last() {
+                Some(last) if last.ends_at.is_none() => last.starts_at,
+                _ => ends_at,
+            };
+            if next.last().is_some_and(|last| last.ends_at.is_none()) {
+                next.pop();
+            }
+            next.push(Arc::new(StreamHeaders {
+                bytes: bytes.clone(),
+                starts_at,
+                ends_at: Some(ends_at),
+            }));
+            next
+        });
+    }
+
+    /// Forgets all codec headers (a source of a format without them went on air).
+    pub fn clear_stream_headers(&self) {
+        self.stream_headers.store(Arc::new(Vec::new()));
+    }
+
+    /// Where a listener whose first byte would be at `cursor` (a chunk start) starts, and the
+    /// codec headers it must get first: those of the chain link `cursor` falls in, unless the
+    /// ring itself gives them from there. A cursor inside a link's header pages moves past
+    /// them when they are complete (and they are owed), else back to the link's start.
+    pub fn join_headers(&self, cursor: u64) -> (u64, Option<Arc<StreamHeaders>>) {
+        let links = self.stream_headers.load();
+        let Some(link) = links.iter().rev().find(|l| l.starts_at <= cursor) else {
+            return (cursor, None);
+        };
+        match link.ends_at {
+            _ if cursor == link.starts_at => (cursor, None),
+            None => (link.starts_at, None),
+            Some(end) => {
+                let owed = (!link.bytes.is_empty()).then(|| link.clone());
+                (cursor.max(end), owed)
+            }
+        }
     }
 
     /// Counts a joined listener and updates the peak.
@@ -243,7 +312,7 @@ impl MountTable {
             listeners: AtomicU64::new(0),
             listener_peak: AtomicU64::new(0),
             bytes_in: AtomicU64::new(0),
-            stream_headers: ArcSwap::from_pointee(StreamHeaders::default()),
+            stream_headers: ArcSwap::from_pointee(Vec::new()),
         });
         let mut next = Vec::clone(&current);
         next.push(mount.clone());

@@ -337,8 +337,9 @@ fn mp3_ape_header_claiming_u32_max_is_garbage() {
     let stream = [ape, mp3_frame().repeat(5)].concat();
     let o = frame_all_pieces(&stream);
     // The rejected magic contains "TAG", which then reads as a 128-byte ID3v1 tag and costs the
-    // first frame; everything after it comes through.
-    assert!(o.frames.len() >= 4, "{} frames", o.frames.len());
+    // first frame, and the second (its start follows garbage); everything after it comes
+    // through.
+    assert!(o.frames.len() >= 3, "{} frames", o.frames.len());
 }
 
 #[test]

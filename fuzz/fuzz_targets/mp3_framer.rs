@@ -1,9 +1,10 @@
 #![no_main]
 //! The frame splitter on arbitrary bytes arriving in arbitrary pieces: only whole, valid
 //! frames that were in the input come out, nothing is lost from the accounting, and (when the
-//! caller drains after every push, as ingest does) the split points change nothing.
+//! caller drains after every push, as ingest does) the split points change nothing. Then the
+//! same bytes as garbage between real frames: nothing but real frames comes out.
 
-use cycast::ingest::frames::{parse_header, tag_title, FrameHeader, Mp3Framer};
+use cycast::ingest::frames::{parse_header, silence_frame, tag_title, FrameHeader, Mp3Framer};
 use libfuzzer_sys::fuzz_target;
 
 #[derive(Debug, PartialEq)]
@@ -84,6 +85,70 @@ fn assert_in_order_substrings(stream: &[u8], frames: &[Vec<u8>]) {
     }
 }
 
+/// A real 128 kbps 44.1 kHz stereo frame numbered `n` (distinct payload, never a sync byte).
+fn real_frame(n: u32) -> Vec<u8> {
+    let mut f = silence_frame(128, 44100, true);
+    for (i, b) in f[4..].iter_mut().enumerate() {
+        *b = (n as usize * 31 + i * 7) as u8 & 0x7F;
+    }
+    f[4..8].copy_from_slice(&n.to_be_bytes());
+    f
+}
+
+/// `garbage` cut into runs (lengths from its own bytes) between runs of real frames: every
+/// frame out is a real one, or lies wholly inside one garbage run and fits the real frames'
+/// stream (garbage can be made of well-formed frames; it can never swallow real bytes or bring
+/// another stream's frames).
+fn garbage_between_frames(garbage: &[u8]) {
+    let mut stream = Vec::new();
+    // (start, end, real) spans of the stream.
+    let mut spans = Vec::new();
+    let mut rest = garbage;
+    let mut n = 0;
+    loop {
+        for _ in 0..4 {
+            let f = real_frame(n);
+            n += 1;
+            spans.push((stream.len(), stream.len() + f.len(), true));
+            stream.extend_from_slice(&f);
+        }
+        let Some((&len, tail)) = rest.split_first() else {
+            break;
+        };
+        // At most 32 runs (the last takes what is left), so the stream stays small and fast.
+        let take = if n >= 32 * 4 {
+            tail.len()
+        } else {
+            (len as usize * 8 + 1).min(tail.len())
+        };
+        spans.push((stream.len(), stream.len() + take, false));
+        stream.extend_from_slice(&tail[..take]);
+        rest = &tail[take..];
+    }
+    let real = parse_header(&real_frame(0)).expect("real frames parse");
+    let out = run(&stream, &[], true);
+    let mut from = 0;
+    for f in &out.frames {
+        let at = from
+            + stream[from..]
+                .windows(f.len())
+                .position(|w| w == &f[..])
+                .expect("frames come out in input order");
+        let end = at + f.len();
+        let ok = spans.iter().any(|&(s, e, is_real)| {
+            if is_real {
+                (s, e) == (at, end)
+            } else {
+                s <= at && end <= e
+            }
+        });
+        assert!(ok, "a frame at {at}..{end} mixes garbage and real bytes");
+        let h = parse_header(f).expect("frames parse");
+        assert!(h.same_stream(&real), "a frame of another stream came out");
+        from = end;
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
     // Layout: mode byte, then (mode & 7) piece sizes, then the stream.
     let Some((&mode, data)) = data.split_first() else {
@@ -117,4 +182,6 @@ fuzz_target!(|data: &[u8]| {
             "the result depends on where the input was split"
         );
     }
+
+    garbage_between_frames(stream);
 });

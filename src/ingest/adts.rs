@@ -27,6 +27,10 @@ pub struct AdtsHeader {
     pub channels: u8,
     /// PCM samples per channel: 1024 × (number_of_raw_data_blocks + 1).
     pub samples: u32,
+    /// The ID bit: MPEG-2 AAC (true) or MPEG-4 (false).
+    pub mpeg2: bool,
+    /// The 2-bit profile (audio object type minus one: 1 is AAC LC).
+    pub profile: u8,
 }
 
 impl AdtsHeader {
@@ -37,10 +41,13 @@ impl AdtsHeader {
     }
 
     /// Whether `other` plausibly belongs to the same elementary stream: frame sizes and
-    /// block counts vary, the sample rate and channel layout do not.
+    /// block counts vary, the fixed header (ID, profile, sample rate, channel layout) does not.
     #[inline]
     pub fn same_stream(&self, other: &AdtsHeader) -> bool {
-        self.sample_rate == other.sample_rate && self.channels == other.channels
+        self.sample_rate == other.sample_rate
+            && self.channels == other.channels
+            && self.mpeg2 == other.mpeg2
+            && self.profile == other.profile
     }
 }
 
@@ -67,6 +74,8 @@ pub fn parse_adts_header(bytes: &[u8]) -> Option<AdtsHeader> {
         sample_rate,
         channels: if config == 7 { 8 } else { config },
         samples: 1024 * ((b[6] & 3) as u32 + 1),
+        mpeg2: b[1] & 0x08 != 0,
+        profile: b[2] >> 6,
     })
 }
 
@@ -122,10 +131,11 @@ impl SyncFormat for AdtsSync {
 ///
 /// Frames are returned byte-exact. ID3v2 tags (at the start, or timed metadata between
 /// frames) and garbage are dropped and counted in [`skipped_bytes`]. A frame is released only
-/// once the bytes right after it start another frame of the same sample rate and channel
-/// layout (or a tag, while already in sync), or at end of input after [`finish`], so a stray
-/// 0xFFF in garbage cannot be mistaken for audio. As with MP3, the frame immediately preceding
-/// garbage is dropped too: it cannot be told apart from a truncated frame.
+/// once the bytes right after it start another frame with the same fixed header (or a tag,
+/// while already in sync), or at end of input after [`finish`], so a stray
+/// 0xFFF in garbage cannot be mistaken for audio. As with MP3, the frames either side of
+/// garbage are dropped too, three chained headers are needed to lock on, and the first frame
+/// released fixes ID, profile, sample rate and channel layout until a reset.
 ///
 /// The buffer holds at most the latest `push` plus a bounded carry-over; large tags are
 /// skipped as they stream past without buffering.
@@ -250,7 +260,9 @@ mod tests {
                 frame_len: 371,
                 sample_rate: 44100,
                 channels: 2,
-                samples: 1024
+                samples: 1024,
+                mpeg2: false,
+                profile: 1,
             }
         );
         assert_eq!(h.duration_micros(), 23219);
@@ -331,12 +343,12 @@ mod tests {
         let garbage = Lcg(5).bytes(777);
         let stream = [fs[..20].concat(), garbage.clone(), fs[20..].concat()].concat();
         let o = run_all_chunkings(&stream);
-        // The frame just before the garbage cannot be verified and is dropped.
-        let mut expect = fs.clone();
-        let lost = expect.remove(19);
+        // The frames either side of the garbage cannot be verified and are dropped.
+        let expect: Vec<_> = fs[..19].iter().chain(&fs[21..]).cloned().collect();
         assert_eq!(o.frames, expect);
         assert_eq!(o.resyncs, 1);
-        assert_eq!(o.skipped, (garbage.len() + lost.len()) as u64);
+        let lost = fs[19].len() + fs[20].len();
+        assert_eq!(o.skipped, (garbage.len() + lost) as u64);
     }
 
     #[test]
@@ -344,14 +356,16 @@ mod tests {
         let fs = frames(20, 6);
         let stream = fs.concat()[5..].to_vec();
         let o = run_all_chunkings(&stream);
-        assert_eq!(o.frames, fs[1..]);
-        assert_eq!((o.skipped, o.resyncs), ((fs[0].len() - 5) as u64, 1));
+        // The first whole frame follows garbage, so its start is unverified.
+        assert_eq!(o.frames, fs[2..]);
+        let skipped = fs[0].len() - 5 + fs[1].len();
+        assert_eq!((o.skipped, o.resyncs), (skipped as u64, 1));
     }
 
     #[test]
-    fn format_change_needs_matching_successor() {
-        // A 44.1 kHz stereo stream followed by a 48 kHz mono one: the seam frame cannot be
-        // verified, everything else passes.
+    fn format_locked_until_reset() {
+        // A 44.1 kHz stereo stream followed by a 48 kHz mono one on the same connection: the
+        // second does not fit the lock and never passes; after a reset (a new source) it does.
         let mut rng = Lcg(7);
         let a: Vec<_> = (0..10)
             .map(|_| frame(4, 2, 300, false, 0, &mut rng))
@@ -360,8 +374,34 @@ mod tests {
             .map(|_| frame(3, 1, 200, false, 0, &mut rng))
             .collect();
         let o = run_all_chunkings(&[a.concat(), b.concat()].concat());
-        assert_eq!(o.frames, [&a[..9], &b[..]].concat());
-        assert_eq!((o.skipped, o.resyncs), (300, 1));
+        assert_eq!(o.frames, a[..9]);
+        assert_eq!((o.skipped, o.resyncs), (300 + 2000, 1));
+
+        let mut f = AdtsFramer::new();
+        f.push(&a.concat());
+        while f.next_frame().is_some() {}
+        f.reset();
+        f.push(&b.concat());
+        f.finish();
+        let mut got = Vec::new();
+        while let Some((_, d)) = f.next_frame() {
+            got.push(d.to_vec());
+        }
+        assert_eq!(got, b);
+    }
+
+    #[test]
+    fn profile_and_id_are_locked() {
+        // Same rate and layout, other profile (HE-AAC signalled as main) or ID: not the stream.
+        let mut rng = Lcg(17);
+        let fs: Vec<_> = (0..12)
+            .map(|_| frame(4, 2, 250, false, 0, &mut rng))
+            .collect();
+        let mut odd = fs.clone();
+        odd[6][2] &= 0x3F; // profile 0 (AAC Main)
+        odd[7][1] |= 0x08; // ID: MPEG-2
+        let o = run_all_chunkings(&odd.concat());
+        assert_eq!(o.frames, [&fs[..5], &fs[9..]].concat());
     }
 
     #[test]
@@ -384,6 +424,31 @@ mod tests {
             f.push(piece);
         }
         assert!(f.buffer_capacity() <= 2 * (MAX_CARRY + 4096));
+    }
+
+    /// Real frames between runs of seeded random bytes (see the MP3 framer's twin test).
+    #[test]
+    fn random_bytes_between_frames_never_come_out() {
+        use crate::ingest::sync::soak;
+        // AAC LC, 44.1 kHz stereo, sizes as a VBR encoder writes them, some with CRC.
+        let make = |rng: &mut soak::Rng| {
+            let len = 100 + rng.below(700) as usize;
+            let crc = rng.below(8) == 0;
+            let mut f = vec![0u8; len];
+            rng.fill(&mut f);
+            f[0] = 0xFF;
+            f[1] = 0xF0 | u8::from(!crc);
+            f[2] = 1 << 6 | 4 << 2;
+            f[3] = 2 << 6 | (len >> 11) as u8;
+            f[4] = (len >> 3) as u8;
+            f[5] = (len as u8) << 5 | 0x1F;
+            f[6] = 0xFC;
+            f
+        };
+        let r = soak::run::<AdtsSync>(0x5eed_0002, soak::soak_megabytes() << 20, make);
+        eprintln!("{r:?}");
+        let lost = r.frames - r.passed;
+        assert!(lost <= 2 * r.runs + r.runs / 100, "{r:?}");
     }
 
     #[test]

@@ -91,17 +91,31 @@ impl Framer {
                     framer.finish();
                 }
                 while let Some((page, bytes)) = framer.next_frame() {
+                    if page.starts_link {
+                        // A new link starts a chunk, so a listener joining there gets its
+                        // headers from the ring and one joining before it gets the previous
+                        // link's.
+                        feed.flush();
+                        feed.mount.begin_stream_link(feed.published_end());
+                    }
                     feed.push_frame(bytes, page.duration_micros);
                     if page.is_header_page {
-                        // Header pages start a chunk of their own, so a join position is never
-                        // inside them; the listener gets them as one piece instead.
+                        // Each header page is a chunk of its own, so the end of the headers is
+                        // a chunk start.
                         feed.flush();
                     }
-                }
-                if framer.headers_changed() {
-                    feed.flush();
-                    feed.mount
-                        .set_stream_headers(framer.stream_headers().to_vec(), feed.published_end());
+                    if framer.headers_changed() {
+                        feed.flush();
+                        feed.mount.set_stream_headers(
+                            framer.stream_headers().to_vec(),
+                            feed.published_end(),
+                        );
+                        // The link's own tags are its title; an operator's update overrides
+                        // them until the next link.
+                        if let Some(title) = framer.title() {
+                            feed.mount.set_title(title);
+                        }
+                    }
                 }
             }
             Framer::Unframed => feed.push_unframed(bytes),

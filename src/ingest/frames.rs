@@ -37,6 +37,8 @@ pub struct FrameHeader {
     pub sample_rate: u32,
     /// 1 (mono) or 2.
     pub channels: u8,
+    /// Channel mode field: 0 stereo, 1 joint stereo, 2 dual channel, 3 mono.
+    pub channel_mode: u8,
     /// Whole frame length in bytes, header and padding included.
     pub frame_len: usize,
     /// PCM samples per channel carried by the frame.
@@ -65,8 +67,12 @@ const SAMPLE_RATES_V1: [u32; 3] = [44100, 48000, 32000];
 /// Parses the 4-byte header at the start of `bytes`.
 ///
 /// Returns `None` for anything that is not a usable frame header: missing
-/// sync, reserved version/layer/sample-rate/emphasis, free-format bitrate
-/// (index 0, length not derivable from the header) or bitrate index 15.
+/// sync, reserved version/layer/sample-rate/emphasis, bitrate index 15,
+/// a combination the standards do not define (MPEG-2.5 exists only for
+/// Layer III; MPEG-1 Layer II forbids some bitrates per channel mode), and
+/// free format (bitrate index 0): its length is not in the header, so it
+/// cannot be framed without trusting the next sync, and broadcast encoders
+/// do not produce it.
 #[inline]
 pub fn parse_header(bytes: &[u8]) -> Option<FrameHeader> {
     if bytes.len() < 4 {
@@ -92,6 +98,22 @@ pub fn parse_header(bytes: &[u8]) -> Option<FrameHeader> {
     let sr_index = ((b2 >> 2) & 3) as usize;
     if bitrate_index == 0 || bitrate_index == 15 || sr_index == 3 || b3 & 3 == 2 {
         return None;
+    }
+    let channel_mode = b3 >> 6;
+    if version == MpegVersion::Mpeg25 && layer != 3 {
+        return None;
+    }
+    if version == MpegVersion::Mpeg1 && layer == 2 {
+        // ISO 11172-3 2.4.2.3: 32-56 and 80 kbps only in mono, 224-384 kbps never in mono.
+        let mono = channel_mode == 3;
+        let allowed = match bitrate_index {
+            1..=3 | 5 => mono,
+            11..=14 => !mono,
+            _ => true,
+        };
+        if !allowed {
+            return None;
+        }
     }
     let padding = ((b2 >> 1) & 1) as u32;
     let table = match (version, layer) {
@@ -119,7 +141,8 @@ pub fn parse_header(bytes: &[u8]) -> Option<FrameHeader> {
         layer,
         bitrate_kbps,
         sample_rate,
-        channels: if b3 >> 6 == 3 { 1 } else { 2 },
+        channels: if channel_mode == 3 { 1 } else { 2 },
+        channel_mode,
         frame_len: frame_len as usize,
         samples,
     })
@@ -132,14 +155,18 @@ impl FrameHeader {
         self.samples as u64 * 1_000_000 / self.sample_rate as u64
     }
 
-    /// Whether `other` plausibly belongs to the same elementary stream.
-    /// Bitrate and channel mode may legitimately change frame to frame (VBR,
-    /// joint stereo), so only the fields fixed for a stream are compared.
+    /// Whether `other` plausibly belongs to the same elementary stream: the
+    /// fields fixed for a stream agree. Bitrate changes frame to frame (VBR),
+    /// and so may the choice between stereo and joint stereo (an encoder picks
+    /// per frame), but never mono, dual channel or stereo as such.
     #[inline]
     pub fn same_stream(&self, other: &FrameHeader) -> bool {
+        // Stereo (0) and joint stereo (1) are one family.
+        let family = |mode: u8| if mode < 2 { 0 } else { mode };
         self.version == other.version
             && self.layer == other.layer
             && self.sample_rate == other.sample_rate
+            && family(self.channel_mode) == family(other.channel_mode)
     }
 }
 
@@ -300,13 +327,17 @@ impl SyncFormat for Mp3Sync {
 /// another frame of the same stream (or a tag, while already in sync), so a
 /// stray 0xFFE in garbage cannot be mistaken for audio. As a consequence the
 /// frame immediately preceding garbage is dropped too: it cannot be told
-/// apart from a truncated frame.
+/// apart from a truncated frame. Likewise the first frame after garbage: its
+/// header may be the garbage's tail. Locking on (at the start and after
+/// garbage) takes three chained headers, and the first frame released fixes
+/// version, layer, sample rate and channel mode until [`reset`].
 ///
 /// The buffer holds at most the latest `push` plus a bounded carry-over
 /// (about one frame when the caller drains with `next_frame` after each
 /// push); large tags are skipped as they stream past without buffering.
 ///
 /// [`skipped_bytes`]: Mp3Framer::skipped_bytes
+/// [`reset`]: Mp3Framer::reset
 pub type Mp3Framer = SyncFramer<Mp3Sync>;
 
 /// One Layer III frame of digital silence (header + zeroed side info and
@@ -367,7 +398,8 @@ pub fn tag_title(file_bytes: &[u8]) -> Option<String> {
     join_title(artist, title)
 }
 
-fn join_title(artist: Option<String>, title: Option<String>) -> Option<String> {
+/// "Artist - Title", or whichever of the two is there.
+pub(crate) fn join_title(artist: Option<String>, title: Option<String>) -> Option<String> {
     match (artist, title) {
         (Some(a), Some(t)) => Some(format!("{a} - {t}")),
         (a, t) => t.or(a),
@@ -609,7 +641,7 @@ mod tests {
         let mut rng = Lcg(seed);
         let brs = [128, 64, 320, 160, 32, 256];
         (0..n)
-            .map(|i| frame(brs[i % brs.len()], 44100, i % 5 != 0, i % 3 == 0, &mut rng))
+            .map(|i| frame(brs[i % brs.len()], 44100, true, i % 3 == 0, &mut rng))
             .collect()
     }
 
@@ -733,6 +765,7 @@ mod tests {
                 bitrate_kbps: 128,
                 sample_rate: 44100,
                 channels: 2,
+                channel_mode: 1,
                 frame_len: 417,
                 samples: 1152
             }
@@ -769,8 +802,15 @@ mod tests {
             (MpegVersion::Mpeg25, 8000, 72)
         );
         assert_eq!(h.duration_micros(), 72000);
-        assert!(h.same_stream(&parse_header(&[0xFF, 0xE3, 0x28, 0xC0]).unwrap()));
+        assert!(h.same_stream(&parse_header(&[0xFF, 0xE3, 0x28, 0x00]).unwrap()));
         assert!(!h.same_stream(&parse_header(&[0xFF, 0xF3, 0x80, 0x00]).unwrap()));
+        // Stereo and joint stereo mix within a stream; mono and dual channel do not.
+        assert!(h.same_stream(&parse_header(&[0xFF, 0xE3, 0x28, 0x40]).unwrap()));
+        assert!(!h.same_stream(&parse_header(&[0xFF, 0xE3, 0x28, 0xC0]).unwrap()));
+        assert!(!h.same_stream(&parse_header(&[0xFF, 0xE3, 0x28, 0x80]).unwrap()));
+        // MPEG-1 Layer II at 32 kbps, mono; 384 kbps, stereo.
+        assert!(parse_header(&[0xFF, 0xFD, 0x14, 0xC0]).is_some());
+        assert!(parse_header(&[0xFF, 0xFD, 0xE4, 0x00]).is_some());
 
         for bad in [
             &[0xFF, 0xFB, 0x90][..],   // too short
@@ -782,6 +822,10 @@ mod tests {
             &[0xFF, 0xFB, 0xF0, 0x64], // bitrate index 15
             &[0xFF, 0xFB, 0x9C, 0x64], // reserved sample rate
             &[0xFF, 0xFB, 0x90, 0x66], // reserved emphasis
+            &[0xFF, 0xE4, 0x97, 0x48], // MPEG-2.5 Layer II (aired from random bytes once)
+            &[0xFF, 0xE6, 0x90, 0x00], // MPEG-2.5 Layer I
+            &[0xFF, 0xFD, 0x14, 0x00], // MPEG-1 Layer II, 32 kbps stereo
+            &[0xFF, 0xFD, 0xE4, 0xC0], // MPEG-1 Layer II, 384 kbps mono
         ] {
             assert_eq!(parse_header(bad), None, "{bad:02X?}");
         }
@@ -904,12 +948,13 @@ mod tests {
         let garbage = Lcg(8).bytes(777);
         let stream = [fs[..20].concat(), garbage.clone(), fs[20..].concat()].concat();
         let o = run_all_chunkings(&stream);
-        // The frame just before the garbage cannot be verified and is dropped.
-        let mut expect = fs.clone();
-        let lost = expect.remove(19);
+        // The frames either side of the garbage cannot be verified and are dropped: the end
+        // of the one before, the start of the one after.
+        let expect: Vec<_> = fs[..19].iter().chain(&fs[21..]).cloned().collect();
         assert_eq!(o.frames, expect);
         assert_eq!(o.resyncs, 1);
-        assert_eq!(o.skipped, (garbage.len() + lost.len()) as u64);
+        let lost = fs[19].len() + fs[20].len();
+        assert_eq!(o.skipped, (garbage.len() + lost) as u64);
     }
 
     #[test]
@@ -918,9 +963,10 @@ mod tests {
         let fs = frames(20, 9);
         let stream = [fs[..12].concat(), fs[12][..200].to_vec(), fs[13..].concat()].concat();
         let o = run_all_chunkings(&stream);
-        let expect: Vec<_> = fs[..12].iter().chain(&fs[13..]).cloned().collect();
+        // The first whole frame after the damage is dropped too: its start is unverified.
+        let expect: Vec<_> = fs[..12].iter().chain(&fs[14..]).cloned().collect();
         assert_eq!(o.frames, expect);
-        assert_eq!((o.skipped, o.resyncs), (200, 1));
+        assert_eq!((o.skipped, o.resyncs), (200 + fs[13].len() as u64, 1));
     }
 
     #[test]
@@ -928,8 +974,9 @@ mod tests {
         let fs = frames(20, 10);
         let stream = fs.concat()[100..].to_vec();
         let o = run_all_chunkings(&stream);
-        assert_eq!(o.frames, fs[1..]);
-        assert_eq!(o.skipped, (fs[0].len() - 100) as u64);
+        // The partial frame is garbage, so the first whole one has an unverified start.
+        assert_eq!(o.frames, fs[2..]);
+        assert_eq!(o.skipped, (fs[0].len() - 100 + fs[1].len()) as u64);
     }
 
     #[test]
@@ -954,6 +1001,73 @@ mod tests {
             f.push(piece);
         }
         assert!(f.buffer_capacity() <= 2 * (MAX_CARRY + 4096));
+    }
+
+    /// Each way a stray header in garbage used to pass: an undefined version/layer, a chain of
+    /// another stream's headers, a lone header whose length lands on a real frame, and a
+    /// two-header chain at the start.
+    #[test]
+    fn headers_in_garbage_never_pass() {
+        let mut rng = Lcg(21);
+        let fs = frames(12, 22);
+        // MPEG-2.5 Layer II, as aired from random bytes: 961 bytes, chained.
+        let mut bogus = vec![0u8; 961];
+        bogus[..4].copy_from_slice(&[0xFF, 0xE4, 0x97, 0x48]);
+        let o = run_all_chunkings(&[bogus.clone(), bogus.clone(), bogus.clone(), bogus].concat());
+        assert!(o.frames.is_empty());
+
+        // 48 kHz mono frames that chain among themselves, between 44.1 kHz stereo ones.
+        let other: Vec<_> = (0..4)
+            .map(|_| frame(64, 48000, false, false, &mut rng))
+            .collect();
+        let o = run_all_chunkings(&[fs[..6].concat(), other.concat(), fs[6..].concat()].concat());
+        assert!(
+            o.frames.iter().all(|f| fs.contains(f)),
+            "another stream passed"
+        );
+
+        // Garbage ending in a matching header whose length reaches exactly the next real frame.
+        let mut fake = fs[0].clone();
+        for b in &mut fake[4..] {
+            *b = rng.next_u8();
+        }
+        let mut garbage = Lcg(23).bytes(300);
+        garbage.retain(|&b| b != 0xFF);
+        let stream = [fs[..6].concat(), garbage, fake, fs[6..].concat()].concat();
+        let o = run_all_chunkings(&stream);
+        assert!(
+            o.frames.iter().all(|f| fs.contains(f)),
+            "garbage frame passed"
+        );
+
+        // Two chained headers then garbage, at the start: not enough to lock.
+        let stream = [fs[..2].concat(), Lcg(24).bytes(50)].concat();
+        assert!(run_all_chunkings(&stream).frames.is_empty());
+    }
+
+    /// Real frames between runs of seeded random bytes (64 MB of them in a debug build, 1 GB
+    /// optimised, or `CYCAST_FRAMER_SOAK_MB`): not one random byte comes out, and at most
+    /// about the frames either side of each run are lost.
+    #[test]
+    fn random_bytes_between_frames_never_come_out() {
+        use crate::ingest::sync::soak;
+        // VBR Layer III at 44.1 kHz, stereo and joint stereo mixed, as encoders write it.
+        let make = |rng: &mut soak::Rng| {
+            let brs = [32, 64, 96, 128, 160, 192, 256, 320];
+            let br = brs[rng.below(brs.len() as u64) as usize];
+            let mut f = silence_frame(br, 44100, true);
+            if rng.below(2) == 1 {
+                f[2] |= 0x02;
+                f.push(0);
+            }
+            f[3] |= (rng.below(2) as u8) << 6;
+            rng.fill(&mut f[4..]);
+            f
+        };
+        let r = soak::run::<Mp3Sync>(0x5eed_0001, soak::soak_megabytes() << 20, make);
+        eprintln!("{r:?}");
+        let lost = r.frames - r.passed;
+        assert!(lost <= 2 * r.runs + r.runs / 100, "{r:?}");
     }
 
     #[test]

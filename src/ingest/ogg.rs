@@ -8,6 +8,7 @@
 //! from granule positions, so nothing is decoded; pages pass through byte-for-byte and the
 //! only allocations are for the (rare) header pages.
 
+use super::frames::join_title;
 use super::sync::SyncBuffer;
 
 /// Ogg CRC-32 tables for slicing-by-8: polynomial 0x04C11DB7, MSB first, no reflection.
@@ -174,6 +175,9 @@ pub struct PageInfo {
     pub duration_micros: u64,
     /// The page carries codec headers (part of [`OggFramer::stream_headers`]).
     pub is_header_page: bool,
+    /// The page is the first of a new chain link (a BOS page not joining a multiplexed set):
+    /// what comes before it belongs to the previous link.
+    pub starts_link: bool,
 }
 
 /// Codec of a logical stream, from its first packet.
@@ -250,15 +254,34 @@ struct Chain {
     headers: Vec<u8>,
     /// `headers` changed since last asked.
     changed: bool,
+    /// "Artist - Title" from the comment header of the most recent complete link.
+    title: Option<String>,
+    /// Serial adopted when the stream was joined mid-link (no BOS seen): the only one accepted
+    /// until a BOS page.
+    joined_serial: Option<u32>,
 }
 
 impl Chain {
-    /// Accounts for a valid page; `page` is its bytes.
+    /// Whether a CRC-valid page belongs here: a BOS page, or a page of a logical stream of
+    /// the current link. A page of another serial is out of place (spliced or stray data).
+    fn accepts(&self, h: &PageHeader) -> bool {
+        if h.is_bos() {
+            return true;
+        }
+        if self.streams.is_empty() {
+            return self.joined_serial.map_or(true, |s| s == h.serial);
+        }
+        self.streams.iter().any(|s| s.serial == h.serial)
+    }
+
+    /// Accounts for a valid page that [`accepts`](Self::accepts) let through; `page` is its
+    /// bytes.
     fn on_page(&mut self, h: &PageHeader, page: &[u8]) -> PageInfo {
         let mut info = PageInfo {
             header: *h,
             duration_micros: 0,
             is_header_page: false,
+            starts_link: false,
         };
         if h.is_bos() {
             let joins = self.after_bos
@@ -271,6 +294,8 @@ impl Chain {
                 self.pending.clear();
                 self.overflow = false;
                 self.collecting = true;
+                self.joined_serial = None;
+                info.starts_link = true;
             }
             let body = &page[HEADER_LEN + page[26] as usize..];
             self.streams.push(Stream::from_bos(h.serial, body));
@@ -278,6 +303,7 @@ impl Chain {
         self.after_bos = h.is_bos();
         let Some(i) = self.streams.iter().position(|s| s.serial == h.serial) else {
             // Joined mid-stream: no codec known, nothing to replay.
+            self.joined_serial = Some(h.serial);
             return info;
         };
         let s = &mut self.streams[i];
@@ -312,6 +338,11 @@ impl Chain {
                     std::mem::swap(&mut self.headers, &mut self.pending);
                     self.pending.clear();
                 }
+                self.title = self
+                    .streams
+                    .iter()
+                    .filter(|s| s.codec != Codec::Other)
+                    .find_map(|s| comment_title(&self.headers, s.serial, s.codec));
                 self.changed = true;
             }
             if info.is_header_page {
@@ -335,11 +366,85 @@ impl Chain {
     /// new link completes.
     fn reset(&mut self) {
         self.streams.clear();
+        self.joined_serial = None;
         self.collecting = false;
         self.after_bos = false;
         self.pending.clear();
         self.overflow = false;
     }
+}
+
+/// The `index`th packet (from 0) of logical stream `serial` in `pages` (whole pages back to
+/// back, as [`OggFramer::stream_headers`] holds them), reassembled across pages.
+fn packet(pages: &[u8], serial: u32, index: usize) -> Option<Vec<u8>> {
+    let (mut rest, mut n, mut packet) = (pages, 0usize, Vec::new());
+    while let Some(h) = parse_page_header(rest) {
+        let page = rest.get(..h.page_len)?;
+        rest = &rest[h.page_len..];
+        if h.serial != serial {
+            continue;
+        }
+        let lacing = &page[HEADER_LEN..HEADER_LEN + page[26] as usize];
+        let mut at = HEADER_LEN + lacing.len();
+        for &l in lacing {
+            if n == index {
+                packet.extend_from_slice(&page[at..at + l as usize]);
+            }
+            at += l as usize;
+            if l < 255 {
+                if n == index {
+                    return Some(packet);
+                }
+                n += 1;
+            }
+        }
+    }
+    None
+}
+
+/// "Artist - Title" from the comment header of a Vorbis or Opus stream: the second packet,
+/// `\x03vorbis` or `OpusTags`, then a vendor string and `KEY=value` entries (keys compared
+/// without case). The first TITLE and the first ARTIST count.
+fn comment_title(pages: &[u8], serial: u32, codec: Codec) -> Option<String> {
+    let packet = packet(pages, serial, 1)?;
+    let magic: &[u8] = match codec {
+        Codec::Vorbis => b"\x03vorbis",
+        Codec::Opus => b"OpusTags",
+        Codec::Other => return None,
+    };
+    let mut rest = packet.strip_prefix(magic)?;
+    let mut take = |n: usize| -> Option<&[u8]> {
+        let (head, tail) = (rest.get(..n)?, rest.get(n..)?);
+        rest = tail;
+        Some(head)
+    };
+    let vendor_len = le32_at(take(4)?) as usize;
+    take(vendor_len)?;
+    let count = le32_at(take(4)?);
+    let (mut artist, mut title) = (None, None);
+    for _ in 0..count {
+        let len = le32_at(take(4)?) as usize;
+        let entry = take(len)?;
+        let Some(eq) = entry.iter().position(|&b| b == b'=') else {
+            continue;
+        };
+        let (key, value) = (&entry[..eq], &entry[eq + 1..]);
+        let value = String::from_utf8_lossy(value).trim().to_string();
+        if value.is_empty() {
+            continue;
+        }
+        if key.eq_ignore_ascii_case(b"TITLE") && title.is_none() {
+            title = Some(value);
+        } else if key.eq_ignore_ascii_case(b"ARTIST") && artist.is_none() {
+            artist = Some(value);
+        }
+    }
+    join_title(artist, title)
+}
+
+/// A little-endian u32 from the first four bytes of `b` (which has them).
+fn le32_at(b: &[u8]) -> u32 {
+    u32::from_le_bytes([b[0], b[1], b[2], b[3]])
 }
 
 /// What starts at the front of the buffer.
@@ -356,7 +461,8 @@ enum Step {
 /// back whole pages only.
 ///
 /// Pages are returned byte-exact, and only once their CRC checks, so garbage and damaged pages
-/// never pass; they are dropped and counted in [`skipped_bytes`]. Unlike MP3 no successor is
+/// never pass; they are dropped and counted in [`skipped_bytes`], as are whole pages of a
+/// serial number outside the current link (a new serial must come with a BOS page). Unlike MP3 no successor is
 /// needed: a page is released as soon as its last byte arrives.
 ///
 /// The framer follows logical streams: a BOS page starts a new chain link (a new source or the
@@ -398,6 +504,7 @@ impl OggFramer {
                 return None;
             }
             match self.classify(avail) {
+                Step::Page(h) if !self.chain.accepts(&h) => self.input.drop_front(h.page_len),
                 Step::Page(h) => {
                     let at = self.input.take(h.page_len);
                     let page = self.input.get(at, h.page_len);
@@ -446,6 +553,13 @@ impl OggFramer {
     /// stream's headers are complete, and when they exceed a sanity limit.
     pub fn stream_headers(&self) -> &[u8] {
         &self.chain.headers
+    }
+
+    /// "Artist - Title" (or whichever of the two is there) from the comment header (Vorbis
+    /// comments or OpusTags) of the link whose headers [`stream_headers`](Self::stream_headers)
+    /// holds; `None` when it has neither.
+    pub fn title(&self) -> Option<&str> {
+        self.chain.title.as_deref()
     }
 
     /// Whether [`stream_headers`](Self::stream_headers) changed since the last call (a new
@@ -788,6 +902,107 @@ mod tests {
         );
         assert_eq!(o.micros, a.micros + b.micros + c.micros);
         assert_eq!(o.infos.iter().filter(|i| i.is_header_page).count(), 7);
+    }
+
+    #[test]
+    fn pages_of_another_serial_are_dropped() {
+        // A CRC-valid page of a stream that never began (spliced or stray) mid-link, and the
+        // same after a mid-stream join: neither passes.
+        let mut rng = Lcg(31);
+        let a = opus(1, 10, &mut rng);
+        let stray = page(0, 4800, 99, 7, &[(&rng.bytes(200), true)]);
+        let mut pages = a.pages();
+        pages.insert(6, stray.clone());
+        let o = run_all_chunkings(&pages.concat());
+        assert_eq!(o.pages, a.pages());
+        assert_eq!((o.skipped, o.resyncs), (stray.len() as u64, 1));
+        // A listener-style join: the first serial seen is adopted, another is refused.
+        let joined = [a.audio[2..5].concat(), stray, a.audio[5..].concat()].concat();
+        let o = run_all_chunkings(&joined);
+        assert_eq!(o.pages, a.audio[2..]);
+        // A BOS page with a new serial starts the next link and is welcome.
+        let b = opus(2, 3, &mut rng);
+        let o = run_all_chunkings(&[a.bytes(), b.bytes()].concat());
+        assert_eq!(o.pages, [a.pages(), b.pages()].concat());
+        let starts: Vec<_> = o.infos.iter().map(|i| i.starts_link).collect();
+        assert_eq!(starts.iter().filter(|&&s| s).count(), 2);
+        assert!(starts[0] && starts[a.pages().len()]);
+    }
+
+    /// Opus and Vorbis streams whose comment headers carry `entries`; the Vorbis one spans
+    /// two pages.
+    fn tagged(entries: &[&str], rng: &mut Lcg) -> (Vec<u8>, Vec<u8>) {
+        let mut list = Vec::new();
+        list.extend((entries.len() as u32).to_le_bytes());
+        for e in entries {
+            list.extend((e.len() as u32).to_le_bytes());
+            list.extend(e.as_bytes());
+        }
+        let vendor = [&5u32.to_le_bytes()[..], b"cycas"].concat();
+        let opus_tags = [&b"OpusTags"[..], &vendor, &list].concat();
+        let mut comment = [&b"\x03vorbis"[..], &vendor, &list, &[1]].concat();
+        // Pad the framing bit side so the comment packet needs two pages.
+        let split = 255 * (comment.len() / 255).max(1);
+        comment.resize(split + 10, 0);
+        let setup = [&b"\x05vorbis"[..], &rng.bytes(100)].concat();
+        let opus = [
+            page(2, 0, 7, 0, &[(&opus_head(), true)]),
+            page(0, 0, 7, 1, &[(&opus_tags, true)]),
+            page(0, 960, 7, 2, &[(&rng.bytes(80), true)]),
+        ]
+        .concat();
+        let vorbis = [
+            page(2, 0, 8, 0, &[(&vorbis_ident(44100), true)]),
+            page(0, 0, 8, 1, &[(&comment[..split], false)]),
+            page(1, 0, 8, 2, &[(&comment[split..], true), (&setup, true)]),
+            page(0, 1024, 8, 3, &[(&rng.bytes(80), true)]),
+        ]
+        .concat();
+        (opus, vorbis)
+    }
+
+    /// The title of each link after the whole input went through.
+    fn titles(stream: &[u8]) -> Vec<Option<String>> {
+        let mut f = OggFramer::new();
+        f.push(stream);
+        f.finish();
+        let mut out = Vec::new();
+        while f.next_frame().is_some() {
+            if f.headers_changed() {
+                out.push(f.title().map(str::to_string));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn titles_from_comment_headers() {
+        let mut rng = Lcg(32);
+        let long = "x".repeat(400);
+        let (opus_a, vorbis_b) = tagged(
+            &[
+                "encoder=test",
+                "title=First Song",
+                "ARTIST=The Band",
+                "TITLE=second",
+            ],
+            &mut rng,
+        );
+        let (opus_c, _) = tagged(
+            &["Title=Only A Title", &format!("comment={long}")],
+            &mut rng,
+        );
+        let (_, vorbis_d) = tagged(&["genre=none"], &mut rng);
+        let chain = [opus_a, vorbis_b, opus_c, vorbis_d].concat();
+        assert_eq!(
+            titles(&chain),
+            vec![
+                Some("The Band - First Song".to_string()),
+                Some("The Band - First Song".to_string()),
+                Some("Only A Title".to_string()),
+                None
+            ]
+        );
     }
 
     #[test]

@@ -261,7 +261,7 @@ impl<'a> LiveGuard<'a> {
             // Its title is unknown until the source or an operator sets one.
             feed.mount.set_info(info, Some(""));
             if format != Format::Ogg {
-                feed.mount.set_stream_headers(Vec::new(), 0);
+                feed.mount.clear_stream_headers();
             }
         }
         reclaim_listeners(self.ctx, self.mount);

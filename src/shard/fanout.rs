@@ -167,7 +167,7 @@ impl Fanout {
             .join_position(config.burst_size(&mount.name) as u64)
             .unwrap_or_else(|| ring.committed());
         listener.aligned = true;
-        listener.headers = owed_headers(mount, listener.cursor);
+        owe_headers(mount, &mut listener);
         self.stats.listeners.fetch_add(1, Ordering::Relaxed);
         ShardStats::add(&self.stats.connects, 1);
         let charset = Charset::from_name(&config.icy_charset(&mount.name));
@@ -308,7 +308,7 @@ impl Fanout {
         // The live edge: no second burst, and never audio the destination played before.
         listener.cursor = dest.ring.committed();
         listener.aligned = true;
-        listener.headers = owed_headers(&dest, listener.cursor);
+        owe_headers(&dest, &mut listener);
         if let Some(icy) = listener.icy.as_mut() {
             icy.forget_title();
         }
@@ -475,11 +475,13 @@ impl MountListeners {
     }
 }
 
-/// The codec headers a listener starting at `cursor` needs first: those of the current
-/// stream, unless the ring itself gives them from `cursor` on.
-fn owed_headers(mount: &Mount, cursor: u64) -> Option<(Arc<StreamHeaders>, usize)> {
-    let headers = mount.stream_headers.load_full();
-    (!headers.bytes.is_empty() && cursor >= headers.ends_at).then_some((headers, 0))
+/// Sets where a listener starting at `listener.cursor` really starts and the codec headers it
+/// needs first: those of the chain link its first page belongs to (see
+/// [`Mount::join_headers`]).
+fn owe_headers(mount: &Mount, listener: &mut Listener) {
+    let (cursor, headers) = mount.join_headers(listener.cursor);
+    listener.cursor = cursor;
+    listener.headers = headers.map(|h| (h, 0));
 }
 
 /// The listener list of `mount`, created on its first listener.
