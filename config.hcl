@@ -18,7 +18,9 @@ server {
   source_user = "source"
 
   # Password sources authenticate with. Default "hackme": change it, or set
-  # CYCAST_SOURCE_PASSWORD / --source-password instead of storing it here.
+  # CYCAST_SOURCE_PASSWORD / --source-password instead of storing it here. With the
+  # default on a host other than loopback, cycast warns in the log and on its status pages.
+  # A reload that would bring "hackme" back without this key written is refused.
   source_password = "hackme"
 
   # Mount path listeners request, e.g. GET /stream. Default "/stream".
@@ -37,6 +39,7 @@ server {
   admin_user = "admin"
 
   # Password for the admin API. Empty disables the admin API. Default "".
+  # A reload that would turn the admin API off without this key written is refused.
   # CYCAST_ADMIN_PASSWORD / --admin-password also set it.
   admin_password = ""
 

@@ -3,7 +3,7 @@
 //! The file format is a superset of the original Cycast `config.hcl`: every key the
 //! original accepted still loads, so an existing file keeps working unchanged.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -16,6 +16,9 @@ use serde::{Deserialize, Serialize};
 
 /// The shipped default configuration, embedded so the server runs without a file.
 pub const DEFAULT_CONFIG_HCL: &str = include_str!("../config.hcl");
+
+/// The built-in source password. Everybody knows it, so it is only safe on loopback.
+pub const DEFAULT_SOURCE_PASSWORD: &str = "hackme";
 
 const MIB: usize = 1024 * 1024;
 const REDACTED: &str = "<redacted>";
@@ -43,6 +46,11 @@ pub struct Config {
     pub mount: BTreeMap<String, MountConfig>,
     /// Mounts fed by pulling another server's stream, `relay "/local" { url = … }`.
     pub relay: BTreeMap<String, RelayConfig>,
+    /// Dotted keys and blocks the operator set explicitly (written in the file, or given on
+    /// the command line or in the environment), e.g. `server` and `server.admin_password`.
+    /// A reload uses it to tell a deliberate change from an empty or truncated file.
+    #[serde(skip)]
+    pub explicit: BTreeSet<String>,
 }
 
 /// `mount "/name" { ... }` block: every key is optional and falls back to the global one.
@@ -160,7 +168,7 @@ impl Default for ServerConfig {
             source_port: 8000,
             listen_port: 8001,
             source_user: "source".into(),
-            source_password: "hackme".into(),
+            source_password: DEFAULT_SOURCE_PASSWORD.into(),
             mount_point: "/stream".into(),
             shards: 0,
             ingest_core: 0,
@@ -617,17 +625,20 @@ impl Config {
     /// Parses, evaluates (so `64 * 1024` works) and validates HCL config text.
     pub fn from_hcl_str(text: &str) -> Result<Config, ConfigError> {
         let ev = evaluate(text)?;
-        let cfg: Config = serde_path_to_error::deserialize(ev.value.clone().into_deserializer())
-            .map_err(|e| {
-                let key = e.path().to_string();
-                let message = one_line(&e.inner().to_string());
-                ConfigError::Invalid {
-                    line: ev.line_for(&key),
-                    key,
-                    file: None,
-                    message,
-                }
-            })?;
+        let mut cfg: Config = serde_path_to_error::deserialize(
+            ev.value.clone().into_deserializer(),
+        )
+        .map_err(|e| {
+            let key = e.path().to_string();
+            let message = one_line(&e.inner().to_string());
+            ConfigError::Invalid {
+                line: ev.line_for(&key),
+                key,
+                file: None,
+                message,
+            }
+        })?;
+        cfg.explicit = ev.lines.keys().cloned().collect();
         cfg.validate().map_err(|e| match e {
             ConfigError::Invalid {
                 key,
@@ -1062,6 +1073,22 @@ impl Config {
         } else {
             self.advanced.max_listeners
         }
+    }
+
+    /// Whether a source password in force is the built-in default while the server listens on
+    /// more than loopback: anyone who can reach the source port can take the stream over.
+    pub fn default_source_password_exposed(&self) -> bool {
+        let loopback = self
+            .server
+            .host
+            .parse::<IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+        let default_in_use = self.server.source_password == DEFAULT_SOURCE_PASSWORD
+            || self
+                .mount
+                .values()
+                .any(|m| m.source_password.as_deref() == Some(DEFAULT_SOURCE_PASSWORD));
+        default_in_use && !loopback
     }
 
     /// Ring buffer size per mount in bytes.

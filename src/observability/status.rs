@@ -76,6 +76,9 @@ fn icecast_status(shared: &Shared) -> Value {
         "server_start": started.format("%a, %d %b %Y %H:%M:%S %z").to_string(),
         "server_start_iso8601": started.format("%Y-%m-%dT%H:%M:%S%z").to_string(),
     });
+    if cfg.default_source_password_exposed() {
+        stats["warning"] = json!(crate::server::DEFAULT_PASSWORD_WARNING);
+    }
     match sources.len() {
         0 => {}
         1 => stats["source"] = sources.into_iter().next().unwrap_or_default(),
