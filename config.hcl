@@ -173,7 +173,8 @@ advanced {
   metrics_path = "/metrics"
 
   # A separate port that serves only the metrics (bound on server.host), so the
-  # public port need not expose them. 0 = none. Default 0.
+  # public port need not expose them. It serves every series, hidden mounts' too; the
+  # listen port's metrics_path leaves hidden mounts out. 0 = none. Default 0.
   metrics_port = 0
 
   # flask_debug and flask_secret_key configured the original's web framework.
@@ -194,7 +195,9 @@ advanced {
 #   icy_metaint       = 16000          # default metadata.icy_metaint
 #   icy_charset       = "utf-8"        # default metadata.icy_charset
 #   station_name      = "Live Show"    # and station_description, station_genre, station_url
-#   hidden            = false          # true: left out of status pages and the station page
+#   hidden            = false          # true: left out of status pages, the station page,
+#                                      # /api/stats and the listen port's /metrics (admin views
+#                                      # and advanced.metrics_port still show it)
 #   fallback_mount    = "/stream"      # listeners go there while nothing feeds this mount
 #   fallback_override = true           # and come back when this mount's source returns
 #   playlist {                         # a playlist of its own (same keys as above)

@@ -681,6 +681,12 @@ impl Config {
         self.mount.get(name).cloned().unwrap_or_default()
     }
 
+    /// Whether mount `name` is configured `hidden`: public pages, `/api/stats` and the
+    /// listen port's `/metrics` leave it out; admin views and the metrics port show it.
+    pub fn is_hidden(&self, name: &str) -> bool {
+        self.mount.get(name).is_some_and(|m| m.hidden)
+    }
+
     /// Station fields for mount `name`: its block's, else the global `metadata` ones.
     pub fn station(&self, name: &str) -> Station {
         let m = self.mount.get(name);

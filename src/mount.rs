@@ -211,7 +211,7 @@ impl MountTable {
     pub fn public(&self, config: &Config) -> Vec<Arc<Mount>> {
         self.all()
             .iter()
-            .filter(|m| !config.mount.get(&m.name).is_some_and(|c| c.hidden))
+            .filter(|m| !config.is_hidden(&m.name))
             .cloned()
             .collect()
     }

@@ -108,7 +108,7 @@ fn route(ctx: &Rc<ShardContext>, cfg: &Config, request: &Request) -> Route {
     };
     let page = if !cfg.advanced.metrics_path.is_empty() && request.path == cfg.advanced.metrics_path
     {
-        Some(metrics::scrape(&ctx.shared.metrics))
+        Some(metrics::scrape_public(&ctx.shared.metrics, cfg))
     } else {
         web::page(&ctx.shared, request)
             .or_else(|| admin::handle(&ctx.shared, request, ctx.as_ref()))
