@@ -158,6 +158,12 @@ advanced {
   # Default 10.0.
   source_timeout = 10.0
 
+  # A mount a source created (one not configured here) is removed this many seconds after
+  # its source left and its last listener went, and its ring freed; until then listeners
+  # already on it stay, and new ones get 404 while no source feeds it. Configured mounts
+  # are never removed. Default 5.0.
+  source_mount_grace = 5.0
+
   # Log at debug level (same as -v). Default false.
   verbose_logging = false
 

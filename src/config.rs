@@ -342,6 +342,9 @@ pub struct AdvancedConfig {
     pub max_listeners: u32,
     /// Seconds without data after which a source is considered gone.
     pub source_timeout: f64,
+    /// Seconds a mount a source created (one not in this file) is kept after its source left
+    /// and its last listener went; then it is removed and its ring freed.
+    pub source_mount_grace: f64,
     /// Log at debug level.
     pub verbose_logging: bool,
     /// Serve `/api/stats`; when false it answers 403.
@@ -366,6 +369,7 @@ impl Default for AdvancedConfig {
         Self {
             max_listeners: 0,
             source_timeout: 10.0,
+            source_mount_grace: 5.0,
             verbose_logging: false,
             enable_stats: true,
             access_log: String::new(),
@@ -1046,6 +1050,13 @@ impl Config {
             }
         }
 
+        let grace = self.advanced.source_mount_grace;
+        if !(grace.is_finite() && grace >= 0.0) {
+            return bad(
+                "advanced.source_mount_grace",
+                format!("must be zero or a positive number of seconds (got {grace})"),
+            );
+        }
         let st = self.advanced.source_timeout;
         if !(st.is_finite() && st > 0.0) {
             return bad(
@@ -1105,6 +1116,19 @@ impl Config {
     /// Time a client has to send its request header.
     pub fn header_timeout(&self) -> Duration {
         secs(self.limits.header_timeout)
+    }
+
+    /// How long a source-created mount outlives its source and last listener.
+    pub fn source_mount_grace(&self) -> Duration {
+        secs(self.advanced.source_mount_grace)
+    }
+
+    /// Whether the configuration names mount `name` (default mount, mount block or relay);
+    /// other mounts exist only while a source feeds them or a listener stays.
+    pub fn is_configured(&self, name: &str) -> bool {
+        name == self.server.mount_point
+            || self.mount.contains_key(name)
+            || self.relay.contains_key(name)
     }
 
     /// Time without data after which a source is dropped.
@@ -1343,6 +1367,8 @@ advanced {
         assert!(err("broadcaster {\n  chunk_ms = 5\n}\n").contains("broadcaster.chunk_ms"));
         assert!(err("metadata {\n  icy_metaint = 70000\n}\n").contains("metadata.icy_metaint"));
         assert!(err("advanced {\n  source_timeout = 0\n}\n").contains("advanced.source_timeout"));
+        assert!(err("advanced {\n  source_mount_grace = -1\n}\n")
+            .contains("advanced.source_mount_grace"));
         assert!(err("limits {\n  header_timeout = -1\n}\n").contains("limits.header_timeout"));
     }
 
