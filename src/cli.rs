@@ -288,6 +288,20 @@ mod tests {
     }
 
     #[test]
+    fn overrides_count_as_explicit() {
+        let mut cfg = Config::from_hcl_str("metadata {\n  station_name = \"x\"\n}\n").unwrap();
+        assert!(cfg.explicit.contains("metadata.station_name"));
+        assert!(!cfg.explicit.contains("server"));
+        let cli = Cli {
+            admin_password: Some(String::new()),
+            ..Cli::default()
+        };
+        cli.apply_overrides(&mut cfg);
+        assert!(cfg.explicit.contains("server.admin_password"));
+        assert!(!cfg.explicit.contains("server.source_password"));
+    }
+
+    #[test]
     fn no_file_uses_embedded_default() {
         let cfg = Cli::default().load_config().unwrap();
         assert_eq!(cfg.server.mount_point, "/stream");

@@ -52,7 +52,7 @@ pub fn apply(shared: &Shared, reload: &Reload) {
 fn refusal(current: &Config, next: &Config) -> Option<&'static str> {
     let explicit = |key: &str| next.explicit.contains(key);
     if !explicit("server") {
-        return Some("the file has no server block (empty or truncated?)");
+        return Some("the file has no server block (empty or truncated?); write `server {}` if that is meant");
     }
     if !current.server.admin_password.is_empty()
         && next.server.admin_password.is_empty()
