@@ -244,6 +244,10 @@ pub fn run(config: Config, reload: Reload) -> Result<(), StartError> {
         );
         layout.push(format!("shard{id}@cpu{cpu}"));
     }
+    // Before the readiness line, so whoever waits for that line has seen this too.
+    if shared.config().default_source_password_exposed() {
+        tracing::warn!("{DEFAULT_PASSWORD_WARNING}");
+    }
     tracing::info!(
         listeners = %SocketAddr::new(host, listen_port),
         sources = %SocketAddr::new(host, source_port),
@@ -252,9 +256,6 @@ pub fn run(config: Config, reload: Reload) -> Result<(), StartError> {
         mount = %shared.config().server.mount_point,
         "cycast {} listening", env!("CARGO_PKG_VERSION"),
     );
-    if shared.config().default_source_password_exposed() {
-        tracing::warn!("{DEFAULT_PASSWORD_WARNING}");
-    }
     wait_for_signals(signals, &shared, reload);
     // Bounded: a core stuck on a peer must not keep the process alive.
     let (done_tx, done_rx) = std::sync::mpsc::channel();
