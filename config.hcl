@@ -18,7 +18,9 @@ server {
   source_user = "source"
 
   # Password sources authenticate with. Default "hackme": change it, or set
-  # CYCAST_SOURCE_PASSWORD / --source-password instead of storing it here.
+  # CYCAST_SOURCE_PASSWORD / --source-password instead of storing it here. With the
+  # default on a host other than loopback, cycast warns in the log and on its status pages.
+  # A reload that would bring "hackme" back without this key written is refused.
   source_password = "hackme"
 
   # Mount path listeners request, e.g. GET /stream. Default "/stream".
@@ -37,6 +39,7 @@ server {
   admin_user = "admin"
 
   # Password for the admin API. Empty disables the admin API. Default "".
+  # A reload that would turn the admin API off without this key written is refused.
   # CYCAST_ADMIN_PASSWORD / --admin-password also set it.
   admin_password = ""
 
@@ -163,6 +166,12 @@ advanced {
   # Default 10.0.
   source_timeout = 10.0
 
+  # A mount a source created (one not configured here) is removed this many seconds after
+  # its source left and its last listener went, and its ring freed; until then listeners
+  # already on it stay, and new ones get 404 while no source feeds it. Configured mounts
+  # are never removed. Default 5.0.
+  source_mount_grace = 5.0
+
   # Log at debug level (same as -v). Default false.
   verbose_logging = false
 
@@ -178,7 +187,8 @@ advanced {
   metrics_path = "/metrics"
 
   # A separate port that serves only the metrics (bound on server.host), so the
-  # public port need not expose them. 0 = none. Default 0.
+  # public port need not expose them. It serves every series, hidden mounts' too; the
+  # listen port's metrics_path leaves hidden mounts out. 0 = none. Default 0.
   metrics_port = 0
 
   # flask_debug and flask_secret_key configured the original's web framework.
@@ -199,7 +209,9 @@ advanced {
 #   icy_metaint       = 16000          # default metadata.icy_metaint
 #   icy_charset       = "utf-8"        # default metadata.icy_charset
 #   station_name      = "Live Show"    # and station_description, station_genre, station_url
-#   hidden            = false          # true: left out of status pages and the station page
+#   hidden            = false          # true: left out of status pages, the station page,
+#                                      # /api/stats and the listen port's /metrics (admin views
+#                                      # and advanced.metrics_port still show it)
 #   fallback_mount    = "/stream"      # listeners go there while nothing feeds this mount
 #   fallback_override = true           # and come back when this mount's source returns
 #   playlist {                         # a playlist of its own (same keys as above)

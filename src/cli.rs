@@ -128,6 +128,22 @@ impl Cli {
         if self.verbose {
             cfg.advanced.verbose_logging = true;
         }
+        // What the operator gave here is as deliberate as what the file says.
+        let given = [
+            ("server.host", self.host.is_some()),
+            ("server.source_port", self.source_port.is_some()),
+            ("server.listen_port", self.listen_port.is_some()),
+            ("server.shards", self.shards.is_some()),
+            ("server.ingest_core", self.ingest_core.is_some()),
+            ("server.mount_point", self.mount.is_some()),
+            ("server.source_password", self.source_password.is_some()),
+            ("server.admin_password", self.admin_password.is_some()),
+            ("playlist.directory", self.playlist_dir.is_some()),
+            ("advanced.verbose_logging", self.verbose),
+        ];
+        for (key, _) in given.iter().filter(|(_, set)| *set) {
+            cfg.explicit.insert((*key).to_string());
+        }
     }
 
     /// Handles `--check-config`: returns `None` when it was not given, otherwise prints the
@@ -269,6 +285,20 @@ mod tests {
         let e = cli.load_config().unwrap_err().to_string();
         assert!(e.contains("server.listen_port"), "{e}");
         std::fs::remove_file(&path).ok();
+    }
+
+    #[test]
+    fn overrides_count_as_explicit() {
+        let mut cfg = Config::from_hcl_str("metadata {\n  station_name = \"x\"\n}\n").unwrap();
+        assert!(cfg.explicit.contains("metadata.station_name"));
+        assert!(!cfg.explicit.contains("server"));
+        let cli = Cli {
+            admin_password: Some(String::new()),
+            ..Cli::default()
+        };
+        cli.apply_overrides(&mut cfg);
+        assert!(cfg.explicit.contains("server.admin_password"));
+        assert!(!cfg.explicit.contains("server.source_password"));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! The file format is a superset of the original Cycast `config.hcl`: every key the
 //! original accepted still loads, so an existing file keeps working unchanged.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -16,6 +16,9 @@ use serde::{Deserialize, Serialize};
 
 /// The shipped default configuration, embedded so the server runs without a file.
 pub const DEFAULT_CONFIG_HCL: &str = include_str!("../config.hcl");
+
+/// The built-in source password. Everybody knows it, so it is only safe on loopback.
+pub const DEFAULT_SOURCE_PASSWORD: &str = "hackme";
 
 const MIB: usize = 1024 * 1024;
 const REDACTED: &str = "<redacted>";
@@ -43,6 +46,11 @@ pub struct Config {
     pub mount: BTreeMap<String, MountConfig>,
     /// Mounts fed by pulling another server's stream, `relay "/local" { url = … }`.
     pub relay: BTreeMap<String, RelayConfig>,
+    /// Dotted keys and blocks the operator set explicitly (written in the file, or given on
+    /// the command line or in the environment), e.g. `server` and `server.admin_password`.
+    /// A reload uses it to tell a deliberate change from an empty or truncated file.
+    #[serde(skip)]
+    pub explicit: BTreeSet<String>,
 }
 
 /// `mount "/name" { ... }` block: every key is optional and falls back to the global one.
@@ -160,7 +168,7 @@ impl Default for ServerConfig {
             source_port: 8000,
             listen_port: 8001,
             source_user: "source".into(),
-            source_password: "hackme".into(),
+            source_password: DEFAULT_SOURCE_PASSWORD.into(),
             mount_point: "/stream".into(),
             shards: 0,
             ingest_core: 0,
@@ -344,6 +352,9 @@ pub struct AdvancedConfig {
     pub max_listeners: u32,
     /// Seconds without data after which a source is considered gone.
     pub source_timeout: f64,
+    /// Seconds a mount a source created (one not in this file) is kept after its source left
+    /// and its last listener went; then it is removed and its ring freed.
+    pub source_mount_grace: f64,
     /// Log at debug level.
     pub verbose_logging: bool,
     /// Serve `/api/stats`; when false it answers 403.
@@ -368,6 +379,7 @@ impl Default for AdvancedConfig {
         Self {
             max_listeners: 0,
             source_timeout: 10.0,
+            source_mount_grace: 5.0,
             verbose_logging: false,
             enable_stats: true,
             access_log: String::new(),
@@ -627,17 +639,20 @@ impl Config {
     /// Parses, evaluates (so `64 * 1024` works) and validates HCL config text.
     pub fn from_hcl_str(text: &str) -> Result<Config, ConfigError> {
         let ev = evaluate(text)?;
-        let cfg: Config = serde_path_to_error::deserialize(ev.value.clone().into_deserializer())
-            .map_err(|e| {
-                let key = e.path().to_string();
-                let message = one_line(&e.inner().to_string());
-                ConfigError::Invalid {
-                    line: ev.line_for(&key),
-                    key,
-                    file: None,
-                    message,
-                }
-            })?;
+        let mut cfg: Config = serde_path_to_error::deserialize(
+            ev.value.clone().into_deserializer(),
+        )
+        .map_err(|e| {
+            let key = e.path().to_string();
+            let message = one_line(&e.inner().to_string());
+            ConfigError::Invalid {
+                line: ev.line_for(&key),
+                key,
+                file: None,
+                message,
+            }
+        })?;
+        cfg.explicit = ev.lines.keys().cloned().collect();
         cfg.validate().map_err(|e| match e {
             ConfigError::Invalid {
                 key,
@@ -678,6 +693,12 @@ impl Config {
     /// Settings of mount `name` (defaults when it has no block).
     pub fn mount_config(&self, name: &str) -> MountConfig {
         self.mount.get(name).cloned().unwrap_or_default()
+    }
+
+    /// Whether mount `name` is configured `hidden`: public pages, `/api/stats` and the
+    /// listen port's `/metrics` leave it out; admin views and the metrics port show it.
+    pub fn is_hidden(&self, name: &str) -> bool {
+        self.mount.get(name).is_some_and(|m| m.hidden)
     }
 
     /// Station fields for mount `name`: its block's, else the global `metadata` ones.
@@ -1078,6 +1099,13 @@ impl Config {
             }
         }
 
+        let grace = self.advanced.source_mount_grace;
+        if !(grace.is_finite() && grace >= 0.0) {
+            return bad(
+                "advanced.source_mount_grace",
+                format!("must be zero or a positive number of seconds (got {grace})"),
+            );
+        }
         let st = self.advanced.source_timeout;
         if !(st.is_finite() && st > 0.0) {
             return bad(
@@ -1113,6 +1141,22 @@ impl Config {
         }
     }
 
+    /// Whether a source password in force is the built-in default while the server listens on
+    /// more than loopback: anyone who can reach the source port can take the stream over.
+    pub fn default_source_password_exposed(&self) -> bool {
+        let loopback = self
+            .server
+            .host
+            .parse::<IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+        let default_in_use = self.server.source_password == DEFAULT_SOURCE_PASSWORD
+            || self
+                .mount
+                .values()
+                .any(|m| m.source_password.as_deref() == Some(DEFAULT_SOURCE_PASSWORD));
+        default_in_use && !loopback
+    }
+
     /// Ring buffer size per mount in bytes.
     pub fn ring_bytes(&self) -> usize {
         self.buffer.size_mb as usize * MIB
@@ -1121,6 +1165,19 @@ impl Config {
     /// Time a client has to send its request header.
     pub fn header_timeout(&self) -> Duration {
         secs(self.limits.header_timeout)
+    }
+
+    /// How long a source-created mount outlives its source and last listener.
+    pub fn source_mount_grace(&self) -> Duration {
+        secs(self.advanced.source_mount_grace)
+    }
+
+    /// Whether the configuration names mount `name` (default mount, mount block or relay);
+    /// other mounts exist only while a source feeds them or a listener stays.
+    pub fn is_configured(&self, name: &str) -> bool {
+        name == self.server.mount_point
+            || self.mount.contains_key(name)
+            || self.relay.contains_key(name)
     }
 
     /// Time without data after which a source is dropped.
@@ -1374,6 +1431,8 @@ advanced {
         assert!(err("broadcaster {\n  chunk_ms = 5\n}\n").contains("broadcaster.chunk_ms"));
         assert!(err("metadata {\n  icy_metaint = 70000\n}\n").contains("metadata.icy_metaint"));
         assert!(err("advanced {\n  source_timeout = 0\n}\n").contains("advanced.source_timeout"));
+        assert!(err("advanced {\n  source_mount_grace = -1\n}\n")
+            .contains("advanced.source_mount_grace"));
         assert!(err("limits {\n  header_timeout = -1\n}\n").contains("limits.header_timeout"));
     }
 

@@ -1,7 +1,7 @@
 //! Mounts: the named streams listeners ask for. Each has one ring (written by the ingest core)
 //! and a description of what is on air, which shards read when a listener joins.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -10,7 +10,8 @@ use arc_swap::ArcSwap;
 use crate::config::Config;
 use crate::ring::{Ring, RingWriter};
 
-/// Index of a mount in the [`MountTable`]; stable for the life of the process.
+/// Identity of a mount, never reused for another one (a mount a source created can be removed
+/// and its name created again later), so a late message about a removed mount touches nothing.
 pub type MountId = usize;
 
 /// Most mounts a server will create, configured plus created by sources on the fly.
@@ -60,7 +61,7 @@ impl StreamInfo {
 
 /// One mount: the ring plus what is on it.
 pub struct Mount {
-    /// Position in the mount table; shards index their listener lists by it.
+    /// Unique id; shards find their listener lists and messages name mounts by it.
     pub id: MountId,
     /// Path listeners request, such as `/stream`.
     pub name: String,
@@ -77,6 +78,8 @@ pub struct Mount {
     /// Codec header pages (Ogg) of each chain link still in the ring, oldest first: a listener
     /// joining mid-stream must first get those of the link its first page belongs to.
     pub stream_headers: ArcSwap<Vec<Arc<StreamHeaders>>>,
+    /// Set when the mount is taken out of the table (or about to be): no listener may join.
+    removed: AtomicBool,
 }
 
 /// Most chain links whose headers are kept; older ones go even if the ring still holds some of
@@ -188,21 +191,22 @@ impl Mount {
         }
     }
 
-    /// Counts a joined listener and updates the peak.
-    pub fn listener_joined(&self) {
-        let now = self.listeners.fetch_add(1, Ordering::Relaxed) + 1;
-        self.listener_peak.fetch_max(now, Ordering::Relaxed);
-    }
-
-    /// Counts a listener in unless the mount already has `max` (0 = no limit).
+    /// Counts a listener in unless the mount already has `max` (0 = no limit) or has been
+    /// removed. Sequentially consistent with [`MountTable::retire`]: either the join sees the
+    /// removal, or the removal sees the listener and is called off.
     pub fn try_join(&self, max: u64) -> bool {
-        let now = self.listeners.fetch_add(1, Ordering::Relaxed) + 1;
-        if max != 0 && now > max {
-            self.listeners.fetch_sub(1, Ordering::Relaxed);
+        let now = self.listeners.fetch_add(1, Ordering::SeqCst) + 1;
+        if (max != 0 && now > max) || self.removed.load(Ordering::SeqCst) {
+            self.listeners.fetch_sub(1, Ordering::SeqCst);
             return false;
         }
         self.listener_peak.fetch_max(now, Ordering::Relaxed);
         true
+    }
+
+    /// Whether the mount has been removed from the table.
+    pub fn is_removed(&self) -> bool {
+        self.removed.load(Ordering::SeqCst)
     }
 
     /// Counts a departed listener.
@@ -211,12 +215,15 @@ impl Mount {
     }
 }
 
-/// All mounts, append-only: readers on any core see a consistent list without locking.
+/// All mounts: readers on any core see a consistent list without locking. Only the ingest
+/// core changes it (and the start-up code before the cores run).
 pub struct MountTable {
-    /// The list; replaced whole when the ingest core adds a mount.
+    /// The list; replaced whole when the ingest core adds or removes a mount.
     mounts: ArcSwap<Vec<Arc<Mount>>>,
     /// Ring size for new mounts.
     ring_bytes: usize,
+    /// Id of the next mount created.
+    next_id: AtomicUsize,
 }
 
 /// Why a mount could not be created.
@@ -241,6 +248,7 @@ impl MountTable {
         Self {
             mounts: ArcSwap::from_pointee(Vec::new()),
             ring_bytes,
+            next_id: AtomicUsize::new(0),
         }
     }
 
@@ -249,9 +257,9 @@ impl MountTable {
         self.mounts.load().iter().find(|m| m.name == name).cloned()
     }
 
-    /// Looks a mount up by id.
+    /// Looks a mount up by id; `None` once it has been removed.
     pub fn get(&self, id: MountId) -> Option<Arc<Mount>> {
-        self.mounts.load().get(id).cloned()
+        self.mounts.load().iter().find(|m| m.id == id).cloned()
     }
 
     /// The mount a listener of `mount` is served: itself while something feeds it, else the
@@ -280,7 +288,7 @@ impl MountTable {
     pub fn public(&self, config: &Config) -> Vec<Arc<Mount>> {
         self.all()
             .iter()
-            .filter(|m| !config.mount.get(&m.name).is_some_and(|c| c.hidden))
+            .filter(|m| !config.is_hidden(&m.name))
             .cloned()
             .collect()
     }
@@ -305,7 +313,7 @@ impl MountTable {
             source,
         })?;
         let mount = Arc::new(Mount {
-            id: current.len(),
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
             name: name.to_string(),
             ring,
             info: ArcSwap::from_pointee(info),
@@ -313,11 +321,31 @@ impl MountTable {
             listener_peak: AtomicU64::new(0),
             bytes_in: AtomicU64::new(0),
             stream_headers: ArcSwap::from_pointee(Vec::new()),
+            removed: AtomicBool::new(false),
         });
         let mut next = Vec::clone(&current);
         next.push(mount.clone());
         self.mounts.store(Arc::new(next));
         Ok((mount, writer))
+    }
+
+    /// Takes `mount` out of the table unless a listener holds it; returns whether it was
+    /// removed. Only the ingest core calls this. Shards that still hold the mount keep its
+    /// ring alive through their `Arc`s until they let go, and no listener can join it any more.
+    pub fn retire(&self, mount: &Mount) -> bool {
+        mount.removed.store(true, Ordering::SeqCst);
+        if mount.listeners.load(Ordering::SeqCst) != 0 {
+            mount.removed.store(false, Ordering::SeqCst);
+            return false;
+        }
+        let current = self.mounts.load_full();
+        let next: Vec<Arc<Mount>> = current
+            .iter()
+            .filter(|m| m.id != mount.id)
+            .cloned()
+            .collect();
+        self.mounts.store(Arc::new(next));
+        true
     }
 }
 
@@ -329,4 +357,34 @@ pub fn valid_mount_name(path: &str) -> bool {
         && path
             .bytes()
             .all(|b| b.is_ascii_graphic() && b != b'?' && b != b'#' && b != b'%')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_retired_mount_is_gone_takes_no_listener_and_frees_its_ring() {
+        let table = MountTable::new(64 * 1024);
+        let (kept, _) = table.create("/kept", StreamInfo::default()).unwrap();
+        let (mount, writer) = table.create("/gone", StreamInfo::default()).unwrap();
+        assert!(mount.try_join(0));
+        assert!(!table.retire(&mount), "a listener keeps the mount");
+        assert!(table.find("/gone").is_some() && !mount.is_removed());
+        mount.listener_left();
+        assert!(table.retire(&mount));
+        assert!(table.find("/gone").is_none() && table.get(mount.id).is_none());
+        assert!(!mount.try_join(0), "no listener joins a removed mount");
+        assert_eq!(mount.listeners.load(Ordering::SeqCst), 0);
+        // The ring lives while anyone holds the mount, and no longer.
+        let ring = Arc::downgrade(&mount.ring);
+        drop(writer);
+        assert!(ring.upgrade().is_some());
+        drop(mount);
+        assert!(ring.upgrade().is_none(), "ring memory not freed");
+        // Ids are never reused: the name comes back as a new mount.
+        let (again, _) = table.create("/gone", StreamInfo::default()).unwrap();
+        assert!(again.id > kept.id + 1);
+        assert_eq!(table.get(kept.id).unwrap().name, "/kept");
+    }
 }

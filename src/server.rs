@@ -67,6 +67,11 @@ impl Shared {
     }
 }
 
+/// Said in the log at start and on the status pages while the built-in source password is in
+/// force beyond loopback. A warning, not a refusal: `make run` and a first `cycast` on a LAN
+/// must work out of the box, as Icecast's do.
+pub const DEFAULT_PASSWORD_WARNING: &str = "the source password is the built-in default and the server listens beyond loopback: anyone who can reach the source port can take the stream over; set server.source_password or CYCAST_SOURCE_PASSWORD";
+
 /// How often executors look at the shutdown flag.
 const SHUTDOWN_POLL: Duration = Duration::from_millis(100);
 
@@ -241,6 +246,10 @@ pub fn run(config: Config, reload: Reload) -> Result<(), StartError> {
                 })?,
         );
         layout.push(format!("shard{id}@cpu{cpu}"));
+    }
+    // Before the readiness line, so whoever waits for that line has seen this too.
+    if shared.config().default_source_password_exposed() {
+        tracing::warn!("{DEFAULT_PASSWORD_WARNING}");
     }
     tracing::info!(
         listeners = %SocketAddr::new(host, listen_port),

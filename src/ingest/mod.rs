@@ -21,7 +21,7 @@ use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::channels::shared_channel::{SharedReceiver, SharedSender};
@@ -33,12 +33,17 @@ use crate::ring::RingWriter;
 use crate::server::Shared;
 use feed::{MountFeed, ShardWakers};
 
+/// How often the ingest core looks for source-created mounts to remove.
+const UNUSED_MOUNT_CHECK: Duration = Duration::from_millis(250);
+
 /// State of the ingest core, shared by its tasks (single-threaded, hence `Rc`/`RefCell`).
 pub struct IngestContext {
     /// Configuration, mounts and counters shared with the shards.
     pub shared: Arc<Shared>,
-    /// The feed of every mount, indexed by mount id.
-    feeds: RefCell<Vec<Rc<RefCell<MountFeed>>>>,
+    /// The feed of every mount, by mount id.
+    feeds: RefCell<HashMap<MountId, Rc<RefCell<MountFeed>>>>,
+    /// Source-created mounts with neither source nor listener, and since when.
+    unused_since: RefCell<HashMap<MountId, Instant>>,
     /// Mounts a live source holds right now; a second source gets 403.
     live: RefCell<HashSet<MountId>>,
     /// Wakes shards after a publish.
@@ -54,22 +59,21 @@ pub struct IngestContext {
 impl IngestContext {
     fn new(shared: Arc<Shared>, writers: Vec<RingWriter>, wakers: ShardWakers) -> Self {
         let wakers = Rc::new(wakers);
-        let feeds = writers
-            .into_iter()
-            .enumerate()
-            .map(|(id, writer)| {
-                let mount = shared
-                    .mounts
-                    .get(id)
-                    .expect("a writer for every configured mount");
-                Rc::new(RefCell::new(Self::make_feed(
-                    &shared, mount, writer, &wakers,
-                )))
+        // The configured mounts, created in this order before the cores started.
+        let feeds = shared
+            .mounts
+            .all()
+            .iter()
+            .zip(writers)
+            .map(|(mount, writer)| {
+                let feed = Self::make_feed(&shared, mount.clone(), writer, &wakers);
+                (mount.id, Rc::new(RefCell::new(feed)))
             })
             .collect();
         Self {
             shared,
             feeds: RefCell::new(feeds),
+            unused_since: RefCell::new(HashMap::new()),
             live: RefCell::new(HashSet::new()),
             wakers,
             on_release: RefCell::new(HashMap::new()),
@@ -98,18 +102,61 @@ impl IngestContext {
     /// The feed of mount `name`, creating the mount when a source is the first to use it
     /// (as Icecast does).
     pub fn feed_for(&self, name: &str) -> Result<Rc<RefCell<MountFeed>>, MountError> {
-        if let Some(mount) = self.shared.mounts.find(name) {
-            return Ok(self.feeds.borrow()[mount.id].clone());
+        if let Some(feed) = self
+            .shared
+            .mounts
+            .find(name)
+            .and_then(|mount| self.feeds.borrow().get(&mount.id).cloned())
+        {
+            return Ok(feed);
         }
         let (mount, writer) = self.shared.mounts.create(name, StreamInfo::default())?;
+        let id = mount.id;
         let feed = Rc::new(RefCell::new(Self::make_feed(
             &self.shared,
             mount,
             writer,
             &self.wakers,
         )));
-        self.feeds.borrow_mut().push(feed.clone());
+        self.feeds.borrow_mut().insert(id, feed.clone());
         Ok(feed)
+    }
+
+    /// Removes the mounts sources created (not in the configuration) that have had neither a
+    /// source nor a listener for `advanced.source_mount_grace`, as Icecast drops them. Their
+    /// feed and ring writer go here; shards drop their references once they notice, and the
+    /// ring is unmapped with the last one.
+    fn remove_unused_mounts(&self) {
+        let config = self.shared.config();
+        let grace = config.source_mount_grace();
+        let now = Instant::now();
+        let mut unused_since = self.unused_since.borrow_mut();
+        for mount in self.shared.mounts.all().iter() {
+            let unused = !config.is_configured(&mount.name)
+                && !self.is_live(mount.id)
+                && mount.listeners.load(std::sync::atomic::Ordering::SeqCst) == 0;
+            if !unused {
+                unused_since.remove(&mount.id);
+                continue;
+            }
+            let since = *unused_since.entry(mount.id).or_insert(now);
+            if now.duration_since(since) < grace {
+                continue;
+            }
+            // A listener may have joined since the count was read: then it stays.
+            if !self.shared.mounts.retire(mount) {
+                unused_since.remove(&mount.id);
+                continue;
+            }
+            unused_since.remove(&mount.id);
+            self.feeds.borrow_mut().remove(&mount.id);
+            self.kill_switches.borrow_mut().remove(&mount.id);
+            self.skip_switches.borrow_mut().remove(&mount.id);
+            self.on_release.borrow_mut().remove(&mount.id);
+            // Its series show it off the air rather than as last seen.
+            crate::observability::metrics::flush_ingest(std::slice::from_ref(mount));
+            tracing::info!(mount = %mount.name, "mount removed: its source left and nobody listens");
+        }
     }
 
     /// Marks `mount` as held by a live source; false if another source holds it.
@@ -218,6 +265,14 @@ pub async fn serve(
         loop {
             crate::observability::metrics::flush_ingest(&metrics_ctx.shared.mounts.all());
             sleep(Duration::from_secs(1)).await;
+        }
+    })
+    .detach();
+    let housekeeping_ctx = ctx.clone();
+    glommio::spawn_local(async move {
+        loop {
+            housekeeping_ctx.remove_unused_mounts();
+            sleep(UNUSED_MOUNT_CHECK).await;
         }
     })
     .detach();

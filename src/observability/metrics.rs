@@ -11,6 +11,7 @@ use metrics::{
 };
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
+use crate::config::Config;
 use crate::http::response;
 use crate::mount::Mount;
 use crate::observability::stats::{DisconnectReason, ListenerInfo};
@@ -152,13 +153,79 @@ pub fn track_played(mount: &str) {
     counter!("cycast_playlist_tracks_total", "mount" => mount.to_string()).increment(1);
 }
 
-/// The scrape response.
+/// The scrape response with every series, for the separate `metrics_port` (kept off the
+/// public network by the operator).
 pub fn scrape(handle: &PrometheusHandle) -> Vec<u8> {
     handle.run_upkeep();
+    text_response(&handle.render())
+}
+
+/// The scrape response for the public listen port: series of `hidden` mounts are left out,
+/// as on every other public page.
+pub fn scrape_public(handle: &PrometheusHandle, config: &Config) -> Vec<u8> {
+    handle.run_upkeep();
+    let all = handle.render();
+    let mut shown = String::with_capacity(all.len());
+    for line in all.lines() {
+        if mount_label(line).is_some_and(|m| config.is_hidden(&m)) {
+            continue;
+        }
+        shown.push_str(line);
+        shown.push('\n');
+    }
+    text_response(&shown)
+}
+
+fn text_response(body: &str) -> Vec<u8> {
     response(
         200,
         "OK",
         &[("Content-Type", "text/plain; version=0.0.4; charset=utf-8")],
-        &handle.render(),
+        body,
     )
+}
+
+/// The `mount` label of one sample line of the text exposition format, unescaped.
+fn mount_label(line: &str) -> Option<String> {
+    if line.starts_with('#') {
+        return None;
+    }
+    let mut rest = &line[line.find('{')? + 1..];
+    loop {
+        let (name, after) = rest.split_once("=\"")?;
+        let mut value = String::new();
+        let mut chars = after.char_indices();
+        let end = loop {
+            match chars.next()? {
+                (_, '\\') => match chars.next()?.1 {
+                    'n' => value.push('\n'),
+                    other => value.push(other),
+                },
+                (i, '"') => break i,
+                (_, c) => value.push(c),
+            }
+        };
+        if name == "mount" {
+            return Some(value);
+        }
+        rest = after[end + 1..].strip_prefix(',')?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mount_label_is_found_and_unescaped() {
+        let line = r#"cycast_listeners{shard="0",mount="/a\"b\\c"} 3"#;
+        assert_eq!(mount_label(line).as_deref(), Some(r#"/a"b\c"#));
+        let line = r#"cycast_x{mount="/m",reason="x"} 1"#;
+        assert_eq!(mount_label(line).as_deref(), Some("/m"));
+        // A value that only looks like a mount label inside another label is not one.
+        let line = r#"cycast_x{result="mount=\"/m\"",shard="1"} 1"#;
+        assert_eq!(mount_label(line), None);
+        assert_eq!(mount_label("# HELP cycast_listeners mount=\"/m\""), None);
+        assert_eq!(mount_label("cycast_up 1"), None);
+    }
 }

@@ -76,6 +76,9 @@ fn icecast_status(shared: &Shared) -> Value {
         "server_start": started.format("%a, %d %b %Y %H:%M:%S %z").to_string(),
         "server_start_iso8601": started.format("%Y-%m-%dT%H:%M:%S%z").to_string(),
     });
+    if cfg.default_source_password_exposed() {
+        stats["warning"] = json!(crate::server::DEFAULT_PASSWORD_WARNING);
+    }
     match sources.len() {
         0 => {}
         1 => stats["source"] = sources.into_iter().next().unwrap_or_default(),
@@ -150,19 +153,26 @@ fn api_status(shared: &Shared) -> Value {
 }
 
 /// The original Cycast's `/api/stats`, plus per-shard and per-mount detail.
+/// Public: `hidden` mounts and their listeners are left out (totals still count them).
 fn api_stats(shared: &Shared) -> Value {
+    let cfg = shared.config();
+    let mounts = shared.mounts.public(&cfg);
     let mut listeners = Vec::new();
     let mut shards = Vec::new();
     for (id, shard) in shared.shards.iter().enumerate() {
         let snapshot = shard.snapshot.load();
         for l in snapshot.iter() {
+            // A listener of a mount not listed (hidden, or already removed) is not shown.
+            let Some(mount) = mounts.iter().find(|m| m.id == l.mount) else {
+                continue;
+            };
             listeners.push(json!({
                 "id": l.id,
                 "bytes_sent": l.bytes_sent,
                 "connected_seconds": l.connected_secs,
                 "active": true,
                 "shard": id,
-                "mount": shared.mounts.get(l.mount).map(|m| m.name.clone()),
+                "mount": mount.name,
                 "lag_bytes": l.lag,
             }));
         }
@@ -181,10 +191,9 @@ fn api_stats(shared: &Shared) -> Value {
             },
         }));
     }
-    let mounts = shared.mounts.all();
     let (available, space) = shared
         .mounts
-        .find(&shared.config().server.mount_point)
+        .find(&cfg.server.mount_point)
         .map(|m| {
             let used = m.ring.committed().min(m.ring.capacity());
             (used, m.ring.capacity() - used)

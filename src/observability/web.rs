@@ -138,6 +138,14 @@ fn station_page(shared: &Shared) -> String {
         .iter()
         .map(|m| m.listeners.load(Ordering::Relaxed))
         .sum();
+    let warning = if config.default_source_password_exposed() {
+        format!(
+            "<p class=\"notice error\" role=\"alert\" id=\"warning\">Warning: {}</p>",
+            escape(crate::server::DEFAULT_PASSWORD_WARNING)
+        )
+    } else {
+        String::new()
+    };
     STATION_HTML
         .replace("{{station_name}}", &escape(&meta.station_name))
         .replace(
@@ -158,6 +166,7 @@ fn station_page(shared: &Shared) -> String {
         .replace("{{mode_class}}", if info.live { "live" } else { "auto" })
         .replace("{{listeners}}", &listeners.to_string())
         .replace("{{players}}", &players)
+        .replace("{{warning}}", &warning)
 }
 
 fn mode_label(live: bool) -> &'static str {
@@ -233,6 +242,7 @@ mod tests {
                         "{{mode_class}}",
                         "{{listeners}}",
                         "{{players}}",
+                        "{{warning}}",
                     ]
                     .contains(&name),
                     "unknown placeholder {name}"

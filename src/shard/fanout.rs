@@ -118,8 +118,9 @@ struct Sender {
 
 /// All listeners of one shard, by mount.
 pub struct Fanout {
-    /// Indexed by mount id; grows when a listener joins a mount created after start.
-    mounts: Vec<Option<MountListeners>>,
+    /// One entry per mount this shard has served, found by id (a few entries, searched once
+    /// per pass, not per listener); a removed mount's entry goes once it has no listeners.
+    mounts: Vec<MountListeners>,
     /// Serves listeners.
     sender: Sender,
     /// This shard's counters, read by status pages.
@@ -177,7 +178,7 @@ impl Fanout {
 
     /// Puts a listener into its mount's list after serving it once.
     fn admit(&mut self, mount: MountId, mut listener: Listener) {
-        let Some(Some(slot)) = self.mounts.get_mut(mount) else {
+        let Some(slot) = find(&mut self.mounts, mount) else {
             return;
         };
         slot.refresh_title();
@@ -212,9 +213,7 @@ impl Fanout {
     /// or `None` when every listener has been served. A large shard serves its listeners in
     /// slices and yields between them, so joins are accepted during a long pass.
     pub fn on_publish_slice(&mut self, mount: MountId, from: usize, count: usize) -> Option<usize> {
-        let Some(Some(slot)) = self.mounts.get_mut(mount) else {
-            return None;
-        };
+        let slot = find(&mut self.mounts, mount)?;
         slot.refresh_title();
         let edge = slot.ring.committed();
         let mut pass = Pass::default();
@@ -259,12 +258,10 @@ impl Fanout {
 
     /// Disconnects the listener with `id` if this shard has it.
     pub fn kick(&mut self, id: u64) -> bool {
-        for mount in 0..self.mounts.len() {
-            let Some(slot) = self.mounts[mount].as_mut() else {
-                continue;
-            };
+        for slot in self.mounts.iter_mut() {
             if let Some(i) = slot.listeners.iter().position(|l| l.id == id) {
                 let listener = slot.listeners.swap_remove(i);
+                let mount = slot.mount.id;
                 self.depart(mount, listener, DisconnectReason::Kicked);
                 return true;
             }
@@ -278,7 +275,7 @@ impl Fanout {
         if from == to || self.shared.mounts.get(to).is_none() {
             return;
         }
-        let Some(Some(slot)) = self.mounts.get_mut(from) else {
+        let Some(slot) = find(&mut self.mounts, from) else {
             return;
         };
         let mut moving = Vec::new();
@@ -297,13 +294,13 @@ impl Fanout {
     }
 
     fn move_listener(&mut self, from: MountId, mut listener: Listener, to: MountId) {
-        let Some(dest) = self.shared.mounts.get(to) else {
+        // A destination removed meanwhile takes nobody (see `MountTable::retire`).
+        let Some(dest) = self.shared.mounts.get(to).filter(|d| d.try_join(0)) else {
             return self.depart(from, listener, DisconnectReason::Kicked);
         };
-        if let Some(Some(source)) = self.mounts.get(from) {
+        if let Some(source) = find(&mut self.mounts, from) {
             source.mount.listener_left();
         }
-        dest.listener_joined();
         listener.move_to = None;
         // The live edge: no second burst, and never audio the destination played before.
         listener.cursor = dest.ring.committed();
@@ -325,7 +322,7 @@ impl Fanout {
         if self.sender.scratch.buf.len() < limits.queue_size {
             self.sender.scratch.buf.resize(limits.queue_size, 0);
         }
-        for slot in self.mounts.iter_mut().flatten() {
+        for slot in self.mounts.iter_mut() {
             slot.charset = Charset::from_name(&config.icy_charset(&slot.mount.name));
         }
     }
@@ -334,7 +331,7 @@ impl Fanout {
     /// returns how many there were.
     pub fn close_all(&mut self) -> usize {
         let mut closed = 0;
-        for slot in self.mounts.iter_mut().flatten() {
+        for slot in self.mounts.iter_mut() {
             for listener in slot.listeners.drain(..) {
                 let _ = listener.socket.shutdown(std::net::Shutdown::Write);
                 slot.mount.listener_left();
@@ -351,7 +348,7 @@ impl Fanout {
     /// one peek per listener of an idle mount only.
     pub fn reap_idle(&mut self) {
         let mut gone = Vec::new();
-        for slot in self.mounts.iter_mut().flatten() {
+        for slot in self.mounts.iter_mut() {
             let edge = slot.ring.committed();
             let idle = edge == slot.edge_at_last_check;
             slot.edge_at_last_check = edge;
@@ -378,12 +375,19 @@ impl Fanout {
         }
     }
 
+    /// Lets go of mounts the ingest core removed once their last listener here left, so their
+    /// rings are freed when the last reference goes (called after `take_counters`, so the
+    /// final counts are published first).
+    pub fn forget_removed(&mut self) {
+        self.mounts
+            .retain(|slot| !(slot.listeners.is_empty() && slot.mount.is_removed()));
+    }
+
     /// The shard's listeners for status pages.
     pub fn snapshot(&self) -> Vec<ListenerInfo> {
         let now = Instant::now();
         self.mounts
             .iter()
-            .flatten()
             .flat_map(|slot| {
                 let edge = slot.ring.committed();
                 slot.listeners.iter().map(move |l| ListenerInfo {
@@ -404,7 +408,6 @@ impl Fanout {
     pub fn take_counters(&mut self) -> Vec<(Arc<Mount>, usize, MountCounters)> {
         self.mounts
             .iter_mut()
-            .flatten()
             .map(|slot| {
                 let counters = MountCounters {
                     first_byte_times: std::mem::take(&mut slot.counters.first_byte_times),
@@ -427,7 +430,7 @@ impl Fanout {
             );
         }
         self.shared.listeners.fetch_sub(1, Ordering::Relaxed);
-        if let Some(Some(slot)) = self.mounts.get_mut(mount) {
+        if let Some(slot) = find(&mut self.mounts, mount) {
             slot.counters.disconnects[reason as usize] += 1;
             slot.mount.listener_left();
             tracing::debug!(
@@ -484,27 +487,34 @@ fn owe_headers(mount: &Mount, listener: &mut Listener) {
     listener.headers = headers.map(|h| (h, 0));
 }
 
+/// The listener list of mount `id` on this shard, if it has one.
+fn find(mounts: &mut [MountListeners], id: MountId) -> Option<&mut MountListeners> {
+    mounts.iter_mut().find(|slot| slot.mount.id == id)
+}
+
 /// The listener list of `mount`, created on its first listener.
 fn slot<'a>(
-    mounts: &'a mut Vec<Option<MountListeners>>,
+    mounts: &'a mut Vec<MountListeners>,
     mount: &Arc<Mount>,
     charset: Charset,
 ) -> &'a mut MountListeners {
-    if mounts.len() <= mount.id {
-        mounts.resize_with(mount.id + 1, || None);
-    }
-    mounts[mount.id].get_or_insert_with(|| {
-        let info = mount.info.load();
-        MountListeners {
-            ring: mount.ring.clone(),
-            mount: mount.clone(),
-            listeners: Vec::new(),
-            title: TitleBlock::new(&info.title, info.title_version, charset),
-            charset,
-            counters: MountCounters::default(),
-            edge_at_last_check: 0,
+    let at = match mounts.iter().position(|slot| slot.mount.id == mount.id) {
+        Some(at) => at,
+        None => {
+            let info = mount.info.load();
+            mounts.push(MountListeners {
+                ring: mount.ring.clone(),
+                mount: mount.clone(),
+                listeners: Vec::new(),
+                title: TitleBlock::new(&info.title, info.title_version, charset),
+                charset,
+                counters: MountCounters::default(),
+                edge_at_last_check: 0,
+            });
+            mounts.len() - 1
         }
-    })
+    };
+    &mut mounts[at]
 }
 
 impl Sender {

@@ -109,7 +109,7 @@ fn route(ctx: &Rc<ShardContext>, cfg: &Config, request: &Request) -> Route {
     };
     let page = if !cfg.advanced.metrics_path.is_empty() && request.path == cfg.advanced.metrics_path
     {
-        Some(metrics::scrape(&ctx.shared.metrics))
+        Some(metrics::scrape_public(&ctx.shared.metrics, cfg))
     } else {
         web::page(&ctx.shared, request)
             .or_else(|| admin::handle(&ctx.shared, request, ctx.as_ref()))
@@ -123,14 +123,22 @@ fn route(ctx: &Rc<ShardContext>, cfg: &Config, request: &Request) -> Route {
         }
         return Route::Reply(answer);
     }
-    let Some(requested) = ctx.shared.mounts.find(&request.path) else {
-        return Route::Reply(response(
+    let not_found = || {
+        Route::Reply(response(
             404,
             "Not Found",
             &[],
             "The file you requested could not be found\n",
-        ));
+        ))
     };
+    let Some(requested) = ctx.shared.mounts.find(&request.path) else {
+        return not_found();
+    };
+    // A mount a source created has nothing to play once the source left (no playlist, no
+    // fallback): Icecast answers 404 too. Listeners already on it stay until they leave.
+    if !cfg.is_configured(&requested.name) && !requested.info().live {
+        return not_found();
+    }
     // A mount nothing feeds serves its fallback's audio.
     let mount = ctx.shared.mounts.on_air(cfg, requested);
     let metaint = wants_icy(cfg, request).then_some(cfg.icy_metaint(&mount.name));
@@ -138,6 +146,9 @@ fn route(ctx: &Rc<ShardContext>, cfg: &Config, request: &Request) -> Route {
         return Route::Reply(stream_headers(cfg, &mount, metaint).into_bytes());
     }
     if !admit(ctx, &mount) {
+        if mount.is_removed() {
+            return not_found();
+        }
         tracing::info!(shard = ctx.id, mount = %escape(&mount.name), "listener refused: server full");
         return Route::Reply(response(
             503,

@@ -165,7 +165,9 @@ pub async fn serve(
                 let mut fanout = flush_ctx.fanout.borrow_mut();
                 fanout.apply_config(&flush_ctx.shared.config());
                 fanout.reap_idle();
-                (fanout.snapshot(), fanout.take_counters())
+                let taken = (fanout.snapshot(), fanout.take_counters());
+                fanout.forget_removed();
+                taken
             };
             metrics::flush_shard(flush_ctx.id, &counters, &listeners);
             flush_ctx.stats.snapshot.store(Arc::new(listeners));

@@ -60,7 +60,11 @@ impl Server {
         let mut child = command
             .arg("--config")
             .arg(&path)
-            .args(["--host", "127.0.0.1"])
+            .args(if args.contains(&"--host") {
+                &[][..]
+            } else {
+                &["--host", "127.0.0.1"][..]
+            })
             // Ephemeral ports unless the test names its own (to restart on the same ones).
             .args(if args.contains(&"--listen-port") {
                 &[][..]

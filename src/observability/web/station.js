@@ -87,6 +87,9 @@
     const players = $('players');
     const cards = new Map([...players.querySelectorAll('.player')].map((c) => [c.dataset.mount, c]));
     if (list.length) $('no-mounts')?.remove();
+    // A mount a source created goes away after its source and listeners have left.
+    const listed = new Set(list.map((src) => src.mount));
+    for (const [mount, card] of cards) if (!listed.has(mount)) card.remove();
     for (const src of list) {
       let card = cards.get(src.mount);
       if (!card) {
