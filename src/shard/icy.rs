@@ -202,6 +202,8 @@ impl IcyCursor {
         let mut offset = 0;
         if let Some((_, sent)) = &self.partial {
             plan.push(Piece::Partial { from: *sent });
+            // The rest of the block ends its interval: audio comes next, not another block.
+            audio_left = self.metaint;
         }
         while offset < audio_len && plan.count + 2 <= MAX_PIECES {
             let take = audio_left.min(audio_len - offset);
@@ -344,41 +346,66 @@ mod tests {
     #[test]
     fn interleave_survives_short_writes_inside_blocks() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let client =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        client.set_recv_buffer_size(2048).unwrap();
+        client
+            .connect(&listener.local_addr().unwrap().into())
+            .unwrap();
+        let client = TcpStream::from(client);
         let (server, _) = listener.accept().unwrap();
         server.set_nonblocking(true).unwrap();
+        // The smallest send buffer and a slow reader: the kernel cuts sends short, inside
+        // audio runs and inside blocks.
+        socket2::SockRef::from(&server)
+            .set_send_buffer_size(1)
+            .unwrap();
         let reader = std::thread::spawn(move || {
             let mut all = Vec::new();
-            (&client).read_to_end(&mut all).unwrap();
+            let mut buf = [0u8; 97];
+            loop {
+                match (&client).read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => all.extend_from_slice(&buf[..n]),
+                    Err(e) => panic!("{e}"),
+                }
+                std::thread::sleep(std::time::Duration::from_micros(50));
+            }
             all
         });
-        let audio: Vec<u8> = (0..50_000u32).map(|i| (i % 251) as u8).collect();
+        let audio: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
         let mut cursor = IcyCursor::new(1000);
-        let first = TitleBlock::new("One", 1, Charset::Utf8);
-        let second = TitleBlock::new("Two 'quoted' 日本語", 2, Charset::Utf8);
+        // Long titles, changed every few intervals, so many blocks are long enough to be cut.
+        let titles: Vec<TitleBlock> = (0..40u64)
+            .map(|n| TitleBlock::new(&format!("{n} {}", "é".repeat(300)), n + 1, Charset::Utf8))
+            .collect();
         let mut sent = 0;
-        // Feed in awkward slice sizes so sends end inside blocks and audio runs.
         let mut step = 1;
         while sent < audio.len() {
-            let title = if sent < 20_000 { &first } else { &second };
+            let title = &titles[sent / 5_000];
             let end = (sent + step).min(audio.len());
             match cursor.send(&server, &audio[sent..end], title) {
                 Ok(n) => sent += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::thread::yield_now(),
                 Err(e) => panic!("{e}"),
             }
-            step = step % 3001 + 7;
+            step = step % 7001 + 1009;
         }
         drop(server);
         let capture = reader.join().unwrap();
-        let (got, titles) = parse(&capture, 1000);
+        let (got, seen) = parse(&capture, 1000);
         assert_eq!(got, audio);
-        assert_eq!(
-            titles,
-            vec![
-                "StreamTitle='One';".to_string(),
-                "StreamTitle='Two 'quoted' 日本語';".to_string()
-            ]
-        );
+        let numbers: Vec<u64> = seen
+            .iter()
+            .map(|t| {
+                let text = t.strip_prefix("StreamTitle='").unwrap();
+                let (n, rest) = text.split_once(' ').unwrap();
+                assert_eq!(rest, format!("{}';", "é".repeat(300)), "block torn");
+                n.parse().unwrap()
+            })
+            .collect();
+        assert!(numbers.windows(2).all(|w| w[0] < w[1]), "{numbers:?}");
+        assert_eq!(numbers.first(), Some(&0));
+        assert_eq!(numbers.last(), Some(&39));
     }
 }
