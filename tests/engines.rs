@@ -661,3 +661,48 @@ fn io_uring_setup_failure_falls_back_to_send_with_one_warning() {
     }
     assert_eq!(metric_sum(&server, "cycast_uring_submits_total"), Some(0.0));
 }
+
+#[test]
+fn engine_switches_on_reload_without_losing_a_byte() {
+    let server = Server::start_with_args(&with_engine(BASE, "send"), &["--shards", "2"]);
+    let mut source = Source::mp3(server.source, "/stream");
+    source.send_frames(1, 30, 20.0);
+    let mut listeners: Vec<Listener> = (0..8)
+        .map(|_| Listener::connect(server.listen, "/stream"))
+        .collect();
+    let mut icy = Listener::connect_with(server.listen, "/stream", "Icy-MetaData: 1\r\n");
+    server.wait_stats(Duration::from_secs(5), "9 listeners", |s| {
+        s["total_listeners"] == 9
+    });
+    let path = server.path("cycast.hcl");
+    let mut first = 31;
+    for engine in ["io_uring", "send", "io_uring"] {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let (_, rest) = text.split_once("engine = \"").unwrap();
+        let (old, _) = rest.split_once('"').unwrap();
+        let changed = text.replace(
+            &format!("engine = \"{old}\""),
+            &format!("engine = \"{engine}\""),
+        );
+        std::fs::write(&path, changed).unwrap();
+        server.signal("HUP");
+        // Keep streaming while the shards take the new engine up (within a second).
+        source.send_frames(first, 100, 10.0);
+        first += 100;
+        for l in &mut listeners {
+            l.read_for(Duration::from_millis(10));
+        }
+        icy.read_for(Duration::from_millis(10));
+    }
+    source.send_frames(first, 100, 10.0);
+    let last = first + 100 - 1;
+    for l in &mut listeners {
+        read_until_frame(l, last - 1, None, Duration::from_secs(20));
+        assert_exact_suffix(through_frame(&l.body, last - 1), 1, last - 1);
+    }
+    read_until_frame(&mut icy, last - 1, Some(1000), Duration::from_secs(20));
+    let (audio, _) = parse_icy(&icy.body, 1000);
+    assert_exact_suffix(through_frame(&audio, last - 1), 1, last - 1);
+    assert_eq!(server.stats()["total_listeners"], 9);
+    assert_engine_served(&server, "io_uring");
+}

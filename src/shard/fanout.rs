@@ -208,7 +208,7 @@ impl Fanout {
         ShardStats::add(&self.stats.connects, 1);
         let charset = Charset::from_name(&config.icy_charset(&mount.name));
         slot(&mut self.mounts, mount, charset).counters.connects += 1;
-        if let Engine::Uring(ring) = &self.engine {
+        if let Engine::Uring(ring) = &mut self.engine {
             ring.register(listener.socket.as_raw_fd());
         }
         self.admit(mount.id, listener);
@@ -217,7 +217,7 @@ impl Fanout {
     /// Puts a listener into its mount's list and serves it once.
     fn admit(&mut self, mount: MountId, listener: Listener) {
         let Some(Some(slot)) = self.mounts.get_mut(mount) else {
-            if let Engine::Uring(ring) = &self.engine {
+            if let Engine::Uring(ring) = &mut self.engine {
                 ring.unregister(listener.socket.as_raw_fd());
             }
             return;
@@ -328,7 +328,7 @@ impl Fanout {
             self.uring_submits_before += old.submits();
         }
         self.engine = engine;
-        if let Engine::Uring(ring) = &self.engine {
+        if let Engine::Uring(ring) = &mut self.engine {
             for slot in self.mounts.iter().flatten() {
                 for listener in &slot.listeners {
                     ring.register(listener.socket.as_raw_fd());
@@ -431,7 +431,7 @@ impl Fanout {
         for slot in self.mounts.iter_mut().flatten() {
             for listener in slot.listeners.drain(..) {
                 let _ = listener.socket.shutdown(std::net::Shutdown::Write);
-                if let Engine::Uring(ring) = &self.engine {
+                if let Engine::Uring(ring) = &mut self.engine {
                     ring.unregister(listener.socket.as_raw_fd());
                 }
                 slot.mount.listener_left();
@@ -514,7 +514,7 @@ impl Fanout {
 
     fn depart(&mut self, mount: MountId, listener: Listener, reason: DisconnectReason) {
         // The ring holds the socket open while it is registered.
-        if let Engine::Uring(ring) = &self.engine {
+        if let Engine::Uring(ring) = &mut self.engine {
             ring.unregister(listener.socket.as_raw_fd());
         }
         self.stats.left(reason);

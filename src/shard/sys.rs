@@ -114,8 +114,11 @@ impl Op {
 pub struct SendRing {
     /// The ring; `None` once a failed submission made it unusable.
     ring: Option<IoUring>,
-    /// Size of the fixed-file table: descriptors below it are sent through their slot.
+    /// Size of the fixed-file table.
     table: u32,
+    /// Which slots hold their descriptor's socket, one bit each: only those are sent through
+    /// the table (a registration that failed falls back to the plain descriptor).
+    registered: Box<[u64]>,
     /// The ops of the batch being built or flushed; as many as the ring has entries.
     ops: Box<[Op]>,
     /// `io_uring_enter` calls made.
@@ -143,6 +146,7 @@ impl SendRing {
         Ok(Self {
             ring: Some(ring),
             table,
+            registered: vec![0; (table as usize).div_ceil(64)].into_boxed_slice(),
             ops: (0..slots).map(|_| Op::empty()).collect(),
             submits: 0,
         })
@@ -150,23 +154,32 @@ impl SendRing {
 
     /// Puts a listener socket into the fixed-file table (at the slot of its number). Without a
     /// slot the socket is still sent to by descriptor.
-    pub fn register(&self, fd: RawFd) {
+    pub fn register(&mut self, fd: RawFd) {
         if let (Some(ring), Ok(slot)) = (&self.ring, u32::try_from(fd)) {
             if slot < self.table {
-                if let Err(e) = ring.submitter().register_files_update(slot, &[fd]) {
-                    tracing::debug!(fd, "listener socket not registered with io_uring: {e}");
+                match ring.submitter().register_files_update(slot, &[fd]) {
+                    Ok(_) => self.registered[slot as usize / 64] |= 1 << (slot % 64),
+                    Err(e) => {
+                        tracing::debug!(fd, "listener socket not registered with io_uring: {e}")
+                    }
                 }
             }
         }
     }
 
     /// Empties a leaving listener's slot; its socket is only closed once the ring lets go.
-    pub fn unregister(&self, fd: RawFd) {
+    pub fn unregister(&mut self, fd: RawFd) {
         if let (Some(ring), Ok(slot)) = (&self.ring, u32::try_from(fd)) {
-            if slot < self.table {
+            if self.is_registered(slot) {
                 let _ = ring.submitter().register_files_update(slot, &[-1]);
+                self.registered[slot as usize / 64] &= !(1 << (slot % 64));
             }
         }
+    }
+
+    /// Whether `slot` holds its descriptor's socket.
+    fn is_registered(&self, slot: u32) -> bool {
+        has_bit(&self.registered, slot)
     }
 
     /// Whether a failed submission made the ring unusable.
@@ -281,11 +294,12 @@ impl<'a> Batch<'a> {
             }
             return Err(io::Error::other("the io_uring was closed after an error"));
         };
-        let table = this.table;
         {
             let mut sq = ring.submission();
             for (index, op) in this.ops[..len].iter_mut().enumerate() {
-                let fixed = u32::try_from(op.fd).ok().filter(|&slot| slot < table);
+                let fixed = u32::try_from(op.fd)
+                    .ok()
+                    .filter(|&slot| has_bit(&this.registered, slot));
                 let entry = if op.count <= 1 {
                     let (ptr, size) = match op.count {
                         0 => (std::ptr::null(), 0),
@@ -352,6 +366,12 @@ impl<'a> Batch<'a> {
         }
         failure.map_or(Ok(()), Err)
     }
+}
+
+/// Whether bit `slot` of `bits` is set (out of range: no).
+fn has_bit(bits: &[u64], slot: u32) -> bool {
+    bits.get(slot as usize / 64)
+        .is_some_and(|word| word & (1 << (slot % 64)) != 0)
 }
 
 /// The soft limit on open descriptors: every descriptor number is below it.
