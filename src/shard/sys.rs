@@ -294,6 +294,8 @@ impl<'a> Batch<'a> {
             }
             return Err(io::Error::other("the io_uring was closed after an error"));
         };
+        // Entries in the queue, each owed one completion.
+        let mut queued = 0;
         {
             let mut sq = ring.submission();
             for (index, op) in this.ops[..len].iter_mut().enumerate() {
@@ -326,18 +328,21 @@ impl<'a> Batch<'a> {
                 // SAFETY: the entry points at `op.iov`/`op.msg` (in `this.ops`, which is not
                 // touched until this function returns) and at bytes that are either borrowed
                 // for `'a` (outliving this call, which consumed the batch) or held by
-                // `op.owners` (dropped only below, after every completion was reaped). The
-                // queue has room: it holds `ops.len()` entries, it is empty between flushes
-                // (every flush submits all it pushed or closes the ring), and `len <= ops.len()`.
-                let pushed = unsafe { sq.push(&entry.user_data(index as u64)) };
-                debug_assert!(pushed.is_ok(), "submission queue sized for a full batch");
+                // `op.owners` (dropped only below, after every completion was reaped). A full
+                // queue refuses the entry (it is sized for a full batch and empty between
+                // flushes, so that does not happen); the send is then retried next chunk.
+                if unsafe { sq.push(&entry.user_data(index as u64)) }.is_ok() {
+                    queued += 1;
+                } else {
+                    op.result = -libc::EAGAIN;
+                }
             }
         }
         let mut reaped = 0;
         let mut failure = None;
-        while reaped < len {
+        while reaped < queued {
             this.submits += 1;
-            match ring.submit_and_wait(len - reaped) {
+            match ring.submit_and_wait(queued - reaped) {
                 Ok(_) => {}
                 Err(e)
                     if matches!(
