@@ -101,7 +101,9 @@ fanout {
   #   "send"     makes one send system call per listener per chunk.
   # Both deliver the same bytes. If io_uring cannot be set up (old kernel, seccomp profile,
   # io_uring disabled by sysctl) the server uses "send" and logs one warning saying why.
-  # Takes effect on reload. Default "io_uring".
+  # Takes effect on reload. Default "io_uring". For measurements only, the environment
+  # variables CYCAST_URING_ENTRIES (ring size, default 256) and CYCAST_URING_TASKRUN=coop
+  # (COOP_TASKRUN instead of DEFER_TASKRUN) change the ring's setup.
   engine = "io_uring"
 }
 
