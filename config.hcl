@@ -105,6 +105,19 @@ broadcaster {
   # sleep_low = 0.002
 }
 
+fanout {
+  # How a shard sends chunks to its listeners:
+  #   "io_uring" queues the sends of up to 256 listeners and hands them to the kernel in one
+  #              system call (per-shard ring, listener sockets as fixed files);
+  #   "send"     makes one send system call per listener per chunk.
+  # Both deliver the same bytes. If io_uring cannot be set up (old kernel, seccomp profile,
+  # io_uring disabled by sysctl) the server uses "send" and logs one warning saying why.
+  # Takes effect on reload. Default "io_uring". For measurements only, the environment
+  # variables CYCAST_URING_ENTRIES (ring size, default 256) and CYCAST_URING_TASKRUN=coop
+  # (COOP_TASKRUN instead of DEFER_TASKRUN) change the ring's setup.
+  engine = "io_uring"
+}
+
 playlist {
   # Directory the fallback playlist is read from while no source is connected.
   # Default "./music".

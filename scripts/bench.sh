@@ -9,8 +9,12 @@
 #   storm   BENCH_STORM_BASE listeners playing, then BENCH_STORM_JOIN more joining at
 #           BENCH_STORM_RATE/s: their time to first audio byte (p50/p99), accept-queue depth and
 #           listen overflows while they join, and whether the ones already playing noticed.
+#   engines cycast alone, the steady scenario once per fan-out engine, back to back:
+#           fanout.engine = "send" then "io_uring", then both again with every listener asking
+#           for ICY metadata (BENCH_ENGINES_ICY=0 skips those). A second table compares them.
 #
 # Quick run:  BENCH_LISTENERS=1000 BENCH_DURATION=10 BENCH_STORM_BASE=500 BENCH_STORM_JOIN=500 make bench
+# Engines:    BENCH_SCENARIOS=engines BENCH_LISTENERS=5000 BENCH_DURATION=30 ./scripts/bench.sh
 # Everything the script starts is stopped when it exits; every step has a time limit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,6 +31,7 @@ SETTLE=${BENCH_SETTLE:-5}                # seconds between a ramp's end and the 
 PREBUFFER=${BENCH_PREBUFFER:-2}          # modelled player prebuffer, seconds
 VERIFY_EVERY=${BENCH_VERIFY_EVERY:-10}   # frame-chain check on every Nth listener
 ICY=${BENCH_ICY:-0}                      # 1: listeners ask for ICY metadata
+ENGINES_ICY=${BENCH_ENGINES_ICY:-1}      # engines: 1 also runs both engines with ICY listeners
 SCENARIOS=${BENCH_SCENARIOS:-steady,storm}
 ICECAST=${BENCH_ICECAST:-auto}           # auto: when installed; 0: never; 1: required
 SHARDS=${BENCH_SHARDS:-0}                # cycast shards, 0: one per core
@@ -150,6 +155,12 @@ advanced {
 }
 EOF
 
+# The same server once per fan-out engine, for the engines scenario.
+for engine in send io_uring; do
+    { cat "$TMP/cycast.hcl"; printf 'fanout { engine = "%s" }\n' "$engine"; } >"$TMP/cycast-$engine.hcl"
+done
+CYCAST_CONFIG="$TMP/cycast.hcl"
+
 mkdir -p "$TMP/icecast-log"
 if [ "$(id -u)" -eq 0 ]; then
     ice_user=$(id -un icecast2 2>/dev/null || echo nobody)
@@ -212,7 +223,7 @@ start_server() {
     local name=$1 source_url
     case "$name" in
         cycast)
-            "$CYCAST" --config "$TMP/cycast.hcl" >"$OUT/$name-$2-server.log" 2>&1 &
+            "$CYCAST" --config "$CYCAST_CONFIG" >"$OUT/$name-$2-server.log" 2>&1 &
             SERVER_PID=$!
             source_url="http://source:$PASSWORD@127.0.0.1:$PORT/stream"
             LISTEN_URL="http://127.0.0.1:$((PORT + 1))/stream"
@@ -285,19 +296,41 @@ load() {
 icy_flag=()
 [ "$ICY" = 1 ] && icy_flag=(--icy)
 
+# Steady scenario on server $1; results are named after $2 (default: the server).
 run_steady() {
-    local name=$1
-    start_server "$name" steady || { stop_server; return 0; }
+    local name=$1 label=${2:-$1}
+    local tag=steady
+    [ "$label" = "$name" ] || tag="$label-steady"
+    start_server "$name" "$tag" || { stop_server; return 0; }
     local ramp_s
     ramp_s=$(ceil_div "$LISTENERS" "$RAMP")
     local total=$((ramp_s + DURATION))
     say "$name steady: $LISTENERS listeners at $RAMP/s, $total s"
     local args=(--url "$LISTEN_URL" --listeners "$LISTENERS" --ramp "$RAMP" --duration "$total"
         --prebuffer "$PREBUFFER" --verify-every "$VERIFY_EVERY" "${icy_flag[@]}" --json --pid "$SERVER_PID")
-    echo "$LOAD ${args[*]}" >"$OUT/$name-steady.cmd"
-    load $((total + 60)) "${args[@]}" >"$OUT/$name-steady.json" 2>"$OUT/$name-steady.log" \
-        || echo "bench: $name steady load run failed" >&2
+    echo "$LOAD ${args[*]}" >"$OUT/$label-steady.cmd"
+    load $((total + 60)) "${args[@]}" >"$OUT/$label-steady.json" 2>"$OUT/$label-steady.log" \
+        || echo "bench: $label steady load run failed" >&2
     stop_server
+}
+
+# The steady scenario with each fan-out engine in turn (cycast only), plain and with ICY.
+run_engines() {
+    local icy_runs=(0) icy engine saved=("${icy_flag[@]}")
+    [ "$ENGINES_ICY" = 1 ] && icy_runs+=(1)
+    for icy in "${icy_runs[@]}"; do
+        icy_flag=()
+        [ "$icy" = 1 ] && icy_flag=(--icy)
+        for engine in send io_uring; do
+            CYCAST_CONFIG="$TMP/cycast-$engine.hcl"
+            local label="engine-$engine"
+            [ "$icy" = 1 ] && label="$label-icy"
+            run_steady cycast "$label"
+            grep -m1 'is not available' "$OUT/cycast-${label}-steady-server.log" >&2 || true
+        done
+    done
+    icy_flag=("${saved[@]}")
+    CYCAST_CONFIG="$TMP/cycast.hcl"
 }
 
 run_storm() {
@@ -362,7 +395,8 @@ for scenario in ${SCENARIOS//,/ }; do
         case "$scenario" in
             steady) run_steady "$name" ;;
             storm) run_storm "$name" ;;
-            *) die "unknown scenario $scenario (BENCH_SCENARIOS: steady,storm)" ;;
+            engines) [ "$name" = cycast ] && run_engines ;;
+            *) die "unknown scenario $scenario (BENCH_SCENARIOS: steady,storm,engines)" ;;
         esac
     done
 done
@@ -478,10 +512,39 @@ if any(storm.values()):
     row("  by thread", each(lambda s: ", ".join(f"{k} {v:.2f}" for k, v in sorted(tc[s].items(), key=lambda kv: -kv[1]) if v >= 0.01) or None))
 
 header = ["", *servers] + (["cycast / Icecast"] if len(servers) == 2 else [])
-print("| " + " | ".join(header) + " |")
-print("|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|")
-for label, cells in rows:
-    print("| " + " | ".join([label, *cells]) + " |")
+if rows:
+    print("| " + " | ".join(header) + " |")
+    print("|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|")
+    for label, cells in rows:
+        print("| " + " | ".join([label, *cells]) + " |")
+
+# The engines scenario: send and io_uring side by side, plain and ICY listeners.
+runs = [(f"engine-{e}{v}", e, v) for v in ("", "-icy") for e in ("send", "io_uring")]
+runs = [(label, e, v, load(f"{label}-steady.json")) for label, e, v in runs]
+runs = [r for r in runs if r[3]]
+if runs:
+    print()
+    cols = [f"{e}{' ICY' if v else ''}" for _, e, v, _ in runs]
+    print("| fan-out engine | " + " | ".join(cols) + " |")
+    print("|" + "|".join(["---"] + ["---:"] * len(cols)) + "|")
+    def erow(label, fn):
+        print(f"| {label} | " + " | ".join(fmt(fn(d)) for *_, d in runs) + " |")
+    erow("listeners answered", lambda d: f"{d['connects']['answered_200']:,} of {d['listeners']:,}")
+    erow("underruns / resyncs", lambda d: f"{d['quality']['underruns']} / {d['quality']['resyncs']}")
+    erow("TTFB p99 ms (during ramp)", lambda d: get(d, "ttfb", "p99_ms"))
+    erow("delivered GB (steady)", lambda d: f"{d['throughput']['steady_bytes'] / 1e9:.2f}")
+    erow("server CPU, share of one core", lambda d: f"{get(d, 'server', 'cpu_share'):.3f}")
+    erow("**server CPU s per GB**", lambda d: f"{get(d, 'server', 'cpu_seconds_per_gb'):.3f}")
+    erow("server RSS peak MB", lambda d: get(d, "server", "rss_peak_mb"))
+    print()
+    by = {(e, v): d for _, e, v, d in runs}
+    for v in ("", "-icy"):
+        a, b = by.get(("io_uring", v)), by.get(("send", v))
+        ga, gb = get(a, "server", "cpu_seconds_per_gb"), get(b, "server", "cpu_seconds_per_gb")
+        if ga and gb:
+            r = ga / gb
+            kind = "ICY listeners" if v else "plain listeners"
+            print(f"- io_uring CPU s per GB at most 0.85x send's ({kind}): {'met' if r <= 0.85 else 'missed'} (ratio {r:.3f})")
 
 # Targets of the benchmark, judged on the cycast figures.
 print()

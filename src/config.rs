@@ -35,6 +35,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// How source audio is cut into chunks for listeners.
     pub broadcaster: BroadcasterConfig,
+    /// How shards send to their listeners.
+    pub fanout: FanoutConfig,
     /// Fallback playlist played while no source is connected.
     pub playlist: PlaylistConfig,
     /// Station identity and ICY metadata settings.
@@ -245,6 +247,26 @@ impl Default for LimitsConfig {
             send_buffer: 0,
         }
     }
+}
+
+/// How a shard hands listener sends to the kernel.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FanoutEngine {
+    /// One batch of sends per slice of listeners through the shard's io_uring.
+    #[default]
+    #[serde(rename = "io_uring")]
+    IoUring,
+    /// One `send`/`writev` system call per listener per chunk.
+    #[serde(rename = "send")]
+    Send,
+}
+
+/// `fanout { ... }` block.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FanoutConfig {
+    /// `"io_uring"` or `"send"`; io_uring falls back to send when it cannot be set up.
+    pub engine: FanoutEngine,
 }
 
 /// `broadcaster { ... }` block.
@@ -1208,6 +1230,7 @@ impl Config {
             ("buffer", hcl::to_value(&c.buffer)),
             ("limits", hcl::to_value(&c.limits)),
             ("broadcaster", hcl::to_value(&c.broadcaster)),
+            ("fanout", hcl::to_value(&c.fanout)),
             ("playlist", hcl::to_value(&c.playlist)),
             ("metadata", hcl::to_value(&c.metadata)),
             ("advanced", hcl::to_value(&c.advanced)),
@@ -1413,6 +1436,8 @@ advanced {
         assert!(s.contains("line 2"), "{s}");
         let s = err("limits {\n  slow_listener = \"kick\"\n}\n");
         assert!(s.contains("limits.slow_listener"), "{s}");
+        let s = err("fanout {\n  engine = \"epoll\"\n}\n");
+        assert!(s.contains("fanout.engine"), "{s}");
     }
 
     #[test]

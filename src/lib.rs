@@ -22,7 +22,8 @@
 //! - [`server`]: binds the sockets, creates the executors and wires them together.
 //! - [`control`]: messages between cores (new data, operator actions).
 //! - [`auth`]: slowing down password guessing.
-//! - [`http`]: request parsing and responses shared by both ports; [`sys`]: the only `unsafe`.
+//! - [`http`]: request parsing and responses shared by both ports; [`sys`]: the only `unsafe`
+//!   besides the fan-out's io_uring ([`shard::sys`]).
 //! - [`load`]: `cycast-load`, the load generator and real-time source (its own `unsafe` for
 //!   epoll lives in [`load::sys`]).
 

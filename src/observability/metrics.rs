@@ -57,7 +57,14 @@ fn describe() {
         Unit::Bytes,
         "Audio bytes written to listeners."
     );
-    describe_counter!("cycast_sends_total", "Send system calls made to listeners.");
+    describe_counter!(
+        "cycast_sends_total",
+        "Sends made to listeners: system calls, or io_uring entries."
+    );
+    describe_counter!(
+        "cycast_uring_submits_total",
+        "io_uring_enter calls made by a shard's fan-out (one per batch of sends)."
+    );
     describe_counter!(
         "cycast_listener_skips_total",
         "Slow listeners moved to the live edge."
@@ -129,6 +136,11 @@ pub fn flush_shard(
             lag.record(l.lag as f64);
         }
     }
+}
+
+/// Publishes a shard's fan-out engine counters.
+pub fn flush_engine(shard: usize, uring_submits: u64) {
+    counter!("cycast_uring_submits_total", "shard" => shard.to_string()).absolute(uring_submits);
 }
 
 /// Publishes the source-side series of every mount.

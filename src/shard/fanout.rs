@@ -9,13 +9,15 @@
 
 use std::io::{ErrorKind, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::icy::{Charset, IcyCursor, TitleBlock};
-use crate::config::SlowListenerPolicy;
+use super::icy::{Charset, IcyCursor, IcyPlan, Piece, TitleBlock};
+use super::sys::{Batch, Owner, Part, SendRing, Taskrun};
+use crate::config::{FanoutEngine, SlowListenerPolicy};
 use crate::logging::escape;
 use crate::mount::{Mount, MountId, StreamHeaders};
 use crate::observability::access_log::AccessLog;
@@ -116,6 +118,27 @@ struct Sender {
     slow_policy: SlowListenerPolicy,
 }
 
+/// How a shard's sends reach the kernel.
+enum Engine {
+    /// One `send`/`writev` per listener.
+    Send,
+    /// Batches through the shard's io_uring.
+    Uring(Box<SendRing>),
+}
+
+/// One send of an io_uring batch: what its completion needs to be taken in.
+#[derive(Clone, Copy)]
+struct Pending {
+    /// The listener's index in its mount's list.
+    index: usize,
+    /// Codec header bytes at the front of the send's audio.
+    headers: usize,
+    /// Ring bytes after them.
+    audio: usize,
+    /// The ICY interleave of the send, for listeners with metadata.
+    plan: Option<IcyPlan>,
+}
+
 /// All listeners of one shard, by mount.
 pub struct Fanout {
     /// One entry per mount this shard has served, found by id (a few entries, searched once
@@ -123,6 +146,15 @@ pub struct Fanout {
     mounts: Vec<MountListeners>,
     /// Serves listeners.
     sender: Sender,
+    /// The engine in use.
+    engine: Engine,
+    /// The engine the configuration asks for, to notice a reload that changes it.
+    wanted: FanoutEngine,
+    /// The sends of the io_uring batch in flight; capacity for a full batch, reused.
+    pending: Vec<Pending>,
+    /// `io_uring_enter` calls of rings this fan-out dropped (engine switches), so the metric
+    /// never goes back.
+    uring_submits_before: u64,
     /// This shard's counters, read by status pages.
     stats: Arc<ShardStats>,
     /// Server-wide state: listener total for admission control.
@@ -141,8 +173,13 @@ impl Fanout {
         let config = shared.config();
         let limits = &config.limits;
         let queue_size = limits.queue_size as u64;
+        let engine = start_engine(config.fanout.engine);
         Self {
             mounts: Vec::new(),
+            engine,
+            wanted: config.fanout.engine,
+            pending: Vec::with_capacity(super::FANOUT_SLICE),
+            uring_submits_before: 0,
             sender: Sender {
                 scratch: Scratch {
                     buf: vec![0; queue_size as usize],
@@ -173,32 +210,23 @@ impl Fanout {
         ShardStats::add(&self.stats.connects, 1);
         let charset = Charset::from_name(&config.icy_charset(&mount.name));
         slot(&mut self.mounts, mount, charset).counters.connects += 1;
+        if let Engine::Uring(ring) = &mut self.engine {
+            ring.register(listener.socket.as_raw_fd());
+        }
         self.admit(mount.id, listener);
     }
 
-    /// Puts a listener into its mount's list after serving it once.
-    fn admit(&mut self, mount: MountId, mut listener: Listener) {
+    /// Puts a listener into its mount's list and serves it once.
+    fn admit(&mut self, mount: MountId, listener: Listener) {
         let Some(slot) = find(&mut self.mounts, mount) else {
+            if let Engine::Uring(ring) = &mut self.engine {
+                ring.unregister(listener.socket.as_raw_fd());
+            }
             return;
         };
-        slot.refresh_title();
-        let edge = slot.ring.committed();
-        let mut pass = Pass::default();
-        let verdict = self.sender.serve(
-            &mut listener,
-            &slot.ring,
-            &slot.title,
-            mount,
-            edge,
-            &mut pass,
-            &mut slot.counters,
-        );
-        pass.flush(&self.stats, &mut slot.counters);
-        match verdict {
-            Verdict::Keep => slot.listeners.push(listener),
-            Verdict::Remove(reason) => self.depart(mount, listener, reason),
-            Verdict::Move(to) => self.move_listener(mount, listener, to),
-        }
+        slot.listeners.push(listener);
+        let last = slot.listeners.len() - 1;
+        self.on_publish_slice(mount, last, 1);
     }
 
     /// New data on `mount`: serve every listener of it on this shard.
@@ -226,22 +254,56 @@ impl Fanout {
             counters,
             ..
         } = slot;
+        let stop = from.saturating_add(count).min(listeners.len());
+        let mut broken = None;
         let mut i = from;
-        let mut served = 0;
-        while i < listeners.len() && served < count {
-            served += 1;
-            match self.sender.serve(
-                &mut listeners[i],
-                ring,
-                title,
-                mount,
-                edge,
-                &mut pass,
-                counters,
-            ) {
-                Verdict::Keep => i += 1,
-                // The last listener takes this place and is served next.
-                other => leaving.push((listeners.swap_remove(i), other)),
+        match &mut self.engine {
+            Engine::Send => {
+                let mut served = 0;
+                while i < listeners.len() && served < count {
+                    served += 1;
+                    match self.sender.serve(
+                        &mut listeners[i],
+                        ring,
+                        title,
+                        mount,
+                        edge,
+                        &mut pass,
+                        counters,
+                    ) {
+                        Verdict::Keep => i += 1,
+                        // The last listener takes this place and is served next.
+                        other => leaving.push((listeners.swap_remove(i), other)),
+                    }
+                }
+            }
+            Engine::Uring(uring) => {
+                let mut gone = Vec::new();
+                let mut slice = UringSlice {
+                    ring: uring,
+                    sender: &mut self.sender,
+                    pending: &mut self.pending,
+                    listeners,
+                    source: ring,
+                    title,
+                    mount,
+                    edge,
+                    pass: &mut pass,
+                    counters,
+                    gone: &mut gone,
+                };
+                if let Err(e) = slice.serve(from, stop) {
+                    broken = Some(e);
+                }
+                i = stop;
+                // Served listeners that leave make room for unserved ones, which are then
+                // served next like after a departure in the send engine.
+                gone.sort_unstable_by_key(|g| std::cmp::Reverse(g.0));
+                for (index, verdict) in gone {
+                    listeners.swap(index, i - 1);
+                    leaving.push((listeners.swap_remove(i - 1), verdict));
+                    i -= 1;
+                }
             }
         }
         let more = (i < listeners.len()).then_some(i);
@@ -253,7 +315,35 @@ impl Fanout {
                 Verdict::Keep => {}
             }
         }
+        if let Some(e) = broken {
+            tracing::warn!("io_uring submission failed: {e}; fan-out continues with send");
+            self.set_engine(Engine::Send);
+        }
         more
+    }
+
+    /// Puts `engine` in place; an io_uring gets every current listener's socket registered.
+    fn set_engine(&mut self, engine: Engine) {
+        if let Engine::Uring(old) = &self.engine {
+            self.uring_submits_before += old.submits();
+        }
+        self.engine = engine;
+        if let Engine::Uring(ring) = &mut self.engine {
+            for slot in self.mounts.iter() {
+                for listener in &slot.listeners {
+                    ring.register(listener.socket.as_raw_fd());
+                }
+            }
+        }
+    }
+
+    /// `io_uring_enter` calls this shard made.
+    pub fn uring_submits(&self) -> u64 {
+        self.uring_submits_before
+            + match &self.engine {
+                Engine::Uring(ring) => ring.submits(),
+                Engine::Send => 0,
+            }
     }
 
     /// Disconnects the listener with `id` if this shard has it.
@@ -325,6 +415,11 @@ impl Fanout {
         for slot in self.mounts.iter_mut() {
             slot.charset = Charset::from_name(&config.icy_charset(&slot.mount.name));
         }
+        if config.fanout.engine != self.wanted {
+            self.wanted = config.fanout.engine;
+            let engine = start_engine(self.wanted);
+            self.set_engine(engine);
+        }
     }
 
     /// Ends every listener's response (FIN after the bytes already sent) for shutdown;
@@ -334,6 +429,9 @@ impl Fanout {
         for slot in self.mounts.iter_mut() {
             for listener in slot.listeners.drain(..) {
                 let _ = listener.socket.shutdown(std::net::Shutdown::Write);
+                if let Engine::Uring(ring) = &mut self.engine {
+                    ring.unregister(listener.socket.as_raw_fd());
+                }
                 slot.mount.listener_left();
                 self.stats.listeners.fetch_sub(1, Ordering::Relaxed);
                 self.shared.listeners.fetch_sub(1, Ordering::Relaxed);
@@ -419,6 +517,10 @@ impl Fanout {
     }
 
     fn depart(&mut self, mount: MountId, listener: Listener, reason: DisconnectReason) {
+        // The ring holds the socket open while it is registered.
+        if let Engine::Uring(ring) = &mut self.engine {
+            ring.unregister(listener.socket.as_raw_fd());
+        }
         self.stats.left(reason);
         if let (Some(log), Some(line)) = (&self.access_log, &listener.log_line) {
             log.write(
@@ -518,6 +620,49 @@ fn slot<'a>(
 }
 
 impl Sender {
+    /// Decides what `listener` gets this pass: a verdict without sending (a move, a slow
+    /// listener dropped, nothing new), or a send of `[cursor, end)` (after any codec headers
+    /// it is owed). A slow listener on a frame boundary is skipped to the newest chunk here.
+    fn prepare(
+        &self,
+        listener: &mut Listener,
+        ring: &Ring,
+        edge: u64,
+        pass: &mut Pass,
+    ) -> Result<u64, Verdict> {
+        if let (Some(to), true) = (listener.move_to, listener.aligned) {
+            return Err(Verdict::Move(to));
+        }
+        let mut end = edge;
+        if edge.saturating_sub(listener.cursor) > self.queue_size {
+            match self.slow_policy {
+                SlowListenerPolicy::Drop => return Err(Verdict::Remove(DisconnectReason::TooSlow)),
+                SlowListenerPolicy::Skip if listener.aligned => match ring.newest_chunk_start() {
+                    Some(newest) => {
+                        pass.skips += 1;
+                        listener.cursor = newest;
+                    }
+                    None => return Err(Verdict::Remove(DisconnectReason::Lapped)),
+                },
+                // Finish the current chunk first so the jump lands between frames.
+                SlowListenerPolicy::Skip => match ring.chunk_boundary_after(listener.cursor) {
+                    Some(boundary) => end = boundary,
+                    None => return Err(Verdict::Remove(DisconnectReason::Lapped)),
+                },
+            }
+        }
+        if listener.move_to.is_some() {
+            // Stop at the end of the current chunk, where the move can happen.
+            if let Some(boundary) = ring.chunk_boundary_after(listener.cursor) {
+                end = end.min(boundary);
+            }
+        }
+        if end <= listener.cursor {
+            return Err(Verdict::Keep);
+        }
+        Ok(end)
+    }
+
     /// Sends one listener what it is missing, with one system call.
     #[allow(clippy::too_many_arguments)]
     fn serve(
@@ -530,36 +675,10 @@ impl Sender {
         pass: &mut Pass,
         counters: &mut MountCounters,
     ) -> Verdict {
-        if let (Some(to), true) = (listener.move_to, listener.aligned) {
-            return Verdict::Move(to);
-        }
-        let mut end = edge;
-        if edge.saturating_sub(listener.cursor) > self.queue_size {
-            match self.slow_policy {
-                SlowListenerPolicy::Drop => return Verdict::Remove(DisconnectReason::TooSlow),
-                SlowListenerPolicy::Skip if listener.aligned => match ring.newest_chunk_start() {
-                    Some(newest) => {
-                        pass.skips += 1;
-                        listener.cursor = newest;
-                    }
-                    None => return Verdict::Remove(DisconnectReason::Lapped),
-                },
-                // Finish the current chunk first so the jump lands between frames.
-                SlowListenerPolicy::Skip => match ring.chunk_boundary_after(listener.cursor) {
-                    Some(boundary) => end = boundary,
-                    None => return Verdict::Remove(DisconnectReason::Lapped),
-                },
-            }
-        }
-        if listener.move_to.is_some() {
-            // Stop at the end of the current chunk, where the move can happen.
-            if let Some(boundary) = ring.chunk_boundary_after(listener.cursor) {
-                end = end.min(boundary);
-            }
-        }
-        if end <= listener.cursor {
-            return Verdict::Keep;
-        }
+        let end = match self.prepare(listener, ring, edge, pass) {
+            Ok(end) => end,
+            Err(verdict) => return verdict,
+        };
         if let Some((headers, sent)) = listener.headers.as_mut() {
             // Once per listener: the codec headers go out before any audio.
             let rest = &headers.bytes[*sent..];
@@ -609,6 +728,325 @@ impl Sender {
             }
             Err(_) => Verdict::Remove(DisconnectReason::ClientClosed),
         }
+    }
+}
+
+/// Set by the first shard that could not set up io_uring, so the fallback is logged once.
+static FALLBACK_LOGGED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The engine for `wanted`: io_uring unless it cannot be set up, then send, saying why once.
+fn start_engine(wanted: FanoutEngine) -> Engine {
+    if wanted == FanoutEngine::Send {
+        return Engine::Send;
+    }
+    // Ring size and completion mode can be set for measurements; a size the kernel refuses
+    // (0) makes setup fail for real, which is how the fallback is tested.
+    let entries = std::env::var("CYCAST_URING_ENTRIES")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(super::FANOUT_SLICE as u32);
+    let taskrun = match std::env::var("CYCAST_URING_TASKRUN").as_deref() {
+        Ok("coop") => Taskrun::Coop,
+        _ => Taskrun::Defer,
+    };
+    match SendRing::new(entries, taskrun) {
+        Ok(ring) => Engine::Uring(Box::new(ring)),
+        Err(e) => {
+            if !FALLBACK_LOGGED.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    "fanout.engine = \"io_uring\" is not available ({e}); using \"send\""
+                );
+            }
+            Engine::Send
+        }
+    }
+}
+
+/// One slice of a mount's listeners served through the shard's io_uring.
+struct UringSlice<'s> {
+    /// The shard's ring.
+    ring: &'s mut SendRing,
+    /// Limits and the validated copy.
+    sender: &'s mut Sender,
+    /// The sends of the batch in flight.
+    pending: &'s mut Vec<Pending>,
+    /// The mount's listeners.
+    listeners: &'s mut [Listener],
+    /// The mount's ring.
+    source: &'s Ring,
+    /// The mount's title block.
+    title: &'s TitleBlock,
+    /// The mount.
+    mount: MountId,
+    /// The live edge this pass serves up to.
+    edge: u64,
+    /// Totals of the pass.
+    pass: &'s mut Pass,
+    /// The mount's counters.
+    counters: &'s mut MountCounters,
+    /// Listeners of the slice that leave, by index, in no order.
+    gone: &'s mut Vec<(usize, Verdict)>,
+}
+
+impl UringSlice<'_> {
+    /// Serves listeners `[from, stop)`: every listener the shard's copy covers goes into one
+    /// batch, handed to the kernel with one system call; the copy is only refilled once the
+    /// batch that points into it has completed.
+    fn serve(&mut self, from: usize, stop: usize) -> std::io::Result<()> {
+        let mut i = from;
+        // A listener already prepared whose range the last copy did not cover.
+        let mut carried = None;
+        while i < stop {
+            let end = match carried.take() {
+                Some(end) => end,
+                None => match self.prepare(i) {
+                    Some(end) => end,
+                    None => {
+                        i += 1;
+                        continue;
+                    }
+                },
+            };
+            let (cursor, mount) = (self.listeners[i].cursor, self.mount);
+            if self
+                .sender
+                .scratch
+                .view(self.source, mount, cursor, end)
+                .is_err()
+            {
+                self.gone
+                    .push((i, Verdict::Remove(DisconnectReason::Lapped)));
+                i += 1;
+                continue;
+            }
+            self.pending.clear();
+            let scratch = &self.sender.scratch;
+            let mut batch = self.ring.batch();
+            let mut next = Some(end);
+            while let Some(end) = next.take() {
+                let listener = &self.listeners[i];
+                let Some(audio) = scratch.cached(mount, listener.cursor, end) else {
+                    carried = Some(end);
+                    break;
+                };
+                match queue(&mut batch, listener, audio, self.title) {
+                    Some(mut pending) => {
+                        pending.index = i;
+                        self.pending.push(pending);
+                    }
+                    // Full: the next batch starts with this listener.
+                    None if batch.is_full() => {
+                        carried = Some(end);
+                        break;
+                    }
+                    // Cannot happen (a send never has more parts than a batch takes); the
+                    // listener waits for the next chunk rather than stall the pass.
+                    None => {}
+                }
+                i += 1;
+                // The next listener that needs a send; it joins the batch if the copy has it.
+                while i < stop && !batch.is_full() {
+                    let Some(end) = prepare_one(
+                        self.sender,
+                        &mut self.listeners[i],
+                        self.source,
+                        self.edge,
+                        self.pass,
+                        i,
+                        self.gone,
+                    ) else {
+                        i += 1;
+                        continue;
+                    };
+                    if scratch
+                        .cached(mount, self.listeners[i].cursor, end)
+                        .is_some()
+                    {
+                        next = Some(end);
+                    } else {
+                        carried = Some(end);
+                    }
+                    break;
+                }
+            }
+            let flushed = batch.flush();
+            for (op, pending) in self.pending.iter().enumerate() {
+                let listener = &mut self.listeners[pending.index];
+                let result = self.ring.result(op);
+                match take_in(
+                    listener,
+                    pending,
+                    result,
+                    self.title,
+                    self.pass,
+                    self.counters,
+                ) {
+                    Verdict::Keep => {}
+                    verdict => self.gone.push((pending.index, verdict)),
+                }
+            }
+            self.pending.clear();
+            flushed?;
+        }
+        Ok(())
+    }
+
+    /// Prepares listener `i`; see [`prepare_one`].
+    fn prepare(&mut self, i: usize) -> Option<u64> {
+        prepare_one(
+            self.sender,
+            &mut self.listeners[i],
+            self.source,
+            self.edge,
+            self.pass,
+            i,
+            self.gone,
+        )
+    }
+}
+
+/// The end of what listener `i` is to be sent, or `None` when it gets nothing this pass (a
+/// departure or move is noted in `gone`).
+fn prepare_one(
+    sender: &Sender,
+    listener: &mut Listener,
+    source: &Ring,
+    edge: u64,
+    pass: &mut Pass,
+    i: usize,
+    gone: &mut Vec<(usize, Verdict)>,
+) -> Option<u64> {
+    match sender.prepare(listener, source, edge, pass) {
+        Ok(end) => Some(end),
+        Err(Verdict::Keep) => None,
+        Err(verdict) => {
+            gone.push((i, verdict));
+            None
+        }
+    }
+}
+
+/// Queues one listener's send: codec headers it is owed, then `audio`, with ICY blocks
+/// interleaved for a listener that asked for them. Returns what its completion needs (the
+/// index is the caller's to fill), or `None` when the batch had no room.
+fn queue<'a>(
+    batch: &mut Batch<'a>,
+    listener: &Listener,
+    audio: &'a [u8],
+    title: &'a TitleBlock,
+) -> Option<Pending> {
+    /// Owner slots of a send.
+    const BLOCK: usize = 0;
+    const HEADERS: usize = 1;
+    let fd = listener.socket.as_raw_fd();
+    let (headers, sent) = match &listener.headers {
+        Some((headers, sent)) => (Some(headers), *sent),
+        None => (None, 0),
+    };
+    let owed = headers.map_or(0, |h| h.bytes.len().saturating_sub(sent));
+    let owners = [
+        listener
+            .icy
+            .as_ref()
+            .and_then(|icy| icy.partial_block().cloned())
+            .map(Owner::Block),
+        headers.map(|h| Owner::Headers(h.clone())),
+    ];
+    // The audio a send carries is the owed headers followed by the ring's bytes; `[from, to)`
+    // of it becomes at most two parts.
+    let span = move |from: usize, to: usize| {
+        let head = (from < owed).then(|| Part::Kept {
+            owner: HEADERS,
+            range: sent + from..sent + to.min(owed),
+        });
+        let tail = (to > owed).then(|| Part::Borrowed(&audio[from.max(owed) - owed..to - owed]));
+        [head, tail]
+    };
+    let total = owed + audio.len();
+    let plan = match &listener.icy {
+        None => {
+            batch.push(fd, owners, span(0, total).into_iter().flatten())?;
+            None
+        }
+        Some(icy) => {
+            let plan = icy.plan(total, title);
+            let parts = plan.pieces().iter().flat_map(|&piece| match piece {
+                Piece::Audio { offset, len } => span(offset, offset + len),
+                Piece::Partial { from } => [
+                    Some(Part::Kept {
+                        owner: BLOCK,
+                        range: from..icy.partial_block().map_or(from, |b| b.len()),
+                    }),
+                    None,
+                ],
+                Piece::Title => [Some(Part::Borrowed(&title.bytes[..])), None],
+                Piece::Unchanged => [Some(Part::Borrowed(&super::icy::UNCHANGED[..])), None],
+            });
+            batch.push(fd, owners, parts.flatten())?;
+            Some(plan)
+        }
+    };
+    Some(Pending {
+        index: 0,
+        headers: owed,
+        audio: audio.len(),
+        plan,
+    })
+}
+
+/// Takes in one completed send: the same outcomes as a `send` call in [`Sender::serve`].
+fn take_in(
+    listener: &mut Listener,
+    pending: &Pending,
+    result: i32,
+    title: &TitleBlock,
+    pass: &mut Pass,
+    counters: &mut MountCounters,
+) -> Verdict {
+    if result == -libc::EAGAIN || result == -libc::EINTR {
+        return Verdict::Keep;
+    }
+    let Ok(written) = usize::try_from(result) else {
+        return Verdict::Remove(DisconnectReason::ClientClosed);
+    };
+    pass.sends += 1;
+    let carried = match (listener.icy.as_mut(), &pending.plan) {
+        (Some(icy), Some(plan)) => icy.commit(plan, written, title),
+        _ => written,
+    };
+    let headers = carried.min(pending.headers);
+    if headers > 0 {
+        if let Some((_, sent)) = listener.headers.as_mut() {
+            *sent += headers;
+        }
+        if headers == pending.headers {
+            listener.headers = None;
+        }
+    }
+    let n = carried - headers;
+    pass.bytes += n as u64;
+    if n > 0 {
+        if listener.bytes_sent == 0 {
+            counters
+                .first_byte_times
+                .push(listener.connected_at.elapsed());
+        }
+        listener.cursor += n as u64;
+        listener.bytes_sent += n as u64;
+        // As in `serve`: the send ended on `end`, a chunk boundary, only if all of it went.
+        listener.aligned = n == pending.audio;
+    }
+    Verdict::Keep
+}
+
+impl Scratch {
+    /// The bytes `[from, to)` of `mount` if the copy holds them.
+    fn cached(&self, mount: MountId, from: u64, to: u64) -> Option<&[u8]> {
+        if self.mount != Some(mount) || from < self.start || to > self.end {
+            return None;
+        }
+        let offset = (from - self.start) as usize;
+        Some(&self.buf[offset..offset + (to - from) as usize])
     }
 }
 

@@ -9,6 +9,7 @@
 pub mod fanout;
 pub mod icy;
 pub mod listener;
+pub mod sys;
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -31,7 +32,7 @@ use fanout::Fanout;
 const JOIN_LATENCY: Duration = Duration::from_millis(5);
 
 /// Listeners served between chances to yield during a fan-out pass.
-const FANOUT_SLICE: usize = 256;
+pub(crate) const FANOUT_SLICE: usize = 256;
 
 /// How often a shard republishes its listener list and flushes its counters to metrics.
 const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
@@ -161,15 +162,20 @@ pub async fn serve(
     let flush_ctx = ctx.clone();
     glommio::spawn_local(async move {
         loop {
-            let (listeners, counters) = {
+            let (listeners, counters, submits) = {
                 let mut fanout = flush_ctx.fanout.borrow_mut();
                 fanout.apply_config(&flush_ctx.shared.config());
                 fanout.reap_idle();
-                let taken = (fanout.snapshot(), fanout.take_counters());
+                let taken = (
+                    fanout.snapshot(),
+                    fanout.take_counters(),
+                    fanout.uring_submits(),
+                );
                 fanout.forget_removed();
                 taken
             };
             metrics::flush_shard(flush_ctx.id, &counters, &listeners);
+            metrics::flush_engine(flush_ctx.id, submits);
             flush_ctx.stats.snapshot.store(Arc::new(listeners));
             sleep(FLUSH_INTERVAL).await;
         }

@@ -35,15 +35,25 @@ impl Server {
     }
 
     pub fn start_with_args(config: &str, args: &[&str]) -> Server {
-        Self::start_inner(config, args, None)
+        Self::start_inner(config, args, None, &[])
+    }
+
+    /// Starts cycast with extra environment variables.
+    pub fn start_with_env(config: &str, args: &[&str], env: &[(&str, &str)]) -> Server {
+        Self::start_inner(config, args, None, env)
     }
 
     /// Starts cycast allowed only `nofile` file descriptors (soft and hard limit).
     pub fn start_with_fd_limit(config: &str, nofile: u32) -> Server {
-        Self::start_inner(config, &[], Some(nofile))
+        Self::start_inner(config, &[], Some(nofile), &[])
     }
 
-    fn start_inner(config: &str, args: &[&str], nofile: Option<u32>) -> Server {
+    fn start_inner(
+        config: &str,
+        args: &[&str],
+        nofile: Option<u32>,
+        env: &[(&str, &str)],
+    ) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("cycast.hcl");
         std::fs::write(&path, config).unwrap();
@@ -77,6 +87,7 @@ impl Server {
                 &["--source-port", "0"][..]
             })
             .args(args)
+            .envs(env.iter().copied())
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .stdout(Stdio::null())
