@@ -16,6 +16,9 @@ buffer { size_mb = 4 }
 limits {
   queue_size = 131072
   burst_size = 16384
+  # The cases stall listeners behind loopback-sized socket buffers, as before send buffers
+  # were bounded by default.
+  send_buffer = 4194304
 }
 broadcaster { chunk_ms = 200 }
 playlist { directory = "/nonexistent/cycast-test-music" }
