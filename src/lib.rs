@@ -41,4 +41,5 @@ pub mod reload;
 pub mod ring;
 pub mod server;
 pub mod shard;
+pub mod state;
 pub mod sys;

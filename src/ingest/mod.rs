@@ -30,7 +30,7 @@ use glommio::timer::sleep;
 use crate::control::{Control, IngestMessage, ShardMessage};
 use crate::mount::{MountError, MountId, StreamInfo};
 use crate::ring::RingWriter;
-use crate::server::Shared;
+use crate::state::Shared;
 use feed::{MountFeed, ShardWakers};
 
 /// How often the ingest core looks for source-created mounts to remove.

@@ -23,7 +23,7 @@ use crate::mount::{Mount, MountId, StreamHeaders};
 use crate::observability::access_log::AccessLog;
 use crate::observability::stats::{DisconnectReason, ListenerInfo, ShardStats};
 use crate::ring::Ring;
-use crate::server::Shared;
+use crate::state::Shared;
 
 /// One connected listener, owned by exactly one shard.
 pub struct Listener {

@@ -25,7 +25,7 @@ use crate::mount::MountId;
 use crate::observability::access_log::AccessLog;
 use crate::observability::metrics;
 use crate::observability::stats::ShardStats;
-use crate::server::Shared;
+use crate::state::Shared;
 use fanout::Fanout;
 
 /// How soon a waiting join must get the core during a fan-out pass.
