@@ -712,11 +712,6 @@ impl Config {
         names
     }
 
-    /// Settings of mount `name` (defaults when it has no block).
-    pub fn mount_config(&self, name: &str) -> MountConfig {
-        self.mount.get(name).cloned().unwrap_or_default()
-    }
-
     /// Whether mount `name` is configured `hidden`: public pages, `/api/stats` and the
     /// listen port's `/metrics` leave it out; admin views and the metrics port show it.
     pub fn is_hidden(&self, name: &str) -> bool {

@@ -12,7 +12,7 @@
 //!   [`ingest::frames`], AAC [`ingest::adts`], Ogg [`ingest::ogg`]) and publishes frame-aligned
 //!   chunks to the mount's ring ([`ingest::feed`]), waking every shard.
 //! - [`ring`]: the memory-mapped ring of one mount: a single writer, lock-free readers that
-//!   detect being lapped with sequence stamps. [`mount`] names the rings.
+//!   detect being lapped by re-reading the writer's `reserved` offset. [`mount`] names the rings.
 //! - [`shard`]: one executor per core. Accepts listeners on a SO_REUSEPORT socket, answers their
 //!   request ([`shard::listener`]) and feeds them from the ring ([`shard::fanout`]), with ICY
 //!   metadata interleaved for players that ask ([`shard::icy`]).

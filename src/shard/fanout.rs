@@ -212,14 +212,6 @@ impl Fanout {
         self.on_publish_slice(mount, last, 1);
     }
 
-    /// New data on `mount`: serve every listener of it on this shard.
-    pub fn on_publish(&mut self, mount: MountId) {
-        let mut next = Some(0);
-        while let Some(from) = next {
-            next = self.on_publish_slice(mount, from, usize::MAX);
-        }
-    }
-
     /// Serves up to `count` listeners of `mount` from index `from`; returns where to continue,
     /// or `None` when every listener has been served. A large shard serves its listeners in
     /// slices and yields between them, so joins are accepted during a long pass.
