@@ -27,6 +27,9 @@
 //! - [`load`]: `cycast-load`, the load generator and real-time source (its own `unsafe` for
 //!   epoll lives in [`load::sys`]).
 
+// `unsafe` only in the `sys` modules, each of which opts back in.
+#![deny(unsafe_code)]
+
 pub mod auth;
 pub mod cli;
 pub mod config;
@@ -42,4 +45,5 @@ pub mod ring;
 pub mod server;
 pub mod shard;
 pub mod state;
+#[allow(unsafe_code)]
 pub mod sys;

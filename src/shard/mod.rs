@@ -9,6 +9,7 @@
 pub mod fanout;
 pub mod icy;
 pub mod listener;
+#[allow(unsafe_code)]
 pub mod sys;
 
 use std::cell::RefCell;
