@@ -712,11 +712,6 @@ impl Config {
         names
     }
 
-    /// Settings of mount `name` (defaults when it has no block).
-    pub fn mount_config(&self, name: &str) -> MountConfig {
-        self.mount.get(name).cloned().unwrap_or_default()
-    }
-
     /// Whether mount `name` is configured `hidden`: public pages, `/api/stats` and the
     /// listen port's `/metrics` leave it out; admin views and the metrics port show it.
     pub fn is_hidden(&self, name: &str) -> bool {
@@ -809,11 +804,8 @@ impl Config {
         let names = self.mount_names();
         for (name, m) in &self.mount {
             let key = format!("mount.{name}");
-            if !crate::mount::valid_mount_name(name) {
-                return bad(
-                    key,
-                    "mount names start with '/' and have no spaces, '?', '#' or '%'".into(),
-                );
+            if let Err(msg) = check_mount_name(name, MountNameRule::Strict) {
+                return bad(key, msg);
             }
             if let Some(charset) = &m.icy_charset {
                 if !matches!(
@@ -869,11 +861,8 @@ impl Config {
         }
         for (name, r) in &self.relay {
             let key = format!("relay.{name}");
-            if !crate::mount::valid_mount_name(name) {
-                return bad(
-                    key,
-                    "mount names start with '/' and have no spaces, '?', '#' or '%'".into(),
-                );
+            if let Err(msg) = check_mount_name(name, MountNameRule::Strict) {
+                return bad(key, msg);
             }
             if !r.url.starts_with("http://") || r.url.len() <= "http://".len() {
                 return bad(
@@ -961,32 +950,8 @@ impl Config {
         if s.source_password.is_empty() {
             return bad("server.source_password", "must not be empty".into());
         }
-        let m = &s.mount_point;
-        if !m.starts_with('/') {
-            return bad("server.mount_point", format!("{m:?} must start with '/'"));
-        }
-        if m.len() < 2 {
-            return bad(
-                "server.mount_point",
-                "must name a path, not just '/'".into(),
-            );
-        }
-        if m.chars()
-            .any(|c| c.is_whitespace() || c.is_control() || c == '?' || c == '#')
-        {
-            return bad(
-                "server.mount_point",
-                format!("{m:?} must not contain spaces, '?', '#' or control characters"),
-            );
-        }
-        // The listen port also serves the web page and APIs under these paths.
-        for reserved in ["/api", "/admin"] {
-            if m == reserved || m.starts_with(&format!("{reserved}/")) {
-                return bad(
-                    "server.mount_point",
-                    format!("{m:?} clashes with the reserved {reserved} path"),
-                );
-            }
+        if let Err(msg) = check_mount_name(&s.mount_point, MountNameRule::DefaultMount) {
+            return bad("server.mount_point", msg);
         }
         if s.listen_backlog < 1 {
             return bad("server.listen_backlog", "must be at least 1".into());
@@ -1279,6 +1244,55 @@ impl Config {
 
 fn secs(s: f64) -> Duration {
     Duration::try_from_secs_f64(s).unwrap_or(Duration::MAX)
+}
+
+/// Which mount-name rule applies. There are two and they differ; this step keeps each
+/// caller's behaviour as it was (merging them would change which names are accepted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MountNameRule {
+    /// `mount` and `relay` blocks, and SOURCE/PUT paths: 2 to 256 printable ASCII bytes
+    /// after a leading '/', without '?', '#' or '%'.
+    Strict,
+    /// `server.mount_point`: a leading '/' and at least 2 characters, no whitespace, control
+    /// characters, '?' or '#' ('%' and non-ASCII allowed, no length cap), and not `/api` or
+    /// `/admin` or below them.
+    DefaultMount,
+}
+
+/// Checks a mount name against `rule`; the error says what is wrong, for the operator.
+/// The one place mount names are judged (config validation and the source port both call it).
+pub fn check_mount_name(m: &str, rule: MountNameRule) -> Result<(), String> {
+    if rule == MountNameRule::Strict {
+        let ok = m.len() > 1
+            && m.len() <= 256
+            && m.starts_with('/')
+            && m.bytes()
+                .all(|b| b.is_ascii_graphic() && b != b'?' && b != b'#' && b != b'%');
+        if ok {
+            return Ok(());
+        }
+        return Err("mount names start with '/' and have no spaces, '?', '#' or '%'".into());
+    }
+    if !m.starts_with('/') {
+        return Err(format!("{m:?} must start with '/'"));
+    }
+    if m.len() < 2 {
+        return Err("must name a path, not just '/'".into());
+    }
+    if m.chars()
+        .any(|c| c.is_whitespace() || c.is_control() || c == '?' || c == '#')
+    {
+        return Err(format!(
+            "{m:?} must not contain spaces, '?', '#' or control characters"
+        ));
+    }
+    // The listen port also serves the web page and APIs under these paths.
+    for reserved in ["/api", "/admin"] {
+        if m == reserved || m.starts_with(&format!("{reserved}/")) {
+            return Err(format!("{m:?} clashes with the reserved {reserved} path"));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -5,19 +5,23 @@
 //! Modules follow one byte of audio from a source socket to a listener socket:
 //!
 //! - [`config`], [`cli`]: the HCL configuration (every key documented, defaults embedded) and the
-//!   command-line overrides merged on top.
+//!   command-line overrides merged on top; [`config::check_mount_name`] judges mount names.
 //! - [`ingest`]: the ingest core. Accepts sources ([`ingest::source`]) and relays
 //!   ([`ingest::relay`]), plays playlists when nobody is live ([`ingest::playlist`], paced by
 //!   [`ingest::pacing`]), cuts the bytes into whole frames ([`ingest::format`]: MP3
-//!   [`ingest::frames`], AAC [`ingest::adts`], Ogg [`ingest::ogg`]) and publishes frame-aligned
-//!   chunks to the mount's ring ([`ingest::feed`]), waking every shard.
+//!   [`ingest::frames`], AAC [`ingest::adts`], Ogg [`ingest::ogg`], with the frame lock-on and
+//!   input buffer they share in [`ingest::lockon`]) and publishes frame-aligned chunks to the
+//!   mount's ring ([`ingest::feed`]), waking every shard.
 //! - [`ring`]: the memory-mapped ring of one mount: a single writer, lock-free readers that
-//!   detect being lapped with sequence stamps. [`mount`] names the rings.
+//!   detect being lapped by re-reading the writer's `reserved` offset. [`mount`] names the rings.
 //! - [`shard`]: one executor per core. Accepts listeners on a SO_REUSEPORT socket, answers their
 //!   request ([`shard::listener`]) and feeds them from the ring ([`shard::fanout`]), with ICY
 //!   metadata interleaved for players that ask ([`shard::icy`]).
-//! - [`observability`]: per-shard counters, status pages, the admin API, Prometheus metrics,
+//! - [`observability`]: per-shard and per-mount counters, status pages, the admin API, Prometheus metrics,
 //!   the access log and the station web pages.
+//! - [`state`]: what every core shares ([`state::Shared`]: configuration in force, mounts,
+//!   counters, shutdown flag) and the SIGHUP re-read hook; below the executors, the status
+//!   pages and [`reload`], so none of them imports [`server`].
 //! - [`reload`]: SIGHUP re-reads the configuration without dropping anyone.
 //! - [`server`]: binds the sockets, creates the executors and wires them together.
 //! - [`control`]: messages between cores (new data, operator actions).
@@ -26,6 +30,9 @@
 //!   besides the fan-out's io_uring ([`shard::sys`]).
 //! - [`load`]: `cycast-load`, the load generator and real-time source (its own `unsafe` for
 //!   epoll lives in [`load::sys`]).
+
+// `unsafe` only in the `sys` modules, each of which opts back in.
+#![deny(unsafe_code)]
 
 pub mod auth;
 pub mod cli;
@@ -41,4 +48,6 @@ pub mod reload;
 pub mod ring;
 pub mod server;
 pub mod shard;
+pub mod state;
+#[allow(unsafe_code)]
 pub mod sys;

@@ -26,7 +26,7 @@ fn main() -> ExitCode {
         );
     }
     // SIGHUP re-reads the same file with the same command-line overrides.
-    let reload: cycast::server::Reload = match cli.config.is_some() {
+    let reload: cycast::state::Reload = match cli.config.is_some() {
         true => Some(Box::new(move || cli.load_config())),
         false => None,
     };

@@ -349,16 +349,6 @@ impl MountTable {
     }
 }
 
-/// Whether `path` is acceptable as a mount name: absolute, printable, no query or spaces.
-pub fn valid_mount_name(path: &str) -> bool {
-    path.len() > 1
-        && path.len() <= 256
-        && path.starts_with('/')
-        && path
-            .bytes()
-            .all(|b| b.is_ascii_graphic() && b != b'?' && b != b'#' && b != b'%')
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,7 +13,7 @@
 use std::sync::Arc;
 
 use crate::config::{Config, DEFAULT_SOURCE_PASSWORD};
-use crate::server::{Reload, Shared};
+use crate::state::{Reload, Shared};
 
 /// Reloads the configuration into `shared`.
 pub fn apply(shared: &Shared, reload: &Reload) {
@@ -41,7 +41,7 @@ pub fn apply(shared: &Shared, reload: &Reload) {
         );
     }
     if next.default_source_password_exposed() && !current.default_source_password_exposed() {
-        tracing::warn!("{}", crate::server::DEFAULT_PASSWORD_WARNING);
+        tracing::warn!("{}", crate::state::DEFAULT_PASSWORD_WARNING);
     }
     shared.config.store(Arc::new(next));
     tracing::info!("configuration reloaded");

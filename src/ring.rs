@@ -179,7 +179,7 @@ impl RingWriter {
         &self.ring
     }
 
-    /// Publishes one chunk that begins on a frame boundary. Chunks larger than a quarter of
+    /// Publishes one chunk that begins on a frame boundary. Chunks larger than half of
     /// the ring are refused by configuration validation long before they get here.
     pub fn publish(&mut self, chunk: &[u8]) {
         let ring = &*self.ring;

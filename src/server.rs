@@ -17,6 +17,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use crate::config::Config;
 use crate::mount::{MountError, MountTable, StreamInfo};
 use crate::observability::stats::ShardStats;
+use crate::state::{Reload, Shared, DEFAULT_PASSWORD_WARNING};
 
 /// Wake-ups that may queue per shard before the ingest core stops adding more (a shard that
 /// far behind reads to the live edge anyway).
@@ -24,56 +25,6 @@ const WAKE_QUEUE: usize = 1024;
 
 /// Operator actions that may queue from one shard to the ingest core.
 const CONTROL_QUEUE: usize = 64;
-
-/// State every core can read. Written only through atomics and swaps, never locked.
-pub struct Shared {
-    /// The configuration in force; SIGHUP swaps in a new one (see `reload`).
-    pub config: ArcSwap<Config>,
-    /// All mounts and their rings.
-    pub mounts: MountTable,
-    /// Counters of each shard, indexed by shard id.
-    pub shards: Vec<Arc<ShardStats>>,
-    /// Listeners on the whole server, for `max_listeners` (touched on join and leave only).
-    pub listeners: AtomicU64,
-    /// Next listener id (unique server-wide, for the admin API).
-    pub next_listener_id: AtomicU64,
-    /// When the server started, for uptime.
-    pub started: SystemTime,
-    /// The listen port actually bound (differs from the config when it asked for port 0).
-    pub listen_port: u16,
-    /// The source port actually bound.
-    pub source_port: u16,
-    /// Renders Prometheus scrapes.
-    pub metrics: metrics_exporter_prometheus::PrometheusHandle,
-    /// Set on SIGTERM/SIGINT: every core stops accepting and closes its connections.
-    pub shutting_down: AtomicBool,
-    /// Failed logins on either port, counted server-wide to slow down guessing.
-    pub auth_failures: crate::auth::FailureTracker,
-}
-
-impl Shared {
-    /// The configuration in force now. Callers hold it for one request or pass, so a reload
-    /// applies from the next one.
-    pub fn config(&self) -> Arc<Config> {
-        self.config.load_full()
-    }
-
-    /// Resolves when shutdown has been requested. Checked every 100 ms: this is housekeeping,
-    /// not the data path, and it keeps signal handling on the main thread.
-    pub async fn shutdown_requested(&self) {
-        while !self.shutting_down.load(Ordering::Acquire) {
-            glommio::timer::sleep(SHUTDOWN_POLL).await;
-        }
-    }
-}
-
-/// Said in the log at start and on the status pages while the built-in source password is in
-/// force beyond loopback. A warning, not a refusal: `make run` and a first `cycast` on a LAN
-/// must work out of the box, as Icecast's do.
-pub const DEFAULT_PASSWORD_WARNING: &str = "the source password is the built-in default and the server listens beyond loopback: anyone who can reach the source port can take the stream over; set server.source_password or CYCAST_SOURCE_PASSWORD";
-
-/// How often executors look at the shutdown flag.
-const SHUTDOWN_POLL: Duration = Duration::from_millis(100);
 
 /// How long shutdown may take before the process exits regardless.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -114,10 +65,6 @@ pub enum StartError {
         message: String,
     },
 }
-
-/// Re-reads the configuration for SIGHUP (the file named on the command line, with its
-/// overrides); `None` when there is no file to re-read.
-pub type Reload = Option<Box<dyn Fn() -> Result<Config, crate::config::ConfigError>>>;
 
 /// Runs the server until SIGTERM or SIGINT, then shuts down within a bounded time.
 pub fn run(config: Config, reload: Reload) -> Result<(), StartError> {

@@ -10,8 +10,9 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd};
 /// Anonymous memory mapping that holds one mount's audio ring.
 ///
 /// One thread writes (the ingest core, through the unique `RingWriter`), many read. Reads may
-/// race with a write that laps them; callers detect that with the ring's sequence stamps and
-/// throw the copy away, so a raced byte is never used.
+/// race with a write that laps them; callers detect that with the ring's `reserved` offset
+/// (re-read after the copy, seqlock style) and throw the copy away, so a raced byte is never
+/// used.
 pub struct RingMemory {
     /// The mapping itself; kept for its lifetime and raw pointer.
     map: memmap2::MmapRaw,
@@ -29,16 +30,6 @@ impl RingMemory {
         })
     }
 
-    /// Size of the mapping in bytes.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// Whether the mapping is empty (never, for a valid ring).
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
     /// Copies `src` into the mapping at `offset`. Only the ring's single writer calls this.
     pub fn write_at(&self, offset: usize, src: &[u8]) {
         assert!(
@@ -47,8 +38,8 @@ impl RingMemory {
         );
         // SAFETY: the range is inside the mapping (asserted above) and `src` is ordinary memory,
         // so the regions cannot overlap. Concurrent readers of this range only copy bytes out
-        // with raw copies (no references) and discard the copy when the sequence stamps show
-        // that a write overlapped it.
+        // with raw copies (no references) and discard the copy when the ring's `reserved`
+        // offset shows that a write overlapped it.
         unsafe {
             std::ptr::copy_nonoverlapping(
                 src.as_ptr(),
@@ -59,7 +50,7 @@ impl RingMemory {
     }
 
     /// Copies bytes at `offset` into `dst`. The result is only meaningful after the caller has
-    /// validated it against the writer's stamps.
+    /// re-read the ring's `reserved` offset and found no write overlapped the copy.
     pub fn read_at(&self, offset: usize, dst: &mut [u8]) {
         assert!(
             offset <= self.len && dst.len() <= self.len - offset,

@@ -8,7 +8,7 @@
 //! HE-AAC (AAC+) in ADTS signals the core sample rate, and each frame still carries 1024 core
 //! samples per raw data block, so durations come out right for `audio/aacp` too.
 
-use super::sync::{id3v2_len, SyncFormat, SyncFramer};
+use super::lockon::{id3v2_len, SyncFormat, SyncFramer};
 
 /// Sample rates indexed by the 4-bit `sampling_frequency_index`; 13 to 15 are reserved.
 const SAMPLE_RATES: [u32; 13] = [
@@ -429,7 +429,7 @@ mod tests {
     /// Real frames between runs of seeded random bytes (see the MP3 framer's twin test).
     #[test]
     fn random_bytes_between_frames_never_come_out() {
-        use crate::ingest::sync::soak;
+        use crate::ingest::lockon::soak;
         // AAC LC, 44.1 kHz stereo, sizes as a VBR encoder writes them, some with CRC.
         let make = |rng: &mut soak::Rng| {
             let len = 100 + rng.below(700) as usize;

@@ -143,11 +143,4 @@ impl MountFeed {
     pub fn published_end(&self) -> u64 {
         self.writer.ring().committed()
     }
-
-    /// Drops pending data without publishing (a seam: the next frames come from elsewhere).
-    pub fn discard_pending(&mut self) {
-        self.pending.clear();
-        self.pending_micros = 0;
-        self.pending_since = None;
-    }
 }

@@ -11,7 +11,7 @@
 
 use std::borrow::Cow;
 
-use super::sync::{id3v2_len, SyncFormat, SyncFramer};
+use super::lockon::{id3v2_len, SyncFormat, SyncFramer};
 
 /// MPEG audio version from the frame header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -1050,7 +1050,7 @@ mod tests {
     /// about the frames either side of each run are lost.
     #[test]
     fn random_bytes_between_frames_never_come_out() {
-        use crate::ingest::sync::soak;
+        use crate::ingest::lockon::soak;
         // VBR Layer III at 44.1 kHz, stereo and joint stereo mixed, as encoders write it.
         let make = |rng: &mut soak::Rng| {
             let brs = [32, 64, 96, 128, 160, 192, 256, 320];

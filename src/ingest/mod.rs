@@ -3,19 +3,20 @@
 //!
 //! Data path here: [`source`] reads a source's socket and checks the protocol, [`format`]
 //! picks a framer ([`frames`] for MP3, [`adts`] for AAC, [`ogg`] for Ogg) that cuts the bytes
-//! into whole audio frames (dropping tags and garbage), [`feed`] gathers frames
-//! into frame-aligned chunks, publishes them to the ring and wakes the shards.
+//! into whole audio frames (dropping tags and garbage; [`lockon`] holds the frame lock-on and
+//! input buffer they share), [`feed`] gathers frames into frame-aligned chunks, publishes them
+//! to the ring and wakes the shards.
 
 pub mod adts;
 pub mod feed;
 pub mod format;
 pub mod frames;
+pub mod lockon;
 pub mod ogg;
 pub mod pacing;
 pub mod playlist;
 pub mod relay;
 pub mod source;
-pub mod sync;
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
@@ -30,7 +31,7 @@ use glommio::timer::sleep;
 use crate::control::{Control, IngestMessage, ShardMessage};
 use crate::mount::{MountError, MountId, StreamInfo};
 use crate::ring::RingWriter;
-use crate::server::Shared;
+use crate::state::Shared;
 use feed::{MountFeed, ShardWakers};
 
 /// How often the ingest core looks for source-created mounts to remove.

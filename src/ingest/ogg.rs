@@ -9,7 +9,7 @@
 //! only allocations are for the (rare) header pages.
 
 use super::frames::join_title;
-use super::sync::SyncBuffer;
+use super::lockon::SyncBuffer;
 
 /// Ogg CRC-32 tables for slicing-by-8: polynomial 0x04C11DB7, MSB first, no reflection.
 /// `CRC_TABLES[k][n]` is the CRC of byte `n` followed by `k` zero bytes.

@@ -14,10 +14,11 @@ use glommio::timer::Timer;
 use super::feed::MountFeed;
 use super::format::{Format, Framer};
 use super::IngestContext;
+use crate::config::{check_mount_name, MountNameRule};
 use crate::control::Control;
 use crate::http::{read_request, response, secret_matches, Request, RequestError};
 use crate::logging::escape;
-use crate::mount::{valid_mount_name, MountId, StreamInfo};
+use crate::mount::{MountId, StreamInfo};
 use crate::observability::{admin, metrics};
 
 /// Bytes read from a source socket at a time.
@@ -212,7 +213,7 @@ fn admit(ctx: &IngestContext, request: &Request) -> Result<Admitted, Vec<u8>> {
             "You need to authenticate\n",
         ));
     }
-    if !valid_mount_name(&request.path) {
+    if check_mount_name(&request.path, MountNameRule::Strict).is_err() {
         return Err(response(400, "Bad Request", &[], "Invalid mountpoint\n"));
     }
     if request.method == "PUT" && request.header("content-type").is_none() {

@@ -16,6 +16,7 @@ pub mod icy;
 pub mod player;
 pub mod report;
 pub mod source;
+#[allow(unsafe_code)]
 pub mod sys;
 pub mod verify;
 

@@ -16,8 +16,8 @@ use crate::control::Control;
 use crate::http::{response, secret_matches, server_id, Request};
 use crate::logging::escape;
 use crate::mount::Mount;
-use crate::server::Shared;
 use crate::shard::icy::Charset;
+use crate::state::Shared;
 
 /// Longest title accepted from a metadata update, in bytes.
 pub const MAX_TITLE_BYTES: usize = 1024;

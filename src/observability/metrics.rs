@@ -14,8 +14,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use crate::config::Config;
 use crate::http::response;
 use crate::mount::Mount;
-use crate::observability::stats::{DisconnectReason, ListenerInfo};
-use crate::shard::fanout::MountCounters;
+use crate::observability::stats::{DisconnectReason, ListenerInfo, MountCounters};
 
 /// Listener lags sampled per mount per flush for the lag histogram.
 const LAG_SAMPLES: usize = 256;

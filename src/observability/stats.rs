@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
@@ -110,4 +111,21 @@ impl ShardStats {
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
     }
+}
+
+/// Counters of one mount on this shard, flushed to metrics about once a second.
+#[derive(Debug, Default, Clone)]
+pub struct MountCounters {
+    /// Audio bytes sent.
+    pub bytes_sent: u64,
+    /// Send system calls made.
+    pub sends: u64,
+    /// Listeners joined.
+    pub connects: u64,
+    /// Slow listeners moved to the live edge (`slow_listener = "skip"`).
+    pub skips: u64,
+    /// Departures, indexed by `DisconnectReason as usize`.
+    pub disconnects: [u64; DisconnectReason::COUNT],
+    /// Times to first audio byte since the last flush, drained by the flush.
+    pub first_byte_times: Vec<Duration>,
 }

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use crate::http::{response, server_id, Request};
 use crate::mount::Mount;
 use crate::observability::stats::ShardStats;
-use crate::server::Shared;
+use crate::state::Shared;
 
 /// The answer for a status path, or `None` when the path is not a status page.
 pub fn page(shared: &Shared, request: &Request) -> Option<Vec<u8>> {
@@ -77,7 +77,7 @@ fn icecast_status(shared: &Shared) -> Value {
         "server_start_iso8601": started.format("%Y-%m-%dT%H:%M:%S%z").to_string(),
     });
     if cfg.default_source_password_exposed() {
-        stats["warning"] = json!(crate::server::DEFAULT_PASSWORD_WARNING);
+        stats["warning"] = json!(crate::state::DEFAULT_PASSWORD_WARNING);
     }
     match sources.len() {
         0 => {}

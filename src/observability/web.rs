@@ -8,7 +8,7 @@
 use std::sync::atomic::Ordering;
 
 use crate::http::{response, secret_matches, Request};
-use crate::server::Shared;
+use crate::state::Shared;
 
 const STATION_HTML: &str = include_str!("web/station.html");
 const ADMIN_HTML: &str = include_str!("web/admin.html");
@@ -141,7 +141,7 @@ fn station_page(shared: &Shared) -> String {
     let warning = if config.default_source_password_exposed() {
         format!(
             "<p class=\"notice error\" role=\"alert\" id=\"warning\">Warning: {}</p>",
-            escape(crate::server::DEFAULT_PASSWORD_WARNING)
+            escape(crate::state::DEFAULT_PASSWORD_WARNING)
         )
     } else {
         String::new()

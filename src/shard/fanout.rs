@@ -13,7 +13,7 @@ use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::icy::{Charset, IcyCursor, IcyPlan, Piece, TitleBlock};
 use super::sys::{Batch, Owner, Part, SendRing, Taskrun};
@@ -21,9 +21,9 @@ use crate::config::{FanoutEngine, SlowListenerPolicy};
 use crate::logging::escape;
 use crate::mount::{Mount, MountId, StreamHeaders};
 use crate::observability::access_log::AccessLog;
-use crate::observability::stats::{DisconnectReason, ListenerInfo, ShardStats};
+use crate::observability::stats::{DisconnectReason, ListenerInfo, MountCounters, ShardStats};
 use crate::ring::Ring;
-use crate::server::Shared;
+use crate::state::Shared;
 
 /// One connected listener, owned by exactly one shard.
 pub struct Listener {
@@ -52,23 +52,6 @@ pub struct Listener {
     pub bytes_sent: u64,
     /// Access log line parts (up to the status, and referer plus agent), when logging.
     pub log_line: Option<Box<(String, String)>>,
-}
-
-/// Counters of one mount on this shard, flushed to metrics about once a second.
-#[derive(Debug, Default, Clone)]
-pub struct MountCounters {
-    /// Audio bytes sent.
-    pub bytes_sent: u64,
-    /// Send system calls made.
-    pub sends: u64,
-    /// Listeners joined.
-    pub connects: u64,
-    /// Slow listeners moved to the live edge (`slow_listener = "skip"`).
-    pub skips: u64,
-    /// Departures, indexed by `DisconnectReason as usize`.
-    pub disconnects: [u64; DisconnectReason::COUNT],
-    /// Times to first audio byte since the last flush, drained by the flush.
-    pub first_byte_times: Vec<Duration>,
 }
 
 /// The listeners of one mount on this shard.
@@ -227,14 +210,6 @@ impl Fanout {
         slot.listeners.push(listener);
         let last = slot.listeners.len() - 1;
         self.on_publish_slice(mount, last, 1);
-    }
-
-    /// New data on `mount`: serve every listener of it on this shard.
-    pub fn on_publish(&mut self, mount: MountId) {
-        let mut next = Some(0);
-        while let Some(from) = next {
-            next = self.on_publish_slice(mount, from, usize::MAX);
-        }
     }
 
     /// Serves up to `count` listeners of `mount` from index `from`; returns where to continue,

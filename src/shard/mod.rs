@@ -9,6 +9,7 @@
 pub mod fanout;
 pub mod icy;
 pub mod listener;
+#[allow(unsafe_code)]
 pub mod sys;
 
 use std::cell::RefCell;
@@ -25,7 +26,7 @@ use crate::mount::MountId;
 use crate::observability::access_log::AccessLog;
 use crate::observability::metrics;
 use crate::observability::stats::ShardStats;
-use crate::server::Shared;
+use crate::state::Shared;
 use fanout::Fanout;
 
 /// How soon a waiting join must get the core during a fan-out pass.
@@ -83,30 +84,27 @@ impl ShardContext {
     }
 
     async fn on_message(&self, message: ShardMessage) {
-        if let ShardMessage::Published(mount) = message {
-            // Slices with a chance to yield between them: accepting joins must not wait for a
-            // pass over thousands of listeners.
-            let mut next = Some(0);
-            while let Some(from) = next {
-                next = self
-                    .fanout
-                    .borrow_mut()
-                    .on_publish_slice(mount, from, FANOUT_SLICE);
-                if next.is_some() {
-                    glommio::yield_if_needed().await;
+        match message {
+            ShardMessage::Published(mount) => {
+                // Slices with a chance to yield between them: accepting joins must not wait
+                // for a pass over thousands of listeners.
+                let mut next = Some(0);
+                while let Some(from) = next {
+                    next = self
+                        .fanout
+                        .borrow_mut()
+                        .on_publish_slice(mount, from, FANOUT_SLICE);
+                    if next.is_some() {
+                        glommio::yield_if_needed().await;
+                    }
                 }
             }
-            return;
-        }
-        let mut fanout = self.fanout.borrow_mut();
-        match message {
-            ShardMessage::Published(_) => {}
             ShardMessage::Kick(id) => {
-                if fanout.kick(id) {
+                if self.fanout.borrow_mut().kick(id) {
                     tracing::info!(shard = self.id, id, "listener kicked");
                 }
             }
-            ShardMessage::Move { from, to } => fanout.move_all(from, to),
+            ShardMessage::Move { from, to } => self.fanout.borrow_mut().move_all(from, to),
         }
     }
 }

@@ -1,0 +1,67 @@
+//! State shared by every core, and the SIGHUP re-read hook: the layer below the executors
+//! (`ingest`, `shard`), the HTTP control plane and `reload`, so none of them imports the
+//! top-level wiring in `server`.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+
+use crate::config::Config;
+use crate::mount::MountTable;
+use crate::observability::stats::ShardStats;
+
+/// State every core can read. Written only through atomics and swaps, never locked.
+pub struct Shared {
+    /// The configuration in force; SIGHUP swaps in a new one (see `reload`).
+    pub config: ArcSwap<Config>,
+    /// All mounts and their rings.
+    pub mounts: MountTable,
+    /// Counters of each shard, indexed by shard id.
+    pub shards: Vec<Arc<ShardStats>>,
+    /// Listeners on the whole server, for `max_listeners` (touched on join and leave only).
+    pub listeners: AtomicU64,
+    /// Next listener id (unique server-wide, for the admin API).
+    pub next_listener_id: AtomicU64,
+    /// When the server started, for uptime.
+    pub started: SystemTime,
+    /// The listen port actually bound (differs from the config when it asked for port 0).
+    pub listen_port: u16,
+    /// The source port actually bound.
+    pub source_port: u16,
+    /// Renders Prometheus scrapes.
+    pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+    /// Set on SIGTERM/SIGINT: every core stops accepting and closes its connections.
+    pub shutting_down: AtomicBool,
+    /// Failed logins on either port, counted server-wide to slow down guessing.
+    pub auth_failures: crate::auth::FailureTracker,
+}
+
+impl Shared {
+    /// The configuration in force now. Callers hold it for one request or pass, so a reload
+    /// applies from the next one.
+    pub fn config(&self) -> Arc<Config> {
+        self.config.load_full()
+    }
+
+    /// Resolves when shutdown has been requested. Checked every 100 ms: this is housekeeping,
+    /// not the data path, and it keeps signal handling on the main thread.
+    pub async fn shutdown_requested(&self) {
+        while !self.shutting_down.load(Ordering::Acquire) {
+            glommio::timer::sleep(SHUTDOWN_POLL).await;
+        }
+    }
+}
+
+/// Said in the log at start and on the status pages while the built-in source password is in
+/// force beyond loopback. A warning, not a refusal: `make run` and a first `cycast` on a LAN
+/// must work out of the box, as Icecast's do.
+pub const DEFAULT_PASSWORD_WARNING: &str = "the source password is the built-in default and the server listens beyond loopback: anyone who can reach the source port can take the stream over; set server.source_password or CYCAST_SOURCE_PASSWORD";
+
+/// How often executors look at the shutdown flag.
+const SHUTDOWN_POLL: Duration = Duration::from_millis(100);
+
+/// Re-reads the configuration for SIGHUP (the file named on the command line, with its
+/// overrides); `None` when there is no file to re-read.
+pub type Reload = Option<Box<dyn Fn() -> Result<Config, crate::config::ConfigError>>>;
