@@ -17,8 +17,9 @@
 //! - [`shard`]: one executor per core. Accepts listeners on a SO_REUSEPORT socket, answers their
 //!   request ([`shard::listener`]) and feeds them from the ring ([`shard::fanout`]), with ICY
 //!   metadata interleaved for players that ask ([`shard::icy`]).
-//! - [`observability`]: per-shard and per-mount counters, status pages, the admin API, Prometheus metrics,
-//!   the access log and the station web pages.
+//! - [`api`]: the HTTP control plane on top: Icecast's admin API ([`api::admin`]), the public
+//!   status pages ([`api::status`]), the station page and admin console ([`api::web`]).
+//! - [`observability`]: per-shard and per-mount counters, Prometheus metrics and the access log.
 //! - [`state`]: what every core shares ([`state::Shared`]: configuration in force, mounts,
 //!   counters, shutdown flag) and the SIGHUP re-read hook; below the executors, the status
 //!   pages and [`reload`], so none of them imports [`server`].
@@ -34,6 +35,7 @@
 // `unsafe` only in the `sys` modules, each of which opts back in.
 #![deny(unsafe_code)]
 
+pub mod api;
 pub mod auth;
 pub mod cli;
 pub mod config;

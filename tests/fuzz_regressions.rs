@@ -1,10 +1,10 @@
 //! Inputs the fuzz targets in `fuzz/` found or that are known to be nasty, replayed on every
 //! `cargo test` so a fixed parser stays fixed without running the fuzzer.
 
+use cycast::api::admin::title_update;
 use cycast::config::Config;
 use cycast::http::{parse_head, percent_decode, Request, RequestError};
 use cycast::ingest::frames::{parse_header, tag_title, Mp3Framer};
-use cycast::observability::admin::title_update;
 use cycast::shard::icy::{metadata_block, Charset};
 
 /// Basic credentials of the default source user.

@@ -10,7 +10,7 @@ use cycast::config::{Config, MountConfig};
 use cycast::http::{form_decode, parse_head, percent_decode, query_pairs, Request};
 use cycast::logging::escape;
 use cycast::observability::access_log::AccessLog;
-use cycast::observability::admin::{title_update, MAX_TITLE_BYTES};
+use cycast::api::admin::{title_update, MAX_TITLE_BYTES};
 use libfuzzer_sys::fuzz_target;
 
 /// The default server plus a mount with its own source password.

@@ -14,12 +14,13 @@ use glommio::timer::Timer;
 use super::feed::MountFeed;
 use super::format::{Format, Framer};
 use super::IngestContext;
+use crate::api::admin;
 use crate::config::{check_mount_name, MountNameRule};
 use crate::control::Control;
 use crate::http::{read_request, response, secret_matches, Request, RequestError};
 use crate::logging::escape;
 use crate::mount::{MountId, StreamInfo};
-use crate::observability::{admin, metrics};
+use crate::observability::metrics;
 
 /// Bytes read from a source socket at a time.
 const READ_SIZE: usize = 16 * 1024;

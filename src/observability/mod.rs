@@ -1,8 +1,6 @@
-//! What operators and station widgets see: per-shard counters and the public status pages.
+//! What operators see of the server's work: per-shard counters, Prometheus metrics and the
+//! access log. The pages and the admin API that show them are in [`crate::api`].
 
 pub mod access_log;
-pub mod admin;
 pub mod metrics;
 pub mod stats;
-pub mod status;
-pub mod web;

@@ -14,12 +14,13 @@ use glommio::net::TcpStream;
 use super::fanout::Listener;
 use super::icy::IcyCursor;
 use super::ShardContext;
+use crate::api::{admin, status, web};
 use crate::config::Config;
 use crate::http::{client_addr, read_or_reject, response, server_id, Request};
 use crate::logging::escape;
 use crate::mount::Mount;
 use crate::observability::access_log::AccessLog;
-use crate::observability::{admin, metrics, status, web};
+use crate::observability::metrics;
 
 /// CORS headers on every listener response; browsers' players need them.
 const CORS: &str = "Access-Control-Allow-Origin: *\r\n\
