@@ -8,7 +8,8 @@ use std::net::{TcpListener, TcpStream};
 use std::thread::JoinHandle;
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use cycast::shard::icy::{metadata_block, Charset, IcyCursor, TitleBlock};
+use cycast::icy::{metadata_block, Charset};
+use cycast::shard::icy::{IcyCursor, TitleBlock};
 
 /// About 400 ms of 128 kbps audio: one published chunk, so one send per listener.
 const CHUNK: usize = 6400;

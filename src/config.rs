@@ -808,10 +808,7 @@ impl Config {
                 return bad(key, msg);
             }
             if let Some(charset) = &m.icy_charset {
-                if !matches!(
-                    charset.to_ascii_lowercase().as_str(),
-                    "utf-8" | "utf8" | "latin1" | "latin-1" | "iso-8859-1"
-                ) {
+                if crate::icy::Charset::from_name(charset).is_none() {
                     return bad(
                         format!("{key}.icy_charset"),
                         format!("{charset:?} is not \"utf-8\" or \"latin1\""),
@@ -894,10 +891,7 @@ impl Config {
                 );
             }
         }
-        if !matches!(
-            self.metadata.icy_charset.to_ascii_lowercase().as_str(),
-            "utf-8" | "utf8" | "latin1" | "latin-1" | "iso-8859-1"
-        ) {
+        if crate::icy::Charset::from_name(&self.metadata.icy_charset).is_none() {
             return bad(
                 "metadata.icy_charset",
                 format!(

@@ -17,6 +17,8 @@
 //! - [`shard`]: one executor per core. Accepts listeners on a SO_REUSEPORT socket, answers their
 //!   request ([`shard::listener`]) and feeds them from the ring ([`shard::fanout`]), with ICY
 //!   metadata interleaved for players that ask ([`shard::icy`]).
+//! - [`icy`]: the ICY metadata wire format, a leaf both the admin API and the shards use: the
+//!   title charsets ([`icy::Charset`], the one list of accepted names) and the metadata block.
 //! - [`api`]: the HTTP control plane on top: Icecast's admin API ([`api::admin`]), the public
 //!   status pages ([`api::status`]), the station page and admin console ([`api::web`]).
 //! - [`observability`]: per-shard and per-mount counters, Prometheus metrics and the access log.
@@ -41,6 +43,7 @@ pub mod cli;
 pub mod config;
 pub mod control;
 pub mod http;
+pub mod icy;
 pub mod ingest;
 pub mod load;
 pub mod logging;

@@ -2,7 +2,7 @@
 //! ICY metadata blocks for any title: the length byte is right, the block is NUL padded, the
 //! text is `StreamTitle='…';` and, in UTF-8 mode, valid UTF-8.
 
-use cycast::shard::icy::{metadata_block, Charset};
+use cycast::icy::{metadata_block, Charset};
 use libfuzzer_sys::fuzz_target;
 
 fn check(title: &str, charset: Charset) {

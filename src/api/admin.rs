@@ -14,9 +14,9 @@ use serde_json::{json, Value};
 use crate::config::Config;
 use crate::control::Control;
 use crate::http::{response, secret_matches, server_id, Request};
+use crate::icy::Charset;
 use crate::logging::escape;
 use crate::mount::Mount;
-use crate::shard::icy::Charset;
 use crate::state::Shared;
 
 /// Longest title accepted from a metadata update, in bytes.
@@ -198,7 +198,9 @@ fn set_title(shared: &Shared, config: &Config, request: &Request, json: bool) ->
 /// The title a metadata update asks for, validated. Values are decoded to bytes first and
 /// then read in the declared charset, so no escape can split a character.
 fn requested_title(request: &Request) -> Result<String, (u16, String)> {
-    let charset = Charset::from_name(&request.query_param("charset").unwrap_or_default());
+    // An unknown charset name reads as UTF-8, as Icecast does.
+    let charset =
+        Charset::from_name(&request.query_param("charset").unwrap_or_default()).unwrap_or_default();
     let param = |name: &str| request.query_bytes(name).map(|v| charset.decode(&v));
     let title = match (param("song"), param("artist"), param("title")) {
         (Some(song), _, _) => song,

@@ -362,7 +362,7 @@ mod tests {
     fn icy_blocks_are_taken_out_in_any_split() {
         let mut stream = Vec::new();
         let audio: Vec<u8> = (0..100u8).collect();
-        let block = crate::shard::icy::metadata_block("A - B", crate::shard::icy::Charset::Utf8);
+        let block = crate::icy::metadata_block("A - B", crate::icy::Charset::Utf8);
         for chunk in audio.chunks(10) {
             stream.extend_from_slice(chunk);
             stream.extend_from_slice(&block);

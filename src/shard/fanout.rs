@@ -15,9 +15,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::icy::{Charset, IcyCursor, IcyPlan, Piece, TitleBlock};
+use super::icy::{IcyCursor, IcyPlan, Piece, TitleBlock};
 use super::sys::{Batch, Owner, Part, SendRing, Taskrun};
 use crate::config::{FanoutEngine, SlowListenerPolicy};
+use crate::icy::Charset;
 use crate::logging::escape;
 use crate::mount::{Mount, MountId, StreamHeaders};
 use crate::observability::access_log::AccessLog;
@@ -191,7 +192,7 @@ impl Fanout {
         owe_headers(mount, &mut listener);
         self.stats.listeners.fetch_add(1, Ordering::Relaxed);
         ShardStats::add(&self.stats.connects, 1);
-        let charset = Charset::from_name(&config.icy_charset(&mount.name));
+        let charset = Charset::from_name(&config.icy_charset(&mount.name)).unwrap_or_default();
         slot(&mut self.mounts, mount, charset).counters.connects += 1;
         if let Engine::Uring(ring) = &mut self.engine {
             ring.register(listener.socket.as_raw_fd());
@@ -374,7 +375,8 @@ impl Fanout {
         if let Some(icy) = listener.icy.as_mut() {
             icy.forget_title();
         }
-        let charset = Charset::from_name(&self.shared.config().icy_charset(&dest.name));
+        let charset =
+            Charset::from_name(&self.shared.config().icy_charset(&dest.name)).unwrap_or_default();
         slot(&mut self.mounts, &dest, charset);
         self.admit(to, listener);
     }
@@ -388,7 +390,8 @@ impl Fanout {
             self.sender.scratch.buf.resize(limits.queue_size, 0);
         }
         for slot in self.mounts.iter_mut() {
-            slot.charset = Charset::from_name(&config.icy_charset(&slot.mount.name));
+            slot.charset =
+                Charset::from_name(&config.icy_charset(&slot.mount.name)).unwrap_or_default();
         }
         if config.fanout.engine != self.wanted {
             self.wanted = config.fanout.engine;

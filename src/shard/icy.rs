@@ -1,6 +1,6 @@
 //! ICY metadata for listeners that ask for it (`Icy-MetaData: 1`): after every `metaint` audio
-//! bytes comes one length byte L and L×16 bytes of `StreamTitle='…';`, NUL padded; a block that
-//! repeats the listener's last title is the single byte 0.
+//! bytes comes one metadata block ([`crate::icy`]); a block that repeats the listener's last
+//! title is the single byte 0.
 //!
 //! Interleaving costs no copy of the audio: one send is a `writev` of ring slices with the
 //! shard's prebuilt block between them. A send the kernel cuts short, even inside a block, is
@@ -10,42 +10,13 @@ use std::io::{self, IoSlice, Write};
 use std::net::TcpStream;
 use std::rc::Rc;
 
+use crate::icy::{metadata_block, Charset};
+
 /// Most pieces (audio runs and blocks) in one send; more waits for the next send.
 pub const MAX_PIECES: usize = 32;
 
-/// Longest title text that fits a block (255 × 16 bytes minus `StreamTitle='';`).
-const MAX_TITLE_BYTES: usize = 255 * 16 - "StreamTitle='';".len();
-
 /// The one-byte block meaning "title unchanged".
 pub static UNCHANGED: [u8; 1] = [0];
-
-/// How titles are encoded in blocks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Charset {
-    /// UTF-8, the default: titles stay intact in modern players.
-    Utf8,
-    /// ISO-8859-1, for old players; characters outside it become `?`.
-    Latin1,
-}
-
-impl Charset {
-    /// The charset a validated `icy_charset` setting names.
-    pub fn from_name(name: &str) -> Self {
-        match name.to_ascii_lowercase().as_str() {
-            "latin1" | "latin-1" | "iso-8859-1" => Charset::Latin1,
-            _ => Charset::Utf8,
-        }
-    }
-
-    /// Text from bytes in this charset: ISO-8859-1 maps each byte to the character of the same
-    /// number; UTF-8 replaces invalid sequences with U+FFFD.
-    pub fn decode(self, bytes: &[u8]) -> String {
-        match self {
-            Charset::Utf8 => String::from_utf8_lossy(bytes).into_owned(),
-            Charset::Latin1 => bytes.iter().map(|&b| char::from(b)).collect(),
-        }
-    }
-}
 
 /// A mount's current title as a ready block, shared by the shard's listeners.
 #[derive(Debug, Clone)]
@@ -68,36 +39,6 @@ impl TitleBlock {
             is_empty: title.is_empty(),
         }
     }
-}
-
-/// `StreamTitle='…';` as one metadata block: length byte, text, NUL padding. Too long a title
-/// is cut on a character boundary.
-pub fn metadata_block(title: &str, charset: Charset) -> Vec<u8> {
-    let mut text: Vec<u8> = match charset {
-        Charset::Utf8 => {
-            let mut end = title.len().min(MAX_TITLE_BYTES);
-            while !title.is_char_boundary(end) {
-                end -= 1;
-            }
-            title.as_bytes()[..end].to_vec()
-        }
-        Charset::Latin1 => title
-            .chars()
-            .take(MAX_TITLE_BYTES)
-            .map(|c| u8::try_from(u32::from(c)).unwrap_or(b'?'))
-            .collect(),
-    };
-    // A control character would end the string early in some players.
-    text.retain(|&b| b >= 0x20 || b == b'\t');
-    let body_len = "StreamTitle='';".len() + text.len();
-    let blocks = body_len.div_ceil(16);
-    let mut out = Vec::with_capacity(1 + blocks * 16);
-    out.push(blocks as u8);
-    out.extend_from_slice(b"StreamTitle='");
-    out.extend_from_slice(&text);
-    out.extend_from_slice(b"';");
-    out.resize(1 + blocks * 16, 0);
-    out
 }
 
 /// Where one listener stands in the ICY interleave.
@@ -308,25 +249,6 @@ mod tests {
     use super::*;
     use std::io::Read;
     use std::net::TcpListener;
-
-    #[test]
-    fn blocks_are_padded_and_cut_on_character_boundaries() {
-        let block = metadata_block("Artist - Title", Charset::Utf8);
-        assert_eq!(block[0] as usize * 16 + 1, block.len());
-        assert_eq!(&block[1..30], b"StreamTitle='Artist - Title';");
-        assert!(block[30..].iter().all(|&b| b == 0));
-
-        let long = "日本語".repeat(2000);
-        let block = metadata_block(&long, Charset::Utf8);
-        assert_eq!(block[0], 255);
-        let text = &block[1..];
-        let end = text.iter().position(|&b| b == 0).unwrap_or(text.len());
-        let s = std::str::from_utf8(&text[..end]).expect("valid UTF-8 after truncation");
-        assert!(s.starts_with("StreamTitle='日本語") && s.ends_with("';"));
-
-        let latin = metadata_block("Café ☕", Charset::Latin1);
-        assert_eq!(&latin[1..22], b"StreamTitle='Caf\xe9 ?';");
-    }
 
     /// Reads a capture back as an ICY client does and returns (audio, titles seen).
     fn parse(capture: &[u8], metaint: usize) -> (Vec<u8>, Vec<String>) {
