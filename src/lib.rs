@@ -31,8 +31,10 @@
 //! - [`auth`]: slowing down password guessing.
 //! - [`http`]: request parsing and responses shared by both ports; [`sys`]: the only `unsafe`
 //!   besides the fan-out's io_uring ([`shard::sys`]).
-//! - [`load`]: `cycast-load`, the load generator and real-time source (its own `unsafe` for
-//!   epoll lives in [`load::sys`]).
+//!
+//! `cycast-load`, the load generator and real-time source, is its own program under
+//! `src/bin/cycast-load/` (its epoll `unsafe` in its `sys` module); it uses only the library's
+//! frame parser ([`ingest::frames`]).
 
 // `unsafe` only in the `sys` modules, each of which opts back in.
 #![deny(unsafe_code)]
@@ -45,7 +47,6 @@ pub mod control;
 pub mod http;
 pub mod icy;
 pub mod ingest;
-pub mod load;
 pub mod logging;
 pub mod mount;
 pub mod observability;

@@ -2,28 +2,62 @@
 //! from one thread with epoll, and reports connects, time to first byte, throughput, stalls,
 //! player underruns, frame and ICY metadata integrity, and optionally the server's CPU and
 //! memory. Its source mode pushes an MP3 file to a mount in real time, so a benchmark needs no
-//! other tool.
+//! other tool. It works with any server, so it is its own program rather than part of the
+//! `cycast` library, from which it borrows only the MP3 frame parser, the URL parser and the
+//! ICY demultiplexer.
 //!
 //! - [`client`]: the listeners and the event loop.
 //! - [`player`]: the modelled player buffer that turns arrival times into underruns.
 //! - [`verify`], [`icy`]: frame-chain and ICY metadata checks.
 //! - [`report`]: percentiles, `/proc` samples and the report.
 //! - [`source`]: the real-time source.
-//! - [`sys`]: epoll and resource limits, the only `unsafe` of this module.
+//! - [`sys`]: epoll and the clock tick rate, the only `unsafe` of this program.
 
-pub mod client;
-pub mod icy;
-pub mod player;
-pub mod report;
-pub mod source;
+// `unsafe` only in `sys`, which opts back in.
+#![deny(unsafe_code)]
+
+mod client;
+mod icy;
+mod player;
+mod report;
+mod source;
 #[allow(unsafe_code)]
-pub mod sys;
-pub mod verify;
+mod sys;
+mod verify;
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
-pub use report::Report;
+use clap::{Parser, Subcommand};
+
+use report::Report;
+
+/// Drive thousands of listeners against a stream, or push an MP3 file as a live source.
+#[derive(Parser)]
+#[command(name = "cycast-load", version, args_conflicts_with_subcommands = true)]
+struct Cli {
+    /// `source` pushes a file; without a subcommand, listeners are run.
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Listener options.
+    #[command(flatten)]
+    listen: ListenOptions,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Push an MP3 file to a mount at real time (PUT or SOURCE).
+    Source(SourceOptions),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Some(Command::Source(opts)) => source::main_source(opts),
+        None => main_listen(cli.listen),
+    };
+    std::process::exit(code);
+}
 
 /// Options of a listener run.
 #[derive(Debug, Clone, clap::Args)]
