@@ -87,6 +87,10 @@ limits {
   # bytes. Without it Linux grows the buffer to MBs and a stalled listener holds them for
   # minutes. 0 or 8192 to 67108864; the kernel caps it at 2 x net.core.wmem_max. Default 0.
   send_buffer = 0
+
+  # Seconds a listener may stay connected; then it is ended on a frame boundary and
+  # counted with reason="time_limit". 0 = no limit. Default 0.
+  max_listener_duration = 0
 }
 
 broadcaster {
@@ -227,6 +231,7 @@ advanced {
 #                                      # and advanced.metrics_port still show it)
 #   fallback_mount    = "/stream"      # listeners go there while nothing feeds this mount
 #   fallback_override = true           # and come back when this mount's source returns
+#   max_listener_duration = 3600       # seconds; default limits.max_listener_duration, 0 = none
 #   playlist {                         # a playlist of its own (same keys as above)
 #     directory = "./music/live"
 #   }

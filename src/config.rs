@@ -87,6 +87,9 @@ pub struct MountConfig {
     pub fallback_mount: Option<String>,
     /// Move listeners back from the fallback when this mount's source returns.
     pub fallback_override: bool,
+    /// Seconds a listener of this mount may stay instead of `limits.max_listener_duration`
+    /// (0 = no limit here), as Icecast-KH's per-mount limit.
+    pub max_listener_duration: Option<u64>,
 }
 
 /// Station fields of one mount, resolved against the global ones.
@@ -233,6 +236,9 @@ pub struct LimitsConfig {
     /// 0 = derived per mount by [`Config::send_buffer`]. Without a limit Linux grows it to
     /// megabytes, which a listener that never reads pins for minutes before it counts as slow.
     pub send_buffer: usize,
+    /// Seconds a listener may stay connected before it is ended on a frame boundary, for
+    /// stations that bound sessions (licensing, abandoned players); 0 = no limit.
+    pub max_listener_duration: u64,
 }
 
 impl Default for LimitsConfig {
@@ -245,6 +251,7 @@ impl Default for LimitsConfig {
             header_timeout: 5.0,
             max_header_bytes: 8192,
             send_buffer: 0,
+            max_listener_duration: 0,
         }
     }
 }
@@ -787,6 +794,17 @@ impl Config {
         self.burst_size(name)
             .max(2 * bytes_per_sec)
             .clamp(16384, self.limits.queue_size.max(16384))
+    }
+
+    /// How long a listener of mount `name` may stay: its block's limit, else the server-wide
+    /// one; `None` when there is no limit.
+    pub fn max_listener_duration(&self, name: &str) -> Option<Duration> {
+        let secs = self
+            .mount
+            .get(name)
+            .and_then(|m| m.max_listener_duration)
+            .unwrap_or(self.limits.max_listener_duration);
+        (secs != 0).then(|| Duration::from_secs(secs))
     }
 
     /// The playlist mount `name` plays: its own block's, or for the default mount the global one.
@@ -1517,6 +1535,21 @@ advanced {
         assert_eq!(c.max_listeners(), 100);
         c.limits.max_listeners = 7;
         assert_eq!(c.max_listeners(), 7);
+    }
+
+    #[test]
+    fn max_listener_duration_precedence() {
+        let c = Config::from_hcl_str(
+            "limits { max_listener_duration = 60 }\nmount \"/a\" { max_listener_duration = 5 }\nmount \"/b\" { max_listener_duration = 0 }",
+        )
+        .unwrap();
+        assert_eq!(c.max_listener_duration("/a"), Some(Duration::from_secs(5)));
+        assert_eq!(c.max_listener_duration("/b"), None);
+        assert_eq!(
+            c.max_listener_duration("/stream"),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(Config::default().max_listener_duration("/stream"), None);
     }
 
     #[test]

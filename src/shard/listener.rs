@@ -242,6 +242,10 @@ async fn start_stream(
         user_agent: request.header("user-agent").unwrap_or("").into(),
         connected_at: accepted,
         bytes_sent: 0,
+        // An instant too far ahead to represent is no limit.
+        deadline: cfg
+            .max_listener_duration(&mount.name)
+            .and_then(|limit| accepted.checked_add(limit)),
     };
     tracing::debug!(shard = ctx.id, id = listener.id, peer = %client, mount = %escape(&mount.name), "listener joined");
     ctx.fanout.borrow_mut().join(mount, listener);

@@ -1,0 +1,139 @@
+//! Station operator features over loopback: listener time limits.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// No playlist, so only the test source feeds the mount; short chunks so a chunk is little
+/// audio. The server-wide limit is long; the mount's own, shorter one must win.
+const TIME_LIMIT: &str = r#"
+buffer { size_mb = 4 }
+limits {
+  queue_size = 131072
+  burst_size = 16384
+  max_listener_duration = 600
+}
+broadcaster { chunk_ms = 100 }
+playlist { directory = "/nonexistent/cycast-test-music" }
+mount "/stream" { max_listener_duration = 3 }
+"#;
+
+/// Samples of `cycast_listener_disconnects_total` with `reason`, summed over shards.
+fn disconnects(server: &Server, reason: &str) -> f64 {
+    let (_, body) = server.get("/metrics");
+    String::from_utf8_lossy(&body)
+        .lines()
+        .filter(|l| {
+            l.starts_with("cycast_listener_disconnects_total{")
+                && l.contains(&format!("reason=\"{reason}\""))
+        })
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum()
+}
+
+#[test]
+fn a_listener_is_ended_at_its_time_limit_on_a_frame_boundary() {
+    let server = Server::start(TIME_LIMIT);
+    let mut source = Source::mp3(server.source, "/stream");
+    source.send_frames(1, 40, 20.0);
+    let joined = Instant::now();
+    let mut listener = Listener::connect(server.listen, "/stream");
+    assert!(
+        listener.head.starts_with("HTTP/1.0 200"),
+        "{}",
+        listener.head
+    );
+    // Audio in real time for 1.5 s, then a pause past the 3 s limit, then more audio: what
+    // the listener gets must end with the last frame before the pause.
+    let feeder = std::thread::spawn(move || {
+        let mut next = 41;
+        while joined.elapsed() < Duration::from_millis(1500) {
+            source.send_frames(next, 4, 1.0);
+            next += 4;
+        }
+        let last_before_pause = next - 1;
+        std::thread::sleep(Duration::from_millis(4500).saturating_sub(joined.elapsed()));
+        source.send_frames(next, 80, 1.0);
+        last_before_pause
+    });
+    assert!(
+        listener.closed_within(Duration::from_secs(15)),
+        "the listener was not ended at its time limit"
+    );
+    assert!(
+        joined.elapsed() >= Duration::from_secs(3),
+        "ended before its time"
+    );
+    let last_before_pause = feeder.join().unwrap();
+    let offsets = walk_frames(&listener.body)
+        .unwrap_or_else(|at| panic!("capture is not a frame sequence at byte {at}"));
+    let last = *offsets.last().expect("the listener got audio");
+    assert_eq!(
+        last + FRAME_LEN,
+        listener.body.len(),
+        "the capture ends inside a frame"
+    );
+    // The framer holds a source's newest frame until the next header confirms it, so the
+    // last frame before the pause may only go out after it.
+    let last_frame = frame_number(&listener.body[last..]).unwrap();
+    assert!(
+        (last_before_pause - 1..=last_before_pause).contains(&last_frame),
+        "the listener must get everything before its deadline and nothing after: got up to \
+         frame {last_frame}, the pause began after frame {last_before_pause}"
+    );
+    assert_exact_suffix(&listener.body, 1, last_frame);
+
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while disconnects(&server, "time_limit") != 1.0 {
+        assert!(
+            Instant::now() < deadline,
+            "time_limit disconnect not counted"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_listener_streaming_without_pause_is_cut_within_one_chunk_of_its_limit() {
+    let server = Server::start(TIME_LIMIT);
+    let mut source = Source::mp3(server.source, "/stream");
+    source.send_frames(1, 40, 20.0);
+    let joined = Instant::now();
+    let mut listener = Listener::connect(server.listen, "/stream");
+    let feeder = std::thread::spawn(move || {
+        // Frame number being sent at each moment, to find what was live at the deadline.
+        let mut sent_at = Vec::new();
+        let mut next = 41;
+        while joined.elapsed() < Duration::from_secs(6) {
+            sent_at.push((next, joined.elapsed()));
+            source.send_frames(next, 4, 1.0);
+            next += 4;
+        }
+        sent_at
+    });
+    assert!(
+        listener.closed_within(Duration::from_secs(15)),
+        "the listener was not ended at its time limit"
+    );
+    let sent_at = feeder.join().unwrap();
+    let offsets = walk_frames(&listener.body)
+        .unwrap_or_else(|at| panic!("capture is not a frame sequence at byte {at}"));
+    let last = *offsets.last().expect("the listener got audio");
+    assert_eq!(last + FRAME_LEN, listener.body.len(), "cut inside a frame");
+    let last_frame = frame_number(&listener.body[last..]).unwrap();
+    // The first frame the source sent after the 3 s limit had passed for the client (the
+    // server's clock starts a little later, at accept).
+    let after_limit = sent_at
+        .iter()
+        .find(|(_, at)| *at >= Duration::from_secs(3))
+        .map(|(n, _)| *n)
+        .unwrap();
+    // 100 ms chunks of 26 ms frames: at most 4 frames of the chunk in progress, and 4 more
+    // for the chunk that was open at the cut.
+    assert!(
+        last_frame < after_limit + 8,
+        "frame {last_frame} arrived; the limit passed at frame {after_limit}"
+    );
+}
