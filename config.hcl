@@ -91,6 +91,12 @@ limits {
   # Seconds a listener may stay connected; then it is ended on a frame boundary and
   # counted with reason="time_limit". 0 = no limit. Default 0.
   max_listener_duration = 0
+
+  # Edges a new listener is sent to with a 302, in turn, when the server or its mount is
+  # at its listener limit, instead of a 503; the mount path and query are kept. Relays
+  # (User-Agent cycast/… or Icecast…) are never redirected. Base URLs such as
+  # "http://edge1:8001". Default [] (answer 503).
+  redirect_when_full = []
 }
 
 broadcaster {
@@ -232,6 +238,7 @@ advanced {
 #   fallback_mount    = "/stream"      # listeners go there while nothing feeds this mount
 #   fallback_override = true           # and come back when this mount's source returns
 #   max_listener_duration = 3600       # seconds; default limits.max_listener_duration, 0 = none
+#   redirect_when_full = ["http://edge1:8001"]  # default limits.redirect_when_full
 #   playlist {                         # a playlist of its own (same keys as above)
 #     directory = "./music/live"
 #   }

@@ -90,6 +90,9 @@ pub struct MountConfig {
     /// Seconds a listener of this mount may stay instead of `limits.max_listener_duration`
     /// (0 = no limit here), as Icecast-KH's per-mount limit.
     pub max_listener_duration: Option<u64>,
+    /// Edges a new listener is sent to (302, in turn) when this mount is full, instead of
+    /// `limits.redirect_when_full`; an empty list turns redirects off for this mount.
+    pub redirect_when_full: Option<Vec<String>>,
 }
 
 /// Station fields of one mount, resolved against the global ones.
@@ -239,6 +242,9 @@ pub struct LimitsConfig {
     /// Seconds a listener may stay connected before it is ended on a frame boundary, for
     /// stations that bound sessions (licensing, abandoned players); 0 = no limit.
     pub max_listener_duration: u64,
+    /// Base URLs of edges (`http://edge1:8001`) a new listener is redirected to, in turn,
+    /// when the server or its mount is full, instead of a 503: how a relay tree grows.
+    pub redirect_when_full: Vec<String>,
 }
 
 impl Default for LimitsConfig {
@@ -252,6 +258,7 @@ impl Default for LimitsConfig {
             max_header_bytes: 8192,
             send_buffer: 0,
             max_listener_duration: 0,
+            redirect_when_full: Vec::new(),
         }
     }
 }
@@ -807,6 +814,15 @@ impl Config {
         (secs != 0).then(|| Duration::from_secs(secs))
     }
 
+    /// Edges a full mount `name` redirects new listeners to: its block's list, else the
+    /// server-wide one.
+    pub fn redirect_when_full(&self, name: &str) -> &[String] {
+        self.mount
+            .get(name)
+            .and_then(|m| m.redirect_when_full.as_deref())
+            .unwrap_or(&self.limits.redirect_when_full)
+    }
+
     /// The playlist mount `name` plays: its own block's, or for the default mount the global one.
     pub fn playlist_for(&self, name: &str) -> Option<PlaylistConfig> {
         match self.mount.get(name).and_then(|m| m.playlist.clone()) {
@@ -851,6 +867,9 @@ impl Config {
                         "must not exceed limits.queue_size".into(),
                     );
                 }
+            }
+            if let Err(msg) = check_edges(m.redirect_when_full.as_deref().unwrap_or_default()) {
+                return bad(format!("{key}.redirect_when_full"), msg);
             }
             if let Some(fallback) = &m.fallback_mount {
                 if !names.contains(fallback) {
@@ -1034,6 +1053,9 @@ impl Config {
             );
         }
 
+        if let Err(msg) = check_edges(&l.redirect_when_full) {
+            return bad("limits.redirect_when_full", msg);
+        }
         if l.send_buffer != 0 && !(SEND_BUFFER_MIN..=SEND_BUFFER_MAX).contains(&l.send_buffer) {
             return bad(
                 "limits.send_buffer",
@@ -1275,6 +1297,22 @@ pub enum MountNameRule {
     /// characters, '?' or '#' ('%' and non-ASCII allowed, no length cap), and not `/api` or
     /// `/admin` or below them.
     DefaultMount,
+}
+
+/// Checks `redirect_when_full` entries: `http://` or `https://` base URLs with a host and
+/// nothing a `Location` header could not carry.
+fn check_edges(edges: &[String]) -> Result<(), String> {
+    for edge in edges {
+        let host = edge
+            .strip_prefix("http://")
+            .or_else(|| edge.strip_prefix("https://"))
+            .and_then(|rest| rest.split('/').next())
+            .unwrap_or("");
+        if host.is_empty() || edge.contains(|c: char| c.is_control() || " ?#".contains(c)) {
+            return Err(format!("{edge:?} is not an http:// or https:// base URL"));
+        }
+    }
+    Ok(())
 }
 
 /// Checks a mount name against `rule`; the error says what is wrong, for the operator.
@@ -1550,6 +1588,30 @@ advanced {
             Some(Duration::from_secs(60))
         );
         assert_eq!(Config::default().max_listener_duration("/stream"), None);
+    }
+
+    #[test]
+    fn redirect_edges_are_checked_and_the_mount_list_wins() {
+        for bad in [
+            "edge1:8001",
+            "http://",
+            "http://a b",
+            "http://e/?x",
+            "ftp://e",
+        ] {
+            let e = err(&format!("limits {{ redirect_when_full = [\"{bad}\"] }}"));
+            assert!(e.contains("limits.redirect_when_full"), "{e}");
+            let e = err(&format!(
+                "mount \"/m\" {{ redirect_when_full = [\"{bad}\"] }}"
+            ));
+            assert!(e.contains("mount./m.redirect_when_full"), "{e}");
+        }
+        let c = Config::from_hcl_str(
+            "limits { redirect_when_full = [\"http://a:1\"] }\nmount \"/m\" { redirect_when_full = [] }",
+        )
+        .unwrap();
+        assert_eq!(c.redirect_when_full("/stream"), ["http://a:1"]);
+        assert!(c.redirect_when_full("/m").is_empty());
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Station operator features over loopback: listener time limits.
+//! Station operator features over loopback: listener time limits, redirect when full.
 
 mod common;
 
@@ -136,4 +136,101 @@ fn a_listener_streaming_without_pause_is_cut_within_one_chunk_of_its_limit() {
         last_frame < after_limit + 8,
         "frame {last_frame} arrived; the limit passed at frame {after_limit}"
     );
+}
+
+/// The `Location` of a response head, if any.
+fn location(head: &str) -> Option<&str> {
+    head.lines()
+        .find_map(|l| l.strip_prefix("Location: "))
+        .map(str::trim)
+}
+
+#[test]
+fn a_full_origin_redirects_new_listeners_to_its_edges_in_turn() {
+    let edge = Server::start(
+        r#"
+broadcaster { chunk_ms = 100 }
+playlist { directory = "/nonexistent/cycast-test-music" }
+"#,
+    );
+    let mut edge_source = Source::mp3(edge.source, "/stream");
+    edge_source.send_frames(1, 40, 20.0);
+    // The mount's own list wins over the server-wide one; the second edge need not exist,
+    // only the turn taking is checked against it.
+    let origin = Server::start(&format!(
+        r#"
+limits {{
+  max_listeners = 1
+  redirect_when_full = ["http://127.0.0.1:1"]
+}}
+broadcaster {{ chunk_ms = 100 }}
+playlist {{ directory = "/nonexistent/cycast-test-music" }}
+mount "/stream" {{ redirect_when_full = ["http://{}", "http://127.0.0.2:9/"] }}
+"#,
+        edge.listen
+    ));
+    let mut origin_source = Source::mp3(origin.source, "/stream");
+    origin_source.send_frames(1, 40, 20.0);
+    let first = Listener::connect(origin.listen, "/stream");
+    assert!(first.head.starts_with("HTTP/1.0 200"), "{}", first.head);
+
+    let (head, _) = origin.get("/stream?token=abc%20d");
+    assert!(head.starts_with("HTTP/1.0 302"), "{head}");
+    assert_eq!(
+        location(&head),
+        Some(format!("http://{}/stream?token=abc%20d", edge.listen).as_str())
+    );
+    let (head, _) = origin.get("/stream");
+    assert_eq!(location(&head), Some("http://127.0.0.2:9/stream"), "{head}");
+    let (head, _) = origin.get("/stream");
+    assert_eq!(
+        location(&head),
+        Some(format!("http://{}/stream", edge.listen).as_str()),
+        "{head}"
+    );
+
+    // A relay is never sent elsewhere: it gets the 503.
+    let answer = raw_exchange(
+        origin.listen,
+        b"GET /stream HTTP/1.0\r\nUser-Agent: Icecast 2.4.4\r\n\r\n",
+        Duration::from_secs(5),
+    );
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.0 503"), "{answer}");
+
+    // A player following redirects lands on the edge and gets its audio. The turn is back on
+    // the second edge, so one redirect goes there first.
+    let _ = origin.get("/stream");
+    assert!(have("curl"), "curl is needed (scripts/install-*-deps.sh)");
+    {
+        let out = std::process::Command::new("curl")
+            .args([
+                "-sS",
+                "-L",
+                "--max-time",
+                "3",
+                "-o",
+                "-",
+                "-D",
+                "-",
+                "-w",
+                "%{url_effective}",
+            ])
+            .arg(format!("http://{}/stream", origin.listen))
+            .output()
+            .expect("run curl");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("302 Found"), "{text}");
+        assert!(text.contains("HTTP/1.0 200 OK"), "{text}");
+        assert!(
+            text.ends_with(&format!("http://{}/stream", edge.listen)),
+            "curl did not end on the edge: {}",
+            &text[text.len().saturating_sub(200)..]
+        );
+        let body_start = text.find("\r\n\r\n").unwrap();
+        assert!(
+            out.stdout.len() > body_start + 1000,
+            "no audio from the edge"
+        );
+    }
 }

@@ -9,6 +9,7 @@
 pub mod fanout;
 pub mod icy;
 pub mod listener;
+pub mod redirect;
 #[allow(unsafe_code)]
 pub mod sys;
 
