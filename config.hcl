@@ -239,6 +239,11 @@ advanced {
 #   fallback_override = true           # and come back when this mount's source returns
 #   max_listener_duration = 3600       # seconds; default limits.max_listener_duration, 0 = none
 #   redirect_when_full = ["http://edge1:8001"]  # default limits.redirect_when_full
+#   dump_file   = "/var/lib/cycast/live-%Y-%m-%d_%H-%M.mp3"  # record what the mount plays
+#                                      # (strftime, local time); errors are logged once and
+#                                      # counted in cycast_dump_errors_total, never felt by
+#                                      # listeners
+#   dump_rotate = 60                   # minutes per file (fractions allowed), 0 = one file
 #   playlist {                         # a playlist of its own (same keys as above)
 #     directory = "./music/live"
 #   }

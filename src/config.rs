@@ -93,6 +93,13 @@ pub struct MountConfig {
     /// Edges a new listener is sent to (302, in turn) when this mount is full, instead of
     /// `limits.redirect_when_full`; an empty list turns redirects off for this mount.
     pub redirect_when_full: Option<Vec<String>>,
+    /// Records what this mount plays (live and playlist) to files named by this strftime
+    /// pattern (local time), e.g. `/var/lib/cycast/%Y-%m-%d_%H-%M.mp3`: airchecks for legal
+    /// logging. None: no recording.
+    pub dump_file: Option<String>,
+    /// Minutes after which the recording goes on in a new file (fractions allowed);
+    /// 0 = one file for as long as the server runs.
+    pub dump_rotate: f64,
 }
 
 /// Station fields of one mount, resolved against the global ones.
@@ -871,6 +878,18 @@ impl Config {
             if let Err(msg) = check_edges(m.redirect_when_full.as_deref().unwrap_or_default()) {
                 return bad(format!("{key}.redirect_when_full"), msg);
             }
+            if let Some(Err(msg)) = m.dump_file.as_deref().map(check_dump_pattern) {
+                return bad(format!("{key}.dump_file"), msg);
+            }
+            if !(m.dump_rotate.is_finite() && m.dump_rotate >= 0.0) {
+                return bad(
+                    format!("{key}.dump_rotate"),
+                    format!(
+                        "must be zero or a positive number of minutes (got {})",
+                        m.dump_rotate
+                    ),
+                );
+            }
             if let Some(fallback) = &m.fallback_mount {
                 if !names.contains(fallback) {
                     return bad(
@@ -1315,6 +1334,19 @@ fn check_edges(edges: &[String]) -> Result<(), String> {
     Ok(())
 }
 
+/// Checks a `dump_file` pattern: not empty, and only strftime specifiers chrono knows (an
+/// unknown one would fail at the first file).
+fn check_dump_pattern(pattern: &str) -> Result<(), String> {
+    use chrono::format::{Item, StrftimeItems};
+    if pattern.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if StrftimeItems::new(pattern).any(|item| matches!(item, Item::Error)) {
+        return Err(format!("{pattern:?} has an unknown strftime specifier"));
+    }
+    Ok(())
+}
+
 /// Checks a mount name against `rule`; the error says what is wrong, for the operator.
 /// The one place mount names are judged (config validation and the source port both call it).
 pub fn check_mount_name(m: &str, rule: MountNameRule) -> Result<(), String> {
@@ -1612,6 +1644,21 @@ advanced {
         .unwrap();
         assert_eq!(c.redirect_when_full("/stream"), ["http://a:1"]);
         assert!(c.redirect_when_full("/m").is_empty());
+    }
+
+    #[test]
+    fn dump_keys_are_checked() {
+        let e = err("mount \"/m\" { dump_file = \"/x/%Q.mp3\" }");
+        assert!(e.contains("mount./m.dump_file"), "{e}");
+        let e = err("mount \"/m\" { dump_file = \"\" }");
+        assert!(e.contains("mount./m.dump_file"), "{e}");
+        let e = err("mount \"/m\" { dump_rotate = -1 }");
+        assert!(e.contains("mount./m.dump_rotate"), "{e}");
+        let c = Config::from_hcl_str(
+            "mount \"/m\" {\n dump_file = \"/r/%Y-%m-%d_%H-%M.mp3\"\n dump_rotate = 0.5\n}",
+        )
+        .unwrap();
+        assert_eq!(c.mount["/m"].dump_rotate, 0.5);
     }
 
     #[test]

@@ -234,3 +234,128 @@ mount "/stream" {{ redirect_when_full = ["http://{}", "http://127.0.0.2:9/"] }}
         );
     }
 }
+
+/// The recording files in `dir` whose names start with `prefix`, in name (so time) order.
+fn recordings(dir: &std::path::Path, prefix: &str) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(prefix))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn the_recording_is_what_listeners_got_and_rotates() {
+    let dir = tempfile::tempdir().unwrap();
+    // A new file every 3 s (0.05 minutes), named to the second.
+    let server = Server::start(&format!(
+        r#"
+broadcaster {{ chunk_ms = 100 }}
+playlist {{ directory = "/nonexistent/cycast-test-music" }}
+mount "/stream" {{
+  dump_file = "{}/rec-%Y%m%d-%H%M%S.mp3"
+  dump_rotate = 0.05
+}}
+"#,
+        dir.path().display()
+    ));
+    // The listener is there before any audio, so it gets everything the mount plays.
+    let mut listener = Listener::connect(server.listen, "/stream");
+    let mut source = Source::mp3(server.source, "/stream");
+    let count = 270; // about 7 s in real time
+    source.send_frames(1, count, 1.0);
+    // The framer holds the newest frame until the next header: one more frame releases it.
+    source.send_frames(count + 1, 1, 1.0);
+    listener.read_for(Duration::from_millis(500));
+    assert_exact_suffix(&listener.body, 1, count);
+    assert!(
+        find_frame(&listener.body, count).is_some(),
+        "the listener did not get the last frame"
+    );
+
+    // Until the source came the mount played silence; the recording holds that too, so the
+    // listener's capture must be one contiguous span of it, byte for byte.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (files, recorded) = loop {
+        let files = recordings(dir.path(), "rec-");
+        let recorded: Vec<u8> = files
+            .iter()
+            .flat_map(|f| std::fs::read(f).unwrap())
+            .collect();
+        if find_frame(&recorded, count).is_some() {
+            break (files, recorded);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the last frame was not recorded ({} bytes in {files:?})",
+            recorded.len()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(files.len() >= 2, "no rotation: {files:?}");
+    let got = &listener.body[..find_frame(&listener.body, count).unwrap() + FRAME_LEN];
+    let start = find_frame(&recorded, 1).unwrap();
+    let listener_first = find_frame(got, 1).unwrap();
+    let from = start
+        .checked_sub(listener_first)
+        .expect("the recording starts after what the listener got");
+    assert!(
+        recorded.len() >= from + got.len() && recorded[from..from + got.len()] == *got,
+        "the recording differs from what the listener got"
+    );
+    // Every file is whole frames.
+    for file in recordings(dir.path(), "rec-") {
+        let bytes = std::fs::read(&file).unwrap();
+        let offsets = walk_frames(&bytes).unwrap();
+        assert_eq!(offsets.last().unwrap() + FRAME_LEN, bytes.len(), "{file:?}");
+    }
+}
+
+#[test]
+fn an_unwritable_recording_leaves_the_stream_alone_and_is_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    // A path below a regular file cannot be created, whoever the server runs as (a read-only
+    // directory does not stop root).
+    std::fs::write(dir.path().join("not-a-dir"), b"").unwrap();
+    let server = Server::start(&format!(
+        r#"
+broadcaster {{ chunk_ms = 100 }}
+playlist {{ directory = "/nonexistent/cycast-test-music" }}
+mount "/stream" {{ dump_file = "{}/not-a-dir/%H%M%S.mp3" }}
+"#,
+        dir.path().display()
+    ));
+    let mut listener = Listener::connect(server.listen, "/stream");
+    let mut source = Source::mp3(server.source, "/stream");
+    source.send_frames(1, 60, 4.0);
+    source.send_frames(61, 1, 4.0);
+    listener.read_for(Duration::from_millis(500));
+    assert_exact_suffix(&listener.body, 1, 60);
+    assert!(
+        find_frame(&listener.body, 60).is_some(),
+        "the stream stalled"
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, body) = server.get("/metrics");
+        let errors: f64 = String::from_utf8_lossy(&body)
+            .lines()
+            .filter(|l| l.starts_with("cycast_dump_errors_total{") && l.contains("/stream"))
+            .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+            .sum();
+        if errors >= 1.0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "dump errors not counted");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let log = server.log();
+    assert_eq!(
+        log.matches("cannot write the recording").count(),
+        1,
+        "logged once: {log}"
+    );
+}

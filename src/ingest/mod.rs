@@ -15,6 +15,7 @@ pub mod lockon;
 pub mod ogg;
 pub mod pacing;
 pub mod playlist;
+pub mod record;
 pub mod relay;
 pub mod source;
 
@@ -91,13 +92,24 @@ impl IngestContext {
     ) -> MountFeed {
         let config = shared.config();
         let cfg = &config.broadcaster;
-        MountFeed::new(
+        let recording = config.mount.get(&mount.name).and_then(|m| {
+            let pattern = m.dump_file.as_deref()?;
+            let rotate = (m.dump_rotate > 0.0).then(|| Duration::from_secs_f64(m.dump_rotate * 60.0));
+            record::Recorder::start(&mount.name, pattern, rotate)
+                .inspect_err(|e| tracing::error!(mount = %crate::logging::escape(&mount.name), "cannot start recording: {e}"))
+                .ok()
+        });
+        let mut feed = MountFeed::new(
             mount,
             writer,
             cfg.chunk_size,
             Duration::from_millis(cfg.chunk_ms),
             wakers.clone(),
-        )
+        );
+        if let Some(recorder) = recording {
+            feed.record_to(recorder);
+        }
+        feed
     }
 
     /// The feed of mount `name`, creating the mount when a source is the first to use it
