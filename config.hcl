@@ -239,6 +239,9 @@ advanced {
 #   fallback_override = true           # and come back when this mount's source returns
 #   max_listener_duration = 3600       # seconds; default limits.max_listener_duration, 0 = none
 #   redirect_when_full = ["http://edge1:8001"]  # default limits.redirect_when_full
+#   intro       = "/etc/cycast/station-id.mp3"  # every new listener hears it first, then
+#                                      # the live stream; MP3 matching the mount's sample
+#                                      # rate and channels, else left out with a warning
 #   dump_file   = "/var/lib/cycast/live-%Y-%m-%d_%H-%M.mp3"  # record what the mount plays
 #                                      # (strftime, local time); errors are logged once and
 #                                      # counted in cycast_dump_errors_total, never felt by

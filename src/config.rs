@@ -97,6 +97,9 @@ pub struct MountConfig {
     /// pattern (local time), e.g. `/var/lib/cycast/%Y-%m-%d_%H-%M.mp3`: airchecks for legal
     /// logging. None: no recording.
     pub dump_file: Option<String>,
+    /// MP3 file every new listener of this mount hears first (station ID, ad), before it
+    /// joins the live stream; it must match the mount's sample rate and channels.
+    pub intro: Option<String>,
     /// Minutes after which the recording goes on in a new file (fractions allowed);
     /// 0 = one file for as long as the server runs.
     pub dump_rotate: f64,

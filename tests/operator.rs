@@ -1,4 +1,5 @@
-//! Station operator features over loopback: listener time limits, redirect when full.
+//! Station operator features over loopback: listener time limits, redirect when full,
+//! recording and intros.
 
 mod common;
 
@@ -358,4 +359,167 @@ mount "/stream" {{ dump_file = "{}/not-a-dir/%H%M%S.mp3" }}
         1,
         "logged once: {log}"
     );
+}
+
+/// Encodes `seconds` of a sine tone at `rate` Hz to a 128 kbps stereo MP3 with an ID3 tag.
+fn tone_mp3(path: &std::path::Path, freq: u32, rate: u32, seconds: u32) -> Vec<u8> {
+    let status = std::process::Command::new("ffmpeg")
+        .args(["-loglevel", "error", "-y", "-f", "lavfi", "-i"])
+        .arg(format!(
+            "sine=frequency={freq}:duration={seconds}:sample_rate={rate}"
+        ))
+        .args(["-ac", "2", "-b:a", "128k", "-metadata", "title=Station ID"])
+        .arg(path)
+        .status()
+        .expect("run ffmpeg");
+    assert!(status.success());
+    std::fs::read(path).unwrap()
+}
+
+/// The MP3 audio frames of `file`: what follows its ID3v2 tag and its Xing/Info frame, up
+/// to the last whole frame.
+fn frames_of(file: &[u8]) -> &[u8] {
+    let start = if file.starts_with(b"ID3") {
+        let size = file[6..10]
+            .iter()
+            .fold(0usize, |acc, &b| (acc << 7) | (b & 0x7F) as usize);
+        10 + size
+    } else {
+        0
+    };
+    let mut audio = &file[start..];
+    let first = cycast::ingest::frames::parse_header(audio)
+        .unwrap()
+        .frame_len;
+    if audio[..first]
+        .windows(4)
+        .any(|w| w == b"Info" || w == b"Xing")
+    {
+        audio = &audio[first..];
+    }
+    let offsets = walk_frames(audio).unwrap();
+    let last = *offsets.last().unwrap();
+    let end = last
+        + cycast::ingest::frames::parse_header(&audio[last..])
+            .unwrap()
+            .frame_len;
+    &audio[..end.min(audio.len())]
+}
+
+/// Sends `bytes` to the source in real time (128 kbps) on a thread, until `stop`.
+fn stream_file(mut source: Source, bytes: Vec<u8>) -> std::thread::JoinHandle<()> {
+    use std::io::Write;
+    std::thread::spawn(move || {
+        for piece in bytes.chunks(4000) {
+            if source.stream.write_all(piece).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    })
+}
+
+#[test]
+fn a_new_listener_hears_the_intro_then_the_live_stream() {
+    assert!(
+        have("ffmpeg"),
+        "ffmpeg is needed (scripts/install-*-deps.sh)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let intro_file = tone_mp3(&dir.path().join("intro.mp3"), 880, 44100, 1);
+    let live_file = tone_mp3(&dir.path().join("live.mp3"), 440, 44100, 20);
+    let server = Server::start(&format!(
+        r#"
+broadcaster {{ chunk_ms = 100 }}
+playlist {{ directory = "/nonexistent/cycast-test-music" }}
+mount "/stream" {{ intro = "{}" }}
+"#,
+        dir.path().join("intro.mp3").display()
+    ));
+    let source = Source::mp3(server.source, "/stream");
+    let feeder = stream_file(source, live_file.clone());
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut listener = Listener::connect(server.listen, "/stream");
+    let intro = frames_of(&intro_file);
+    listener.read_at_least(intro.len() + 40_000, Duration::from_secs(15));
+    assert!(
+        listener.body.starts_with(intro),
+        "the listener did not start with the intro's frames ({} intro bytes)",
+        intro.len()
+    );
+    // Then the mount's own frames, from a frame boundary of what the source sent.
+    let after = &listener.body[intro.len()..intro.len() + 8000];
+    let live = frames_of(&live_file);
+    assert!(
+        live.windows(after.len()).any(|w| w == after),
+        "what follows the intro is not the live stream"
+    );
+    // The whole capture decodes cleanly.
+    let offsets = walk_frames(&listener.body).expect("capture is whole frames");
+    let whole = &listener.body[..*offsets.last().unwrap()];
+    let capture = dir.path().join("capture.mp3");
+    std::fs::write(&capture, whole).unwrap();
+    let out = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(&capture)
+        .args(["-f", "null", "-"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(
+        out.stderr.is_empty(),
+        "ffmpeg reported: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    drop(listener);
+    drop(server);
+    let _ = feeder.join();
+}
+
+#[test]
+fn an_intro_of_another_sample_rate_is_left_out_with_one_warning() {
+    assert!(
+        have("ffmpeg"),
+        "ffmpeg is needed (scripts/install-*-deps.sh)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let intro_file = tone_mp3(&dir.path().join("intro.mp3"), 880, 22050, 1);
+    let live_file = tone_mp3(&dir.path().join("live.mp3"), 440, 44100, 20);
+    let server = Server::start(&format!(
+        r#"
+broadcaster {{ chunk_ms = 100 }}
+playlist {{ directory = "/nonexistent/cycast-test-music" }}
+mount "/stream" {{ intro = "{}" }}
+"#,
+        dir.path().join("intro.mp3").display()
+    ));
+    let source = Source::mp3(server.source, "/stream");
+    let feeder = stream_file(source, live_file.clone());
+    std::thread::sleep(Duration::from_millis(1500));
+    let intro = frames_of(&intro_file);
+    for _ in 0..2 {
+        let mut listener = Listener::connect(server.listen, "/stream");
+        listener.read_at_least(8000, Duration::from_secs(15));
+        assert!(
+            !listener.body.starts_with(&intro[..1000]),
+            "the intro was sent"
+        );
+        let head = parse_header_of(&listener.body);
+        assert_eq!(head, 44100, "the listener did not get the mount's stream");
+    }
+    let log = server.log();
+    assert_eq!(
+        log.matches("intro not used").count(),
+        1,
+        "one warning expected: {log}"
+    );
+    drop(server);
+    let _ = feeder.join();
+}
+
+/// Sample rate of the first frame of `bytes`.
+fn parse_header_of(bytes: &[u8]) -> u32 {
+    cycast::ingest::frames::parse_header(bytes)
+        .expect("starts with a frame")
+        .sample_rate
 }

@@ -52,6 +52,9 @@ pub struct Listener {
     pub bytes_sent: u64,
     /// Access log line parts (up to the status, and referer plus agent), when logging.
     pub log_line: Option<Box<(String, String)>>,
+    /// Whether `headers` holds the mount's intro: until it is out the listener's audio
+    /// position follows the live edge, so it joins there after the intro.
+    pub in_intro: bool,
     /// When the listener's time is up (`max_listener_duration`, or a shorter limit from an
     /// auth backend): from then on it gets at most the rest of its chunk, then it is ended.
     pub deadline: Option<Instant>,
@@ -195,6 +198,12 @@ impl Fanout {
             .unwrap_or_else(|| ring.committed());
         listener.aligned = true;
         owe_headers(mount, &mut listener);
+        if listener.headers.is_none() {
+            if let Some(intro) = super::intro::for_listener(&mount.name, ring, listener.cursor) {
+                listener.headers = Some((intro, 0));
+                listener.in_intro = true;
+            }
+        }
         self.stats.listeners.fetch_add(1, Ordering::Relaxed);
         ShardStats::add(&self.stats.connects, 1);
         let charset = Charset::from_name(&config.icy_charset(&mount.name));
@@ -353,7 +362,7 @@ impl Fanout {
         let mut moving = Vec::new();
         let mut i = 0;
         while i < slot.listeners.len() {
-            if slot.listeners[i].aligned {
+            if slot.listeners[i].aligned && !slot.listeners[i].in_intro {
                 moving.push(slot.listeners.swap_remove(i));
             } else {
                 slot.listeners[i].move_to = Some(to);
@@ -634,7 +643,18 @@ impl Sender {
         edge: u64,
         pass: &mut Pass,
     ) -> Result<u64, Verdict> {
-        if let (Some(to), true) = (listener.move_to, listener.aligned) {
+        if listener.in_intro {
+            if listener.headers.is_some() {
+                // No audio went out yet: it starts from the newest chunk once the intro is
+                // out, never from audio that aged while the intro played.
+                if let Some(newest) = ring.newest_chunk_start() {
+                    listener.cursor = listener.cursor.max(newest);
+                }
+            } else {
+                listener.in_intro = false;
+            }
+        }
+        if let (Some(to), true) = (listener.move_to, listener.aligned && !listener.in_intro) {
             return Err(Verdict::Move(to));
         }
         let mut end = edge;

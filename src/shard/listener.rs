@@ -247,6 +247,7 @@ async fn start_stream(
         user_agent: request.header("user-agent").unwrap_or("").into(),
         connected_at: accepted,
         bytes_sent: 0,
+        in_intro: false,
         // An instant too far ahead to represent is no limit.
         deadline: cfg
             .max_listener_duration(&mount.name)

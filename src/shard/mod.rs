@@ -8,6 +8,7 @@
 
 pub mod fanout;
 pub mod icy;
+pub mod intro;
 pub mod listener;
 pub mod redirect;
 #[allow(unsafe_code)]
