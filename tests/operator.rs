@@ -523,3 +523,52 @@ fn parse_header_of(bytes: &[u8]) -> u32 {
         .expect("starts with a frame")
         .sample_rate
 }
+
+#[test]
+fn a_reload_reads_the_intro_again() {
+    assert!(
+        have("ffmpeg"),
+        "ffmpeg is needed (scripts/install-*-deps.sh)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let first = tone_mp3(&dir.path().join("first.mp3"), 880, 44100, 1);
+    let second = tone_mp3(&dir.path().join("second.mp3"), 660, 44100, 1);
+    let live_file = tone_mp3(&dir.path().join("live.mp3"), 440, 44100, 20);
+    let config = |intro: &str| {
+        format!(
+            r#"
+server {{}}
+broadcaster {{ chunk_ms = 100 }}
+playlist {{ directory = "/nonexistent/cycast-test-music" }}
+mount "/stream" {{ intro = "{}" }}
+"#,
+            dir.path().join(intro).display()
+        )
+    };
+    let server = Server::start(&config("first.mp3"));
+    let source = Source::mp3(server.source, "/stream");
+    let feeder = stream_file(source, live_file);
+    std::thread::sleep(Duration::from_millis(1000));
+    let mut listener = Listener::connect(server.listen, "/stream");
+    listener.read_at_least(frames_of(&first).len(), Duration::from_secs(15));
+    assert!(
+        listener.body.starts_with(frames_of(&first)),
+        "not the first intro"
+    );
+
+    std::fs::write(server.path("cycast.hcl"), config("second.mp3")).unwrap();
+    server.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !server.log().contains("configuration reloaded") {
+        assert!(Instant::now() < deadline, "no reload: {}", server.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut listener = Listener::connect(server.listen, "/stream");
+    listener.read_at_least(frames_of(&second).len(), Duration::from_secs(15));
+    assert!(
+        listener.body.starts_with(frames_of(&second)),
+        "the reloaded intro was not played"
+    );
+    drop(server);
+    let _ = feeder.join();
+}
