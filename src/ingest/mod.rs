@@ -94,10 +94,15 @@ impl IngestContext {
         let cfg = &config.broadcaster;
         let recording = config.mount.get(&mount.name).and_then(|m| {
             let pattern = m.dump_file.as_deref()?;
-            let rotate = (m.dump_rotate > 0.0).then(|| Duration::from_secs_f64(m.dump_rotate * 60.0));
-            record::Recorder::start(&mount.name, pattern, rotate)
-                .inspect_err(|e| tracing::error!(mount = %crate::logging::escape(&mount.name), "cannot start recording: {e}"))
-                .ok()
+            let rotate = (m.dump_rotate > 0.0).then(|| from_minutes(m.dump_rotate));
+            match record::Recorder::start(&mount.name, pattern, rotate) {
+                Ok(recorder) => Some(recorder),
+                Err(e) => {
+                    let name = crate::logging::escape(&mount.name);
+                    tracing::error!(mount = %name, "cannot start recording: {e}");
+                    None
+                }
+            }
         });
         let mut feed = MountFeed::new(
             mount,
@@ -244,6 +249,11 @@ impl Control for IngestContext {
             let _ = skip.try_send(());
         }
     }
+}
+
+/// `minutes` (finite and positive, as validated) as a duration.
+fn from_minutes(minutes: f64) -> Duration {
+    Duration::try_from_secs_f64(minutes * 60.0).unwrap_or(Duration::MAX)
 }
 
 /// Runs the ingest core: accepts sources until the process ends.
