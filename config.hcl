@@ -87,6 +87,16 @@ limits {
   # bytes. Without it Linux grows the buffer to MBs and a stalled listener holds them for
   # minutes. 0 or 8192 to 67108864; the kernel caps it at 2 x net.core.wmem_max. Default 0.
   send_buffer = 0
+
+  # Seconds a listener may stay connected; then it is ended on a frame boundary and
+  # counted with reason="time_limit". 0 = no limit. Default 0.
+  max_listener_duration = 0
+
+  # Edges a new listener is sent to with a 302, in turn, when the server or its mount is
+  # at its listener limit, instead of a 503; the mount path and query are kept. Relays
+  # (User-Agent cycast/… or Icecast…) are never redirected. Base URLs such as
+  # "http://edge1:8001". Default [] (answer 503).
+  redirect_when_full = []
 }
 
 broadcaster {
@@ -227,6 +237,16 @@ advanced {
 #                                      # and advanced.metrics_port still show it)
 #   fallback_mount    = "/stream"      # listeners go there while nothing feeds this mount
 #   fallback_override = true           # and come back when this mount's source returns
+#   max_listener_duration = 3600       # seconds; default limits.max_listener_duration, 0 = none
+#   redirect_when_full = ["http://edge1:8001"]  # default limits.redirect_when_full
+#   intro       = "/etc/cycast/station-id.mp3"  # every new listener hears it first, then
+#                                      # the live stream; MP3 matching the mount's sample
+#                                      # rate and channels, else left out with a warning
+#   dump_file   = "/var/lib/cycast/live-%Y-%m-%d_%H-%M.mp3"  # record what the mount plays
+#                                      # (strftime, local time); errors are logged once and
+#                                      # counted in cycast_dump_errors_total, never felt by
+#                                      # listeners
+#   dump_rotate = 60                   # minutes per file (fractions allowed), 0 = one file
 #   playlist {                         # a playlist of its own (same keys as above)
 #     directory = "./music/live"
 #   }

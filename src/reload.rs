@@ -43,6 +43,7 @@ pub fn apply(shared: &Shared, reload: &Reload) {
     if next.default_source_password_exposed() && !current.default_source_password_exposed() {
         tracing::warn!("{}", crate::state::DEFAULT_PASSWORD_WARNING);
     }
+    crate::shard::intro::load(&next);
     shared.config.store(Arc::new(next));
     tracing::info!("configuration reloaded");
 }

@@ -126,6 +126,7 @@ pub fn run(config: Config, reload: Reload) -> Result<(), StartError> {
     let io_memory = config.server.io_memory_kib * 1024;
     let ingest_core = config.server.ingest_core;
     let metrics = crate::observability::metrics::install().map_err(StartError::Metrics)?;
+    crate::shard::intro::load(&config);
     let shared = Arc::new(Shared {
         metrics,
         shutting_down: AtomicBool::new(false),

@@ -95,6 +95,22 @@ pub struct MountConfig {
     pub fallback_mount: Option<String>,
     /// Move listeners back from the fallback when this mount's source returns.
     pub fallback_override: bool,
+    /// Seconds a listener of this mount may stay instead of `limits.max_listener_duration`
+    /// (0 = no limit here), as Icecast-KH's per-mount limit.
+    pub max_listener_duration: Option<u64>,
+    /// Edges a new listener is sent to (302, in turn) when this mount is full, instead of
+    /// `limits.redirect_when_full`; an empty list turns redirects off for this mount.
+    pub redirect_when_full: Option<Vec<String>>,
+    /// Records what this mount plays (live and playlist) to files named by this strftime
+    /// pattern (local time), e.g. `/var/lib/cycast/%Y-%m-%d_%H-%M.mp3`: airchecks for legal
+    /// logging. None: no recording.
+    pub dump_file: Option<String>,
+    /// MP3 file every new listener of this mount hears first (station ID, ad), before it
+    /// joins the live stream; it must match the mount's sample rate and channels.
+    pub intro: Option<String>,
+    /// Minutes after which the recording goes on in a new file (fractions allowed);
+    /// 0 = one file for as long as the server runs.
+    pub dump_rotate: f64,
 }
 
 /// Station fields of one mount, resolved against the global ones.
@@ -236,6 +252,12 @@ pub struct LimitsConfig {
     /// 0 = derived per mount by [`Config::send_buffer`]. Without a limit Linux grows it to
     /// megabytes, which a listener that never reads pins for minutes before it counts as slow.
     pub send_buffer: usize,
+    /// Seconds a listener may stay connected before it is ended on a frame boundary, for
+    /// stations that bound sessions (licensing, abandoned players); 0 = no limit.
+    pub max_listener_duration: u64,
+    /// Base URLs of edges (`http://edge1:8001`) a new listener is redirected to, in turn,
+    /// when the server or its mount is full, instead of a 503: how a relay tree grows.
+    pub redirect_when_full: Vec<String>,
 }
 
 impl Default for LimitsConfig {
@@ -248,6 +270,8 @@ impl Default for LimitsConfig {
             header_timeout: 5.0,
             max_header_bytes: 8192,
             send_buffer: 0,
+            max_listener_duration: 0,
+            redirect_when_full: Vec::new(),
         }
     }
 }
@@ -615,6 +639,26 @@ impl Config {
             .clamp(16384, self.limits.queue_size.max(16384))
     }
 
+    /// How long a listener of mount `name` may stay: its block's limit, else the server-wide
+    /// one; `None` when there is no limit.
+    pub fn max_listener_duration(&self, name: &str) -> Option<Duration> {
+        let secs = self
+            .mount
+            .get(name)
+            .and_then(|m| m.max_listener_duration)
+            .unwrap_or(self.limits.max_listener_duration);
+        (secs != 0).then(|| Duration::from_secs(secs))
+    }
+
+    /// Edges a full mount `name` redirects new listeners to: its block's list, else the
+    /// server-wide one.
+    pub fn redirect_when_full(&self, name: &str) -> &[String] {
+        self.mount
+            .get(name)
+            .and_then(|m| m.redirect_when_full.as_deref())
+            .unwrap_or(&self.limits.redirect_when_full)
+    }
+
     /// The playlist mount `name` plays: its own block's, or for the default mount the global one.
     pub fn playlist_for(&self, name: &str) -> Option<PlaylistConfig> {
         match self.mount.get(name).and_then(|m| m.playlist.clone()) {
@@ -921,6 +965,60 @@ advanced {
         assert_eq!(c.max_listeners(), 100);
         c.limits.max_listeners = 7;
         assert_eq!(c.max_listeners(), 7);
+    }
+
+    #[test]
+    fn max_listener_duration_precedence() {
+        let c = Config::from_hcl_str(
+            "limits { max_listener_duration = 60 }\nmount \"/a\" { max_listener_duration = 5 }\nmount \"/b\" { max_listener_duration = 0 }",
+        )
+        .unwrap();
+        assert_eq!(c.max_listener_duration("/a"), Some(Duration::from_secs(5)));
+        assert_eq!(c.max_listener_duration("/b"), None);
+        assert_eq!(
+            c.max_listener_duration("/stream"),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(Config::default().max_listener_duration("/stream"), None);
+    }
+
+    #[test]
+    fn redirect_edges_are_checked_and_the_mount_list_wins() {
+        for bad in [
+            "edge1:8001",
+            "http://",
+            "http://a b",
+            "http://e/?x",
+            "ftp://e",
+        ] {
+            let e = err(&format!("limits {{ redirect_when_full = [\"{bad}\"] }}"));
+            assert!(e.contains("limits.redirect_when_full"), "{e}");
+            let e = err(&format!(
+                "mount \"/m\" {{ redirect_when_full = [\"{bad}\"] }}"
+            ));
+            assert!(e.contains("mount./m.redirect_when_full"), "{e}");
+        }
+        let c = Config::from_hcl_str(
+            "limits { redirect_when_full = [\"http://a:1\"] }\nmount \"/m\" { redirect_when_full = [] }",
+        )
+        .unwrap();
+        assert_eq!(c.redirect_when_full("/stream"), ["http://a:1"]);
+        assert!(c.redirect_when_full("/m").is_empty());
+    }
+
+    #[test]
+    fn dump_keys_are_checked() {
+        let e = err("mount \"/m\" { dump_file = \"/x/%Q.mp3\" }");
+        assert!(e.contains("mount./m.dump_file"), "{e}");
+        let e = err("mount \"/m\" { dump_file = \"\" }");
+        assert!(e.contains("mount./m.dump_file"), "{e}");
+        let e = err("mount \"/m\" { dump_rotate = -1 }");
+        assert!(e.contains("mount./m.dump_rotate"), "{e}");
+        let c = Config::from_hcl_str(
+            "mount \"/m\" {\n dump_file = \"/r/%Y-%m-%d_%H-%M.mp3\"\n dump_rotate = 0.5\n}",
+        )
+        .unwrap();
+        assert_eq!(c.mount["/m"].dump_rotate, 0.5);
     }
 
     #[test]

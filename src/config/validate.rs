@@ -43,6 +43,21 @@ impl Config {
                     );
                 }
             }
+            if let Err(msg) = check_edges(m.redirect_when_full.as_deref().unwrap_or_default()) {
+                return bad(format!("{key}.redirect_when_full"), msg);
+            }
+            if let Some(Err(msg)) = m.dump_file.as_deref().map(check_dump_pattern) {
+                return bad(format!("{key}.dump_file"), msg);
+            }
+            if !(m.dump_rotate.is_finite() && m.dump_rotate >= 0.0) {
+                return bad(
+                    format!("{key}.dump_rotate"),
+                    format!(
+                        "must be zero or a positive number of minutes (got {})",
+                        m.dump_rotate
+                    ),
+                );
+            }
             if let Some(fallback) = &m.fallback_mount {
                 if !names.contains(fallback) {
                     return bad(
@@ -222,6 +237,9 @@ impl Config {
             );
         }
 
+        if let Err(msg) = check_edges(&l.redirect_when_full) {
+            return bad("limits.redirect_when_full", msg);
+        }
         if l.send_buffer != 0 && !(SEND_BUFFER_MIN..=SEND_BUFFER_MAX).contains(&l.send_buffer) {
             return bad(
                 "limits.send_buffer",
@@ -308,6 +326,35 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// Checks `redirect_when_full` entries: `http://` or `https://` base URLs with a host and
+/// nothing a `Location` header could not carry.
+fn check_edges(edges: &[String]) -> Result<(), String> {
+    for edge in edges {
+        let host = edge
+            .strip_prefix("http://")
+            .or_else(|| edge.strip_prefix("https://"))
+            .and_then(|rest| rest.split('/').next())
+            .unwrap_or("");
+        if host.is_empty() || edge.contains(|c: char| c.is_control() || " ?#".contains(c)) {
+            return Err(format!("{edge:?} is not an http:// or https:// base URL"));
+        }
+    }
+    Ok(())
+}
+
+/// Checks a `dump_file` pattern: not empty, and only strftime specifiers chrono knows (an
+/// unknown one would fail at the first file).
+fn check_dump_pattern(pattern: &str) -> Result<(), String> {
+    use chrono::format::{Item, StrftimeItems};
+    if pattern.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if StrftimeItems::new(pattern).any(|item| matches!(item, Item::Error)) {
+        return Err(format!("{pattern:?} has an unknown strftime specifier"));
+    }
+    Ok(())
 }
 
 /// Which mount-name rule applies. There are two and they differ; this step keeps each

@@ -64,6 +64,8 @@ pub struct MountFeed {
     chunk_micros: u64,
     /// Wakes the shards after each publish.
     wakers: Rc<ShardWakers>,
+    /// Gets a copy of each published chunk when the mount is recorded (`dump_file`).
+    recorder: Option<super::record::Recorder>,
 }
 
 impl MountFeed {
@@ -84,7 +86,13 @@ impl MountFeed {
             chunk_bytes,
             chunk_micros: chunk.as_micros() as u64,
             wakers,
+            recorder: None,
         }
+    }
+
+    /// Records every chunk published from now on.
+    pub fn record_to(&mut self, recorder: super::record::Recorder) {
+        self.recorder = Some(recorder);
     }
 
     /// Adds one whole frame lasting `micros`; publishes when the chunk is full.
@@ -130,6 +138,9 @@ impl MountFeed {
             return;
         }
         self.writer.publish(&self.pending);
+        if let Some(recorder) = &mut self.recorder {
+            recorder.record(&self.pending);
+        }
         self.mount
             .bytes_in
             .fetch_add(self.pending.len() as u64, Ordering::Relaxed);

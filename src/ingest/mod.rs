@@ -15,6 +15,7 @@ pub mod lockon;
 pub mod ogg;
 pub mod pacing;
 pub mod playlist;
+pub mod record;
 pub mod relay;
 pub mod source;
 
@@ -91,13 +92,29 @@ impl IngestContext {
     ) -> MountFeed {
         let config = shared.config();
         let cfg = &config.broadcaster;
-        MountFeed::new(
+        let recording = config.mount.get(&mount.name).and_then(|m| {
+            let pattern = m.dump_file.as_deref()?;
+            let rotate = (m.dump_rotate > 0.0).then(|| from_minutes(m.dump_rotate));
+            match record::Recorder::start(&mount.name, pattern, rotate) {
+                Ok(recorder) => Some(recorder),
+                Err(e) => {
+                    let name = crate::logging::escape(&mount.name);
+                    tracing::error!(mount = %name, "cannot start recording: {e}");
+                    None
+                }
+            }
+        });
+        let mut feed = MountFeed::new(
             mount,
             writer,
             cfg.chunk_size,
             Duration::from_millis(cfg.chunk_ms),
             wakers.clone(),
-        )
+        );
+        if let Some(recorder) = recording {
+            feed.record_to(recorder);
+        }
+        feed
     }
 
     /// The feed of mount `name`, creating the mount when a source is the first to use it
@@ -232,6 +249,11 @@ impl Control for IngestContext {
             let _ = skip.try_send(());
         }
     }
+}
+
+/// `minutes` (finite and positive, as validated) as a duration.
+fn from_minutes(minutes: f64) -> Duration {
+    Duration::try_from_secs_f64(minutes * 60.0).unwrap_or(Duration::MAX)
 }
 
 /// Runs the ingest core: accepts sources until the process ends.

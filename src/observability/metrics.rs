@@ -92,6 +92,10 @@ fn describe() {
         "Source connection attempts, by result."
     );
     describe_counter!("cycast_playlist_tracks_total", "Playlist tracks started.");
+    describe_counter!(
+        "cycast_dump_errors_total",
+        "Chunks a mount's recording (dump_file) lost: queue full, disk full, unwritable path."
+    );
     describe_gauge!(
         "cycast_ring_write_position_bytes",
         Unit::Bytes,
@@ -157,6 +161,11 @@ pub fn flush_ingest(mounts: &[std::sync::Arc<Mount>]) {
 pub fn source_connect(mount: &str, result: &'static str) {
     counter!("cycast_source_connects_total", "mount" => mount.to_string(), "result" => result)
         .increment(1);
+}
+
+/// Counts a chunk a mount's recording could not write.
+pub fn dump_error(mount: &str) {
+    counter!("cycast_dump_errors_total", "mount" => mount.to_string()).increment(1);
 }
 
 /// Counts a playlist track start.

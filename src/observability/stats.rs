@@ -39,11 +39,13 @@ pub enum DisconnectReason {
     Lapped,
     /// An operator removed it.
     Kicked,
+    /// Its time was up (`max_listener_duration`, or a limit an auth backend set).
+    TimeLimit,
 }
 
 impl DisconnectReason {
     /// Number of reasons, for per-reason counter arrays indexed by `reason as usize`.
-    pub const COUNT: usize = 4;
+    pub const COUNT: usize = 5;
 
     /// Every reason, in index order.
     pub const ALL: [DisconnectReason; Self::COUNT] = [
@@ -51,6 +53,7 @@ impl DisconnectReason {
         DisconnectReason::TooSlow,
         DisconnectReason::Lapped,
         DisconnectReason::Kicked,
+        DisconnectReason::TimeLimit,
     ];
 
     /// Label value used in metrics and logs.
@@ -60,6 +63,7 @@ impl DisconnectReason {
             DisconnectReason::TooSlow => "too_slow",
             DisconnectReason::Lapped => "lapped",
             DisconnectReason::Kicked => "kicked",
+            DisconnectReason::TimeLimit => "time_limit",
         }
     }
 }
@@ -85,6 +89,8 @@ pub struct ShardStats {
     pub lapped: AtomicU64,
     /// Departures by operator action.
     pub kicked: AtomicU64,
+    /// Departures by a time limit.
+    pub time_limited: AtomicU64,
     /// The shard's listeners as of its last snapshot.
     pub snapshot: ArcSwap<Vec<ListenerInfo>>,
 }
@@ -103,6 +109,7 @@ impl ShardStats {
             DisconnectReason::TooSlow => &self.slow,
             DisconnectReason::Lapped => &self.lapped,
             DisconnectReason::Kicked => &self.kicked,
+            DisconnectReason::TimeLimit => &self.time_limited,
         };
         counter.fetch_add(1, Ordering::Relaxed);
     }

@@ -53,6 +53,12 @@ pub struct Listener {
     pub bytes_sent: u64,
     /// Access log line parts (up to the status, and referer plus agent), when logging.
     pub log_line: Option<Box<(String, String)>>,
+    /// Whether `headers` holds the mount's intro: until it is out the listener's audio
+    /// position follows the live edge, so it joins there after the intro.
+    pub in_intro: bool,
+    /// When the listener's time is up (`max_listener_duration`, or a shorter limit from an
+    /// auth backend): from then on it gets at most the rest of its chunk, then it is ended.
+    pub deadline: Option<Instant>,
 }
 
 /// The listeners of one mount on this shard.
@@ -100,6 +106,8 @@ struct Sender {
     queue_size: u64,
     /// What to do with a listener that falls further behind.
     slow_policy: SlowListenerPolicy,
+    /// The time of the current pass, read once for every listener's deadline.
+    now: Instant,
 }
 
 /// How a shard's sends reach the kernel.
@@ -173,6 +181,7 @@ impl Fanout {
                 },
                 queue_size,
                 slow_policy: limits.slow_listener,
+                now: Instant::now(),
             },
             stats,
             access_log,
@@ -190,6 +199,12 @@ impl Fanout {
             .unwrap_or_else(|| ring.committed());
         listener.aligned = true;
         owe_headers(mount, &mut listener);
+        if listener.headers.is_none() {
+            if let Some(intro) = super::intro::for_listener(&mount.name, ring, listener.cursor) {
+                listener.headers = Some((intro, 0));
+                listener.in_intro = true;
+            }
+        }
         self.stats.listeners.fetch_add(1, Ordering::Relaxed);
         ShardStats::add(&self.stats.connects, 1);
         let charset = Charset::from_name(&config.icy_charset(&mount.name)).unwrap_or_default();
@@ -220,6 +235,7 @@ impl Fanout {
         let slot = find(&mut self.mounts, mount)?;
         slot.refresh_title();
         let edge = slot.ring.committed();
+        self.sender.now = Instant::now();
         let mut pass = Pass::default();
         // Departures are rare; this stays empty (unallocated) on an ordinary pass.
         let mut leaving = Vec::new();
@@ -347,7 +363,7 @@ impl Fanout {
         let mut moving = Vec::new();
         let mut i = 0;
         while i < slot.listeners.len() {
-            if slot.listeners[i].aligned {
+            if slot.listeners[i].aligned && !slot.listeners[i].in_intro {
                 moving.push(slot.listeners.swap_remove(i));
             } else {
                 slot.listeners[i].move_to = Some(to);
@@ -421,9 +437,12 @@ impl Fanout {
 
     /// Finds listeners that hung up on a mount nothing is being published to: sends would
     /// notice, but an idle mount makes none. Runs from the shard's once-a-second housekeeping,
-    /// one peek per listener of an idle mount only.
+    /// one peek per listener of an idle mount only. Listeners of an idle mount whose time is
+    /// up are ended here too, as no pass would reach them.
     pub fn reap_idle(&mut self) {
+        let now = Instant::now();
         let mut gone = Vec::new();
+        let mut timed_out = Vec::new();
         for slot in self.mounts.iter_mut() {
             let edge = slot.ring.committed();
             let idle = edge == slot.edge_at_last_check;
@@ -433,6 +452,11 @@ impl Fanout {
             }
             let mut i = 0;
             while i < slot.listeners.len() {
+                let listener = &slot.listeners[i];
+                if listener.deadline.is_some_and(|d| d <= now) && at_frame_boundary(listener) {
+                    timed_out.push((slot.mount.id, slot.listeners.swap_remove(i)));
+                    continue;
+                }
                 let mut probe = [0u8; 1];
                 match slot.listeners[i].socket.peek(&mut probe) {
                     Ok(0) => gone.push((slot.mount.id, slot.listeners.swap_remove(i))),
@@ -448,6 +472,9 @@ impl Fanout {
         }
         for (mount, listener) in gone {
             self.depart(mount, listener, DisconnectReason::ClientClosed);
+        }
+        for (mount, listener) in timed_out {
+            self.depart(mount, listener, DisconnectReason::TimeLimit);
         }
     }
 
@@ -567,6 +594,17 @@ fn owe_headers(mount: &Mount, listener: &mut Listener) {
     listener.headers = headers.map(|h| (h, 0));
 }
 
+/// Whether ending `listener` now leaves its player whole frames: its audio stopped on a chunk
+/// boundary, and no ICY metadata block or codec header is half sent.
+fn at_frame_boundary(listener: &Listener) -> bool {
+    listener.aligned
+        && listener.headers.is_none()
+        && !listener
+            .icy
+            .as_ref()
+            .is_some_and(|icy| icy.partial_block().is_some())
+}
+
 /// The listener list of mount `id` on this shard, if it has one.
 fn find(mounts: &mut [MountListeners], id: MountId) -> Option<&mut MountListeners> {
     mounts.iter_mut().find(|slot| slot.mount.id == id)
@@ -608,7 +646,18 @@ impl Sender {
         edge: u64,
         pass: &mut Pass,
     ) -> Result<u64, Verdict> {
-        if let (Some(to), true) = (listener.move_to, listener.aligned) {
+        if listener.in_intro {
+            if listener.headers.is_some() {
+                // No audio went out yet: it starts from the newest chunk once the intro is
+                // out, never from audio that aged while the intro played.
+                if let Some(newest) = ring.newest_chunk_start() {
+                    listener.cursor = listener.cursor.max(newest);
+                }
+            } else {
+                listener.in_intro = false;
+            }
+        }
+        if let (Some(to), true) = (listener.move_to, listener.aligned && !listener.in_intro) {
             return Err(Verdict::Move(to));
         }
         let mut end = edge;
@@ -629,8 +678,12 @@ impl Sender {
                 },
             }
         }
-        if listener.move_to.is_some() {
-            // Stop at the end of the current chunk, where the move can happen.
+        let time_up = listener.deadline.is_some_and(|d| d <= self.now);
+        if time_up && at_frame_boundary(listener) {
+            return Err(Verdict::Remove(DisconnectReason::TimeLimit));
+        }
+        if listener.move_to.is_some() || time_up {
+            // Stop at the end of the current chunk, where the move or the cut can happen.
             if let Some(boundary) = ring.chunk_boundary_after(listener.cursor) {
                 end = end.min(boundary);
             }

@@ -140,6 +140,7 @@ fn route(ctx: &Rc<ShardContext>, cfg: &Config, request: &Request) -> Route {
     if !cfg.is_configured(&requested.name) && !requested.info().live {
         return not_found();
     }
+    let edges = cfg.redirect_when_full(&requested.name);
     // A mount nothing feeds serves its fallback's audio.
     let mount = ctx.shared.mounts.on_air(cfg, requested);
     let metaint = wants_icy(cfg, request).then_some(cfg.icy_metaint(&mount.name));
@@ -149,6 +150,10 @@ fn route(ctx: &Rc<ShardContext>, cfg: &Config, request: &Request) -> Route {
     if !admit(ctx, &mount) {
         if mount.is_removed() {
             return not_found();
+        }
+        if let Some(redirect) = super::redirect::to_edge(edges, request) {
+            tracing::info!(shard = ctx.id, mount = %escape(&mount.name), "listener redirected: server full");
+            return Route::Reply(redirect);
         }
         tracing::info!(shard = ctx.id, mount = %escape(&mount.name), "listener refused: server full");
         return Route::Reply(response(
@@ -243,6 +248,11 @@ async fn start_stream(
         user_agent: request.header("user-agent").unwrap_or("").into(),
         connected_at: accepted,
         bytes_sent: 0,
+        in_intro: false,
+        // An instant too far ahead to represent is no limit.
+        deadline: cfg
+            .max_listener_duration(&mount.name)
+            .and_then(|limit| accepted.checked_add(limit)),
     };
     tracing::debug!(shard = ctx.id, id = listener.id, peer = %client, mount = %escape(&mount.name), "listener joined");
     ctx.fanout.borrow_mut().join(mount, listener);

@@ -8,7 +8,9 @@
 
 pub mod fanout;
 pub mod icy;
+pub mod intro;
 pub mod listener;
+pub mod redirect;
 #[allow(unsafe_code)]
 pub mod sys;
 
