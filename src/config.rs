@@ -43,6 +43,8 @@ pub struct Config {
     pub metadata: MetadataConfig,
     /// Miscellaneous settings kept from the original layout.
     pub advanced: AdvancedConfig,
+    /// HLS output of MP3 and AAC mounts.
+    pub hls: crate::hls::config::HlsConfig,
     /// Extra mounts and per-mount settings, `mount "/name" { … }`; `server.mount_point` stays
     /// the default mount of old configs.
     pub mount: BTreeMap<String, MountConfig>,
@@ -87,6 +89,8 @@ pub struct MountConfig {
     pub fallback_mount: Option<String>,
     /// Move listeners back from the fallback when this mount's source returns.
     pub fallback_override: bool,
+    /// HLS settings for this mount instead of the `hls` block's.
+    pub hls: Option<crate::hls::config::HlsMountConfig>,
 }
 
 /// Station fields of one mount, resolved against the global ones.
@@ -799,6 +803,34 @@ impl Config {
     }
 
     /// Checks the mount and relay blocks.
+    fn validate_hls(&self) -> Result<(), ConfigError> {
+        // The ring is checked against the window where the operator set HLS up; a default
+        // HLS on a ring sized before it existed serves what the ring holds.
+        let ring = self.ring_bytes();
+        let set_up = self
+            .explicit
+            .iter()
+            .any(|k| k == "hls" || k.starts_with("hls."));
+        let own = self.mount.iter().filter_map(|(name, m)| {
+            let hls = m.hls.as_ref()?;
+            Some((
+                format!("mount.{name}.hls"),
+                self.hls.for_mount(Some(hls)),
+                true,
+            ))
+        });
+        std::iter::once(("hls".to_string(), self.hls.clone(), set_up))
+            .chain(own)
+            .try_for_each(|(key, hls, sized)| hls.check(&key, sized.then_some(ring)))
+            .map_err(|(key, msg)| ConfigError::invalid(&key, msg))
+    }
+
+    /// HLS settings in force for mount `name`.
+    pub fn hls_for(&self, name: &str) -> crate::hls::config::HlsConfig {
+        self.hls
+            .for_mount(self.mount.get(name).and_then(|m| m.hls.as_ref()))
+    }
+
     fn validate_mounts(&self) -> Result<(), ConfigError> {
         let bad = |key: String, msg: String| Err(ConfigError::invalid(&key, msg));
         let names = self.mount_names();
@@ -1100,7 +1132,7 @@ impl Config {
                 format!("must be a positive number of seconds (got {st})"),
             );
         }
-        Ok(())
+        self.validate_hls()
     }
 
     /// Dotted names of legacy keys present in the config, so the caller can warn once.

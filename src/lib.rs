@@ -17,6 +17,8 @@
 //! - [`shard`]: one executor per core. Accepts listeners on a SO_REUSEPORT socket, answers their
 //!   request ([`shard::listener`]) and feeds them from the ring ([`shard::fanout`]), with ICY
 //!   metadata interleaved for players that ask ([`shard::icy`]).
+//! - [`hls`]: HLS output: the segment list the ingest core keeps beside each ring, the ID3
+//!   tags and playlists; the shards serve them ([`shard::hls`]).
 //! - [`observability`]: per-shard and per-mount counters, status pages, the admin API, Prometheus metrics,
 //!   the access log and the station web pages.
 //! - [`state`]: what every core shares ([`state::Shared`]: configuration in force, mounts,
@@ -38,6 +40,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod hls;
 pub mod http;
 pub mod ingest;
 pub mod load;

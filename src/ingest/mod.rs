@@ -91,12 +91,14 @@ impl IngestContext {
     ) -> MountFeed {
         let config = shared.config();
         let cfg = &config.broadcaster;
+        let hls = config.hls_for(&mount.name);
         MountFeed::new(
             mount,
             writer,
             cfg.chunk_size,
             Duration::from_millis(cfg.chunk_ms),
             wakers.clone(),
+            hls,
         )
     }
 
