@@ -7,6 +7,7 @@
 //! the ingest core wakes this shard ([`icy`] interleaves metadata for players that ask).
 
 pub mod fanout;
+pub mod hls;
 pub mod icy;
 pub mod listener;
 #[allow(unsafe_code)]

@@ -1,0 +1,272 @@
+//! HLS output over loopback: the playlist, segments (ID3 timestamp tag, then whole frames),
+//! cache validators, byte ranges, HEAD, Ogg mounts refused, and ffmpeg playing the playlist.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// The playlist's silence keeps the default mount on air; 1 s segments keep the test short.
+const CONFIG: &str = r#"
+broadcaster { chunk_ms = 200 }
+playlist { directory = "/nonexistent/cycast-test-music" }
+hls {
+  segment_seconds = 1
+  window = 4
+}
+"#;
+
+/// Polls the playlist until it lists `count` segments; returns its response head and text.
+fn playlist_with(server: &Server, count: usize) -> (String, String) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (head, body) = server.get("/stream/index.m3u8");
+        let text = String::from_utf8_lossy(&body).into_owned();
+        if head.starts_with("HTTP/1.1 200") && segments(&text).len() >= count {
+            return (head, text);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no playlist of {count}: {head}{text}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// (EXTINF seconds, URI) of every listed segment.
+fn segments(text: &str) -> Vec<(f64, String)> {
+    let mut out = Vec::new();
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        if let Some(inf) = line.strip_prefix("#EXTINF:") {
+            let secs = inf.trim_end_matches(',').parse().unwrap();
+            out.push((secs, lines.next().unwrap().to_string()));
+        }
+    }
+    out
+}
+
+fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().find_map(|l| {
+        let (n, v) = l.split_once(':')?;
+        n.eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+fn request(server: &Server, method: &str, path: &str, extra: &str) -> (String, Vec<u8>) {
+    let raw = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\n{extra}\r\n");
+    split_head(&raw_exchange(
+        server.listen,
+        raw.as_bytes(),
+        Duration::from_secs(10),
+    ))
+}
+
+/// The PRIV timestamp of a segment body, checking the tag's layout on the way.
+fn priv_timestamp(body: &[u8]) -> u64 {
+    assert_eq!(
+        &body[..5],
+        b"ID3\x04\x00",
+        "segment does not start with an ID3v2.4 tag"
+    );
+    assert_eq!(&body[10..14], b"PRIV");
+    assert_eq!(&body[14..18], &[0, 0, 0, 53]);
+    assert_eq!(
+        &body[20..65],
+        b"com.apple.streaming.transportStreamTimestamp\0"
+    );
+    u64::from_be_bytes(body[65..73].try_into().unwrap())
+}
+
+/// Length of the whole ID3 tag at the start of `body`.
+fn tag_len(body: &[u8]) -> usize {
+    10 + body[6..10].iter().fold(0usize, |n, b| n << 7 | *b as usize)
+}
+
+#[test]
+fn playlist_and_segments_carry_timed_whole_frames() {
+    let server = Server::start(CONFIG);
+    let (head, text) = playlist_with(&server, 3);
+    assert!(
+        head.contains("Content-Type: application/vnd.apple.mpegurl"),
+        "{head}"
+    );
+    assert_eq!(header(&head, "cache-control"), Some("max-age=1"));
+    assert_eq!(header(&head, "access-control-allow-origin"), Some("*"));
+    for tag in [
+        "#EXTM3U\n",
+        "#EXT-X-VERSION:3\n",
+        "#EXT-X-TARGETDURATION:1\n",
+        "#EXT-X-MEDIA-SEQUENCE:",
+        "#EXT-X-DISCONTINUITY-SEQUENCE:0\n",
+        "#EXT-X-PROGRAM-DATE-TIME:",
+    ] {
+        assert!(text.contains(tag), "missing {tag:?} in\n{text}");
+    }
+    let listed = segments(&text);
+    let mut stamps = Vec::new();
+    for (secs, uri) in &listed {
+        assert!(uri.ends_with(".mp3"), "{uri}");
+        // Exact to the frames: a whole number of 1152-sample frames at 44.1 kHz.
+        let frames = secs * 44_100.0 / 1152.0;
+        assert!(
+            (frames - frames.round()).abs() < 1e-3,
+            "EXTINF {secs} is not whole frames"
+        );
+        assert!((1.0..1.1).contains(secs), "EXTINF {secs}");
+        let (head, body) = server.get(&format!("/stream/{uri}"));
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert_eq!(
+            header(&head, "cache-control"),
+            Some("max-age=86400, immutable")
+        );
+        assert_eq!(header(&head, "content-type"), Some("audio/mpeg"));
+        assert_eq!(
+            header(&head, "content-length"),
+            Some(body.len().to_string().as_str())
+        );
+        stamps.push(priv_timestamp(&body));
+        let audio = &body[tag_len(&body)..];
+        let offsets = walk_frames(audio).expect("segment audio is whole frames");
+        assert_eq!(offsets.len() as f64, (secs * 44_100.0 / 1152.0).round());
+    }
+    // Consecutive timestamps step by the EXTINF durations (90 kHz, rounded down).
+    for (i, pair) in stamps.windows(2).enumerate() {
+        let step = (listed[i].0 * 90_000.0) as i64;
+        assert!(
+            ((pair[1] - pair[0]) as i64 - step).abs() <= 1,
+            "{stamps:?} vs {listed:?}"
+        );
+    }
+}
+
+#[test]
+fn segments_answer_validators_ranges_and_head() {
+    let server = Server::start(CONFIG);
+    let (head, text) = playlist_with(&server, 2);
+    let etag = header(&head, "etag").unwrap().to_string();
+    let (again, body) = request(
+        &server,
+        "GET",
+        "/stream/index.m3u8",
+        &format!("If-None-Match: {etag}\r\n"),
+    );
+    // The playlist may have moved on meanwhile; then it comes whole with a new tag.
+    if header(&again, "etag") == Some(etag.as_str()) {
+        assert!(again.starts_with("HTTP/1.1 304"), "{again}");
+        assert!(body.is_empty());
+    }
+    let uri = &segments(&text)[0].1;
+    let path = format!("/stream/{uri}");
+    let (head, full) = server.get(&path);
+    let etag = header(&head, "etag").unwrap().to_string();
+    let modified = header(&head, "last-modified").unwrap().to_string();
+    let (h, b) = request(&server, "GET", &path, &format!("If-None-Match: {etag}\r\n"));
+    assert!(h.starts_with("HTTP/1.1 304") && b.is_empty(), "{h}");
+    let (h, _) = request(
+        &server,
+        "GET",
+        &path,
+        &format!("If-Modified-Since: {modified}\r\n"),
+    );
+    assert!(h.starts_with("HTTP/1.1 304"), "{h}");
+    let (h, b) = request(&server, "GET", &path, "If-None-Match: \"other\"\r\n");
+    assert!(h.starts_with("HTTP/1.1 200") && b == full, "{h}");
+
+    let (h, b) = request(&server, "GET", &path, "Range: bytes=0-9\r\n");
+    assert!(h.starts_with("HTTP/1.1 206"), "{h}");
+    assert_eq!(
+        header(&h, "content-range"),
+        Some(format!("bytes 0-9/{}", full.len()).as_str())
+    );
+    assert_eq!(b, &full[..10]);
+    // A range across the tag's end and one of the tail come from the tag and the ring alike.
+    let (h, b) = request(&server, "GET", &path, "Range: bytes=70-199\r\n");
+    assert!(h.starts_with("HTTP/1.1 206"), "{h}");
+    assert_eq!(b, &full[70..200]);
+    let (h, b) = request(&server, "GET", &path, "Range: bytes=-100\r\n");
+    assert!(h.starts_with("HTTP/1.1 206"), "{h}");
+    assert_eq!(b, &full[full.len() - 100..]);
+    let (h, _) = request(
+        &server,
+        "GET",
+        &path,
+        &format!("Range: bytes={}-\r\n", full.len()),
+    );
+    assert!(h.starts_with("HTTP/1.1 416"), "{h}");
+    assert_eq!(
+        header(&h, "content-range"),
+        Some(format!("bytes */{}", full.len()).as_str())
+    );
+
+    let (h, b) = request(&server, "HEAD", &path, "");
+    assert!(h.starts_with("HTTP/1.1 200") && b.is_empty(), "{h}");
+    assert_eq!(
+        header(&h, "content-length"),
+        Some(full.len().to_string().as_str())
+    );
+
+    // Names that never were, or of another server run, are not found.
+    let (epoch, rest) = uri.split_once('-').unwrap();
+    let other = format!("/stream/{}-{rest}", epoch.parse::<u64>().unwrap() + 1);
+    assert!(server.get(&other).0.starts_with("HTTP/1.0 404"));
+    assert!(server
+        .get("/stream/1-99999999.mp3")
+        .0
+        .starts_with("HTTP/1.0 404"));
+    assert!(server
+        .get("/nomount/index.m3u8")
+        .0
+        .starts_with("HTTP/1.0 404"));
+}
+
+#[test]
+fn ogg_mounts_have_no_hls() {
+    let server = Server::start(CONFIG);
+    let _source = Source::connect(
+        server.source,
+        &format!(
+            "PUT /radio.ogg HTTP/1.1\r\nHost: x\r\n{SOURCE_AUTH}Content-Type: audio/ogg\r\n\r\n"
+        ),
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (head, body) = server.get("/radio.ogg/index.m3u8");
+        let body = String::from_utf8_lossy(&body);
+        if body.contains("MP3 and AAC") {
+            assert!(head.starts_with("HTTP/1.0 404"), "{head}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no clear 404: {head}{body}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn ffmpeg_plays_the_playlist_without_errors() {
+    if Command::new("ffmpeg").arg("-version").output().is_err() {
+        eprintln!("ffmpeg not installed; skipping");
+        return;
+    }
+    let server = Server::start(CONFIG);
+    playlist_with(&server, 3);
+    let url = format!("http://{}/stream/index.m3u8", server.listen);
+    let out = Command::new("ffmpeg")
+        .args([
+            "-nostdin", "-v", "error", "-i", &url, "-t", "6", "-f", "s16le", "-",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run ffmpeg");
+    let errors = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "ffmpeg failed: {errors}");
+    assert!(errors.trim().is_empty(), "ffmpeg reported: {errors}");
+    // 6 s of 16-bit stereo at 44.1 kHz, give or take a frame.
+    assert!(
+        out.stdout.len() > 5 * 44_100 * 4,
+        "decoded only {} bytes",
+        out.stdout.len()
+    );
+}
