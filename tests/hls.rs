@@ -270,3 +270,61 @@ fn ffmpeg_plays_the_playlist_without_errors() {
         out.stdout.len()
     );
 }
+
+#[test]
+fn hls_players_are_counted_as_sessions_and_in_metrics() {
+    // 4 s segments: a session lasts 8 s, ample for the checks below.
+    let server = Server::start(&CONFIG.replace("segment_seconds = 1", "segment_seconds = 4"));
+    let (_, text) = playlist_with(&server, 1);
+    let segment = format!("/stream/{}", segments(&text)[0].1);
+    // The harness's polls above (no user agent) are one player; two more by user agent
+    // (one fetching twice and a segment), one by `sid`.
+    for (path, agent) in [
+        ("/stream/index.m3u8", "player-a"),
+        ("/stream/index.m3u8", "player-a"),
+        (segment.as_str(), "player-a"),
+        ("/stream/index.m3u8", "player-b"),
+        ("/stream/index.m3u8?sid=page-1", "player-a"),
+    ] {
+        let (head, _) = request(&server, "GET", path, &format!("User-Agent: {agent}\r\n"));
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    }
+    // Shards publish their sessions once a second.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, body) = server.get("/api/status");
+        let status: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        if status["hls_listeners"] == 4 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "sessions never reached 4: {status}\n{}",
+            String::from_utf8_lossy(&server.get("/metrics").1)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (_, body) = server.get("/status-json.xsl");
+    let status: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(status["icestats"]["source"]["hls_listeners"], 4, "{status}");
+    assert_eq!(server.stats()["mounts"][0]["hls_listeners"], 4);
+    let (_, body) = server.get("/metrics");
+    let metrics = String::from_utf8_lossy(&body);
+    let line = |prefix: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(prefix) && l.contains("mount=\"/stream\""))
+            .unwrap_or_else(|| panic!("no {prefix} in\n{metrics}"))
+            .to_string()
+    };
+    assert!(line("cycast_hls_requests_total").contains("kind="));
+    let playlists: f64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("cycast_hls_requests_total") && l.contains("kind=\"playlist\""))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+        .sum();
+    // Four here plus the polls that waited for the first segment.
+    assert!(playlists >= 4.0, "{metrics}");
+    line("cycast_hls_bytes_sent_total");
+    line("cycast_hls_sessions");
+}

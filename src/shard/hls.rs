@@ -5,7 +5,11 @@
 //! Responses are built for caches: short-lived playlists, immutable segments with names that
 //! never repeat, validators and conditional GET, byte ranges.
 
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use chrono::DateTime;
 use futures_lite::AsyncWriteExt;
@@ -17,7 +21,7 @@ use crate::hls::playlist::{parse_segment_name, render};
 use crate::hls::segment::{Segment, SegmentList};
 use crate::http::{response, server_id, Request};
 use crate::ingest::format::Format;
-use crate::mount::Mount;
+use crate::mount::{Mount, MountId};
 use crate::ring::Ring;
 
 /// Name of every mount's playlist.
@@ -25,6 +29,33 @@ const PLAYLIST: &str = "index.m3u8";
 
 /// Audio bytes copied out of the ring per write.
 const PIECE: usize = 16 * 1024;
+
+/// An answered HLS request: the reply, and what it counts as when it serves content.
+pub struct Answer {
+    /// The response.
+    pub reply: Reply,
+    /// The mount and whether a playlist (else a segment) was served; `None` for errors.
+    pub hit: Option<(Arc<Mount>, Kind)>,
+}
+
+/// What an HLS request fetched, for the request counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `index.m3u8`.
+    Playlist,
+    /// A segment.
+    Segment,
+}
+
+impl Kind {
+    /// The metric label.
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::Playlist => "playlist",
+            Kind::Segment => "segment",
+        }
+    }
+}
 
 /// What an HLS request gets.
 pub enum Reply {
@@ -51,7 +82,7 @@ pub fn route(
     cfg: &Config,
     request: &Request,
     head_only: bool,
-) -> Option<Reply> {
+) -> Option<Answer> {
     let (mount_path, name) = request.path.rsplit_once('/')?;
     let segment_name = parse_segment_name(name);
     if name != PLAYLIST && segment_name.is_none() {
@@ -61,7 +92,12 @@ pub fn route(
     if !cfg.hls_for(&mount.name).enabled {
         return None;
     }
-    let not_found = |why: &str| Some(Reply::Whole(response(404, "Not Found", &[], why)));
+    let not_found = |why: &str| {
+        Some(Answer {
+            reply: Reply::Whole(response(404, "Not Found", &[], why)),
+            hit: None,
+        })
+    };
     let list = mount.hls.load();
     if name == PLAYLIST {
         if !matches!(
@@ -74,13 +110,19 @@ pub fn route(
             );
         }
         return Some(match render(&list, mount.ring.oldest_valid()) {
-            Some(text) => playlist_reply(&list, &text, request, head_only),
-            None => Reply::Whole(response(
-                404,
-                "Not Found",
-                &[("Cache-Control", "max-age=1")],
-                "No HLS segment is ready yet\n",
-            )),
+            Some(text) => Answer {
+                reply: playlist_reply(&list, &text, request, head_only),
+                hit: Some((mount, Kind::Playlist)),
+            },
+            None => Answer {
+                reply: Reply::Whole(response(
+                    404,
+                    "Not Found",
+                    &[("Cache-Control", "max-age=1")],
+                    "No HLS segment is ready yet\n",
+                )),
+                hit: None,
+            },
         });
     }
     let (epoch, sequence, ext) = segment_name?;
@@ -89,7 +131,10 @@ pub fn route(
         .filter(|s| epoch == list.epoch && ext == s.codec.extension())
         .filter(|s| s.start >= mount.ring.oldest_valid());
     match segment {
-        Some(segment) => Some(segment_reply(&mount, segment, request, head_only)),
+        Some(segment) => Some(Answer {
+            reply: segment_reply(&mount, segment, request, head_only),
+            hit: Some((mount.clone(), Kind::Segment)),
+        }),
         None => not_found("This segment is not (or no longer) available\n"),
     }
 }
@@ -235,7 +280,7 @@ fn segment_reply(mount: &Mount, segment: &Segment, request: &Request, head_only:
     }
 }
 
-/// Sends `reply`; returns the body bytes sent. A segment whose audio the writer overwrites
+/// Sends `reply`; returns the bytes sent. A segment whose audio the writer overwrites
 /// while it goes out is cut short (the connection closes before its announced length).
 pub async fn send(stream: &mut TcpStream, reply: Reply) -> u64 {
     match reply {
@@ -278,4 +323,90 @@ pub async fn send(stream: &mut TcpStream, reply: Reply) -> u64 {
             sent
         }
     }
+}
+
+/// Recently seen HLS sessions of one shard: players hold no connection, so a session is an
+/// address plus user agent (or the `sid` a page adds to its URLs) seen within twice the
+/// target duration.
+#[derive(Default)]
+pub struct Sessions {
+    /// When each (mount, session hash) was last seen.
+    seen: HashMap<(MountId, u64), Instant>,
+}
+
+impl Sessions {
+    /// Notes a request of `mount` from `client`.
+    fn record(&mut self, mount: MountId, client: IpAddr, request: &Request) {
+        let mut hasher = DefaultHasher::new();
+        match request.query_param("sid") {
+            Some(sid) => ("sid", sid).hash(&mut hasher),
+            None => (client, request.header("user-agent").unwrap_or("")).hash(&mut hasher),
+        }
+        self.seen.insert((mount, hasher.finish()), Instant::now());
+    }
+
+    /// Forgets sessions not seen within twice their mount's target duration and returns the
+    /// rest by mount.
+    fn current(
+        &mut self,
+        cfg: &Config,
+        mounts: &crate::mount::MountTable,
+    ) -> Vec<(MountId, Vec<u64>)> {
+        let now = Instant::now();
+        let ttl = |id: MountId| {
+            let target = mounts
+                .get(id)
+                .map_or(1, |m| cfg.hls_for(&m.name).segment_seconds);
+            Duration::from_secs(2 * target as u64)
+        };
+        self.seen.retain(|(mount, _), at| now - *at <= ttl(*mount));
+        let mut by_mount: Vec<(MountId, Vec<u64>)> = Vec::new();
+        for (mount, key) in self.seen.keys() {
+            match by_mount.iter_mut().find(|(m, _)| m == mount) {
+                Some((_, keys)) => keys.push(*key),
+                None => by_mount.push((*mount, vec![*key])),
+            }
+        }
+        by_mount
+    }
+}
+
+/// Sends an HLS answer and counts it: requests and bytes per shard and mount, and the session.
+pub async fn respond(
+    ctx: &super::ShardContext,
+    stream: &mut TcpStream,
+    answer: Answer,
+    request: &Request,
+    client: IpAddr,
+) {
+    let sent = send(stream, answer.reply).await;
+    let Some((mount, kind)) = answer.hit else {
+        return;
+    };
+    ctx.hls_sessions
+        .borrow_mut()
+        .record(mount.id, client, request);
+    let labels = [("shard", ctx.id.to_string()), ("mount", mount.name.clone())];
+    metrics::counter!("cycast_hls_bytes_sent_total", &labels).increment(sent);
+    let [shard, mount] = labels;
+    let labels = [shard, mount, ("kind", kind.as_str().to_string())];
+    metrics::counter!("cycast_hls_requests_total", &labels).increment(1);
+}
+
+/// Publishes this shard's current sessions for the status pages and metrics.
+pub fn flush(ctx: &super::ShardContext) {
+    let cfg = ctx.shared.config();
+    let current = ctx
+        .hls_sessions
+        .borrow_mut()
+        .current(&cfg, &ctx.shared.mounts);
+    for mount in ctx.shared.mounts.all().iter() {
+        let count = current
+            .iter()
+            .find(|(m, _)| *m == mount.id)
+            .map_or(0, |(_, keys)| keys.len());
+        let labels = [("shard", ctx.id.to_string()), ("mount", mount.name.clone())];
+        metrics::gauge!("cycast_hls_sessions", &labels).set(count as f64);
+    }
+    ctx.stats.hls_sessions.store(Arc::new(current));
 }

@@ -68,8 +68,8 @@ pub async fn handle(ctx: Rc<ShardContext>, mut stream: TcpStream) {
                 );
             }
         }
-        Route::Hls(reply) => {
-            super::hls::send(&mut stream, reply).await;
+        Route::Hls(answer) => {
+            super::hls::respond(&ctx, &mut stream, answer, &request, client.ip()).await;
         }
         Route::Stream { mount, metaint } => {
             start_stream(&ctx, stream, &mount, &request, metaint, accepted, client).await
@@ -82,7 +82,7 @@ enum Route {
     /// A complete response.
     Reply(Vec<u8>),
     /// An HLS playlist or segment.
-    Hls(super::hls::Reply),
+    Hls(super::hls::Answer),
     /// The audio stream of a mount (the listener was admitted).
     Stream {
         /// The mount.
