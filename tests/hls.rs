@@ -328,3 +328,153 @@ fn hls_players_are_counted_as_sessions_and_in_metrics() {
     line("cycast_hls_bytes_sent_total");
     line("cycast_hls_sessions");
 }
+
+/// Sum of a counter's samples with `label` over the shards.
+fn counter_sum(metrics: &str, name: &str, label: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(name) && l.contains(label))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// nginx, run in the foreground from a temporary prefix; killed on drop.
+struct Nginx(std::process::Child);
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn many_players_through_the_nginx_cache_reach_cycast_once_per_object() {
+    let Ok(nginx) = which("nginx") else {
+        eprintln!("nginx not installed; skipping");
+        return;
+    };
+    let server = Server::start(CONFIG);
+    let root = env!("CARGO_MANIFEST_DIR");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display().to_string();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    std::fs::create_dir_all(dir.path().join("snippets")).unwrap();
+    std::fs::create_dir_all(dir.path().join("tmp")).unwrap();
+    std::fs::copy(
+        format!("{root}/deploy/nginx/snippets/cycast-hls-cache.conf"),
+        dir.path().join("snippets/cycast-hls-cache.conf"),
+    )
+    .unwrap();
+    let site = std::fs::read_to_string(format!("{root}/deploy/nginx/hls-cdn.conf"))
+        .unwrap()
+        .replace("/etc/nginx/snippets", &format!("{d}/snippets"))
+        .replace("/var/cache/nginx/cycast-hls", &format!("{d}/cache"))
+        .replace("127.0.0.1:8001", &server.listen.to_string())
+        .replace("listen 8080;", &format!("listen 127.0.0.1:{port};"))
+        .replace("listen [::]:8080;", "");
+    std::fs::write(dir.path().join("site.conf"), site).unwrap();
+    let main = format!(
+        "daemon off;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{}}\nhttp {{\n  \
+         access_log off;\n  client_body_temp_path {d}/tmp;\n  proxy_temp_path {d}/tmp;\n  \
+         include {d}/site.conf;\n}}\n"
+    );
+    std::fs::write(dir.path().join("nginx.conf"), main).unwrap();
+    let _nginx = Nginx(
+        Command::new(nginx)
+            .args(["-p", &d, "-e", &format!("{d}/error.log"), "-c"])
+            .arg(dir.path().join("nginx.conf"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nginx"),
+    );
+    let edge: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if std::net::TcpStream::connect(edge).is_ok() {
+            let (head, body) = http_get(edge, "/stream/index.m3u8");
+            if head.contains(" 200 ") && segments(&String::from_utf8_lossy(&body)).len() >= 2 {
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nginx edge never served the playlist"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // 30 players poll the playlist four times a segment and fetch every new segment.
+    let players: Vec<_> = (0..30)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut fetched = std::collections::HashSet::new();
+                let (mut playlists, mut segs) = (0u32, 0u32);
+                let end = Instant::now() + Duration::from_secs(4);
+                while Instant::now() < end {
+                    let (head, body) = http_get(edge, "/stream/index.m3u8");
+                    assert!(head.contains(" 200 "), "{head}");
+                    playlists += 1;
+                    for (_, uri) in segments(&String::from_utf8_lossy(&body)) {
+                        if fetched.insert(uri.clone()) {
+                            let (head, body) = http_get(edge, &format!("/stream/{uri}"));
+                            assert!(head.contains(" 200 "), "{head}");
+                            priv_timestamp(&body);
+                            segs += 1;
+                        }
+                    }
+                    std::thread::sleep(Duration::from_millis(250));
+                }
+                (playlists, segs, fetched)
+            })
+        })
+        .collect();
+    let (mut playlists, mut segs, mut distinct) = (0, 0, std::collections::HashSet::new());
+    for p in players {
+        let (pl, sg, f) = p.join().unwrap();
+        playlists += pl;
+        segs += sg;
+        distinct.extend(f);
+    }
+    let (_, body) = server.get("/metrics");
+    let metrics = String::from_utf8_lossy(&body);
+    let origin_playlists = counter_sum(&metrics, "cycast_hls_requests_total", "kind=\"playlist\"");
+    let origin_segments = counter_sum(&metrics, "cycast_hls_requests_total", "kind=\"segment\"");
+    eprintln!(
+        "through nginx: {playlists} playlists and {segs} segments served to 30 players; \
+         cycast saw {origin_playlists} playlist and {origin_segments} segment requests"
+    );
+    // Every distinct segment reached cycast about once, however many players took it.
+    assert!(
+        origin_segments <= distinct.len() as f64 + 2.0,
+        "{origin_segments} origin segment requests for {} segments ({segs} served)",
+        distinct.len()
+    );
+    assert!(
+        segs as f64 >= 20.0 * origin_segments,
+        "{segs} vs {origin_segments}"
+    );
+    // The playlist reached cycast about once per second of the test (it lives 1 s).
+    assert!(
+        origin_playlists <= 30.0 && (playlists as f64) >= 8.0 * origin_playlists,
+        "{origin_playlists} origin playlist requests for {playlists} served"
+    );
+}
+
+/// Path of an installed program.
+fn which(program: &str) -> Result<String, ()> {
+    let out = Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .output()
+        .map_err(|_| ())?;
+    let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if path.is_empty() {
+        Err(())
+    } else {
+        Ok(path)
+    }
+}
