@@ -478,3 +478,89 @@ fn which(program: &str) -> Result<String, ()> {
         Ok(path)
     }
 }
+
+#[test]
+fn a_live_source_of_another_rate_is_bracketed_by_discontinuities_and_ffmpeg_plays_across() {
+    if which("ffmpeg").is_err() {
+        eprintln!("ffmpeg not installed; skipping");
+        return;
+    }
+    let server = Server::start(&CONFIG.replace("window = 4", "window = 12"));
+    playlist_with(&server, 2);
+    let url = format!("http://{}/stream/index.m3u8", server.listen);
+    // A player from before the switch until after the playlist's silence is back (the issue's
+    // `-f null` check). FFmpeg's HLS demuxer keeps one sample rate per stream, so its packet
+    // times drift during the 48 kHz part and step back at the next segment's PRIV timestamp;
+    // its muxer reports that as non-monotonic dts. Every other message fails the test.
+    let player = Command::new("ffmpeg")
+        .args([
+            "-nostdin", "-v", "error", "-i", &url, "-t", "8", "-f", "null", "-",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run ffmpeg player");
+    // Three seconds of live audio at 48 kHz, then the source leaves.
+    let track = format!("{}/music/01-morning-tone.mp3", env!("CARGO_MANIFEST_DIR"));
+    let live = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-re", "-t", "3", "-i", &track])
+        .args([
+            "-c:a",
+            "libmp3lame",
+            "-ar",
+            "48000",
+            "-b:a",
+            "128k",
+            "-content_type",
+            "audio/mpeg",
+            "-f",
+            "mp3",
+        ])
+        .arg(format!("icecast://source:hackme@{}/stream", server.source))
+        .stdin(Stdio::null())
+        .output()
+        .expect("run ffmpeg source");
+    assert!(
+        live.status.success(),
+        "source: {}",
+        String::from_utf8_lossy(&live.stderr)
+    );
+    let out = player.wait_with_output().unwrap();
+    let errors = String::from_utf8_lossy(&out.stderr);
+    let other: Vec<_> = errors
+        .lines()
+        .filter(|l| !l.contains("non monotonically increasing dts"))
+        .collect();
+    assert!(
+        out.status.success() && other.is_empty(),
+        "player {}: {errors}",
+        out.status
+    );
+    // The playlist marks the switch to 48 kHz and the one back to the silence at 44.1 kHz.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, body) = server.get("/stream/index.m3u8");
+        let text = String::from_utf8_lossy(&body).into_owned();
+        let marks = text.matches("#EXT-X-DISCONTINUITY\n").count();
+        let after_last = text.rsplit("#EXT-X-DISCONTINUITY\n").next().unwrap_or("");
+        if marks >= 2 && segments(after_last).len() >= 2 {
+            // Each side of a mark has its own rate: whole 48 kHz frames between the marks.
+            let between = text.split("#EXT-X-DISCONTINUITY\n").nth(1).unwrap();
+            for (secs, _) in segments(between) {
+                let frames = secs * 48_000.0 / 1152.0;
+                assert!(
+                    (frames - frames.round()).abs() < 1e-3,
+                    "{secs} s is not 48 kHz frames"
+                );
+            }
+            assert!(text.contains("#EXT-X-DISCONTINUITY-SEQUENCE:0\n"), "{text}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no discontinuities around the live part:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
