@@ -274,7 +274,9 @@ fn ffmpeg_plays_the_playlist_without_errors() {
 #[test]
 fn hls_players_are_counted_as_sessions_and_in_metrics() {
     // 4 s segments: a session lasts 8 s, ample for the checks below.
-    let server = Server::start(&CONFIG.replace("segment_seconds = 1", "segment_seconds = 4"));
+    let config = CONFIG.replace("segment_seconds = 1", "segment_seconds = 4")
+        + "server {\n  admin_password = \"adminpw\"\n}\n";
+    let server = Server::start(&config);
     let (_, text) = playlist_with(&server, 1);
     let segment = format!("/stream/{}", segments(&text)[0].1);
     // The harness's polls above (no user agent) are one player; two more by user agent
@@ -308,6 +310,18 @@ fn hls_players_are_counted_as_sessions_and_in_metrics() {
     let status: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(status["icestats"]["source"]["hls_listeners"], 4, "{status}");
     assert_eq!(server.stats()["mounts"][0]["hls_listeners"], 4);
+    // The admin console's source cards read it from here.
+    let (_, body) = request(
+        &server,
+        "GET",
+        "/admin/stats.json",
+        "Authorization: Basic YWRtaW46YWRtaW5wdw==\r\n",
+    );
+    let admin: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        admin["icestats"]["source"][0]["hls_listeners"], 4,
+        "{admin}"
+    );
     let (_, body) = server.get("/metrics");
     let metrics = String::from_utf8_lossy(&body);
     let line = |prefix: &str| {

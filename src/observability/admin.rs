@@ -308,6 +308,7 @@ fn stats(shared: &Shared) -> Value {
                 "mount": m.name,
                 "listeners": m.listeners.load(Ordering::Relaxed),
                 "listener_peak": m.listener_peak.load(Ordering::Relaxed),
+                "hls_listeners": super::stats::hls_listeners(&shared.shards, m.id),
                 "title": info.title,
                 "server_type": info.content_type,
                 "bitrate": info.bitrate,
