@@ -578,3 +578,42 @@ fn a_live_source_of_another_rate_is_bracketed_by_discontinuities_and_ffmpeg_play
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+#[test]
+fn ffprobe_reads_the_priv_timestamp() {
+    if which("ffprobe").is_err() {
+        eprintln!("ffprobe not installed; skipping");
+        return;
+    }
+    let server = Server::start(CONFIG);
+    playlist_with(&server, 3);
+    let url = format!("http://{}/stream/index.m3u8", server.listen);
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "format=start_time",
+            "-of",
+            "csv=p=0",
+            &url,
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run ffprobe");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let start: f64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    // The silence's segments are 39 frames of 1152 samples at 44.1 kHz, so the segment ffprobe
+    // starts at (never the first: it joins near the live edge) begins at a whole number of
+    // them; without the PRIV frame an MP3 stream starts at 0.
+    let segment = 39.0 * 1152.0 / 44_100.0;
+    let k = (start / segment).round();
+    assert!(
+        k >= 1.0 && (start - k * segment).abs() < 2e-5,
+        "start_time {start}"
+    );
+}
