@@ -617,3 +617,39 @@ fn ffprobe_reads_the_priv_timestamp() {
         "start_time {start}"
     );
 }
+
+#[test]
+fn a_new_title_reaches_the_tag_of_the_next_segment() {
+    let config = CONFIG.to_string() + "server {\n  admin_password = \"adminpw\"\n}\n";
+    let server = Server::start(&config);
+    playlist_with(&server, 1);
+    let (head, _) = request(
+        &server,
+        "GET",
+        "/admin/metadata?mount=/stream&mode=updinfo&song=Some%20Band%20-%20New%20Song",
+        "Authorization: Basic YWRtaW46YWRtaW5wdw==\r\n",
+    );
+    assert!(head.contains(" 200 "), "{head}");
+    // A segment that opens after the change carries the title; none carries half of it.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (_, text) = playlist_with(&server, 1);
+        let (_, uri) = segments(&text).pop().unwrap();
+        let (_, body) = server.get(&format!("/stream/{uri}"));
+        priv_timestamp(&body);
+        let tag = &body[..tag_len(&body)];
+        let has = |bytes: &[u8]| tag.windows(bytes.len()).any(|w| w == bytes);
+        if has(b"TIT2") {
+            assert!(
+                has(b"\x03New Song") && has(b"TPE1") && has(b"\x03Some Band"),
+                "{tag:?}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the title never reached a segment tag"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
