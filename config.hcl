@@ -220,6 +220,25 @@ advanced {
   # flask_secret_key = "change-me-in-production"
 }
 
+# HLS output (RFC 8216 packed audio) of every MP3 and AAC (ADTS) mount:
+# GET /<mount>/index.m3u8 and the .mp3/.aac segments it lists, cut on frame
+# boundaries from the ring, each with an ID3 tag carrying its timestamp and title.
+# Ogg mounts answer 404. Settings apply when a mount is created (restart to change
+# those of configured mounts).
+hls {
+  # Serve HLS. Default true.
+  enabled = true
+
+  # Target segment length in seconds (1..60); segments end on the first frame
+  # boundary past it. Default 4.
+  segment_seconds = 4
+
+  # Segments in the playlist (3..100). Removed segments stay available for their
+  # duration plus the playlist's (RFC 8216 6.2.2), so the ring (buffer.size_mb) must
+  # hold 2 x window + 2 segments at 320 kbps. Default 6.
+  window = 6
+}
+
 # More mounts. server.mount_point is the default mount; each `mount` block adds one
 # (or configures the default mount itself). Every key is optional and falls back to
 # the global setting. None by default; an example:
@@ -249,6 +268,9 @@ advanced {
 #   dump_rotate = 60                   # minutes per file (fractions allowed), 0 = one file
 #   playlist {                         # a playlist of its own (same keys as above)
 #     directory = "./music/live"
+#   }
+#   hls {                              # HLS settings of its own (same keys as hls below)
+#     window = 10
 #   }
 # }
 #

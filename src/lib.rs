@@ -21,6 +21,8 @@
 //!   title charsets ([`icy::Charset`], the one list of accepted names) and the metadata block.
 //! - [`api`]: the HTTP control plane on top: Icecast's admin API ([`api::admin`]), the public
 //!   status pages ([`api::status`]), the station page and admin console ([`api::web`]).
+//! - [`hls`]: HLS output: the segment list the ingest core keeps beside each ring, the ID3
+//!   tags and playlists; the shards serve them ([`shard::hls`]).
 //! - [`observability`]: per-shard and per-mount counters, Prometheus metrics and the access log.
 //! - [`state`]: what every core shares ([`state::Shared`]: configuration in force, mounts,
 //!   counters, shutdown flag) and the SIGHUP re-read hook; below the executors, the status
@@ -44,6 +46,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod hls;
 pub mod http;
 pub mod icy;
 pub mod ingest;

@@ -78,6 +78,8 @@ pub struct Mount {
     /// Codec header pages (Ogg) of each chain link still in the ring, oldest first: a listener
     /// joining mid-stream must first get those of the link its first page belongs to.
     pub stream_headers: ArcSwap<Vec<Arc<StreamHeaders>>>,
+    /// HLS segments cut from the ring, written by the mount's feed.
+    pub hls: crate::hls::segment::SegmentLog,
     /// Set when the mount is taken out of the table (or about to be): no listener may join.
     removed: AtomicBool,
 }
@@ -321,6 +323,7 @@ impl MountTable {
             listener_peak: AtomicU64::new(0),
             bytes_in: AtomicU64::new(0),
             stream_headers: ArcSwap::from_pointee(Vec::new()),
+            hls: Default::default(),
             removed: AtomicBool::new(false),
         });
         let mut next = Vec::clone(&current);

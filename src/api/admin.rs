@@ -310,6 +310,7 @@ fn stats(shared: &Shared) -> Value {
                 "mount": m.name,
                 "listeners": m.listeners.load(Ordering::Relaxed),
                 "listener_peak": m.listener_peak.load(Ordering::Relaxed),
+                "hls_listeners": crate::observability::stats::hls_listeners(&shared.shards, m.id),
                 "title": info.title,
                 "server_type": info.content_type,
                 "bitrate": info.bitrate,

@@ -109,6 +109,7 @@ fn icecast_source(shared: &Shared, mount: &Mount) -> Value {
         "genre": or(&info.genre, &station.genre),
         "listener_peak": mount.listener_peak.load(Ordering::Relaxed),
         "listeners": mount.listeners.load(Ordering::Relaxed),
+        "hls_listeners": crate::observability::stats::hls_listeners(&shared.shards, mount.id),
         "listenurl": format!("http://{listen_host}:{}{}", shared.listen_port, mount.name),
         "server_description": or(&info.description, &station.description),
         "server_name": or(&info.name, &station.name),
@@ -144,6 +145,7 @@ fn api_status(shared: &Shared) -> Value {
         "source_status": if info.live { "Connected" } else { "Playlist Fallback" },
         "metadata": { "title": title, "artist": artist },
         "listeners": total_listeners(shared),
+        "hls_listeners": mount.as_ref().map_or(0, |m| crate::observability::stats::hls_listeners(&shared.shards, m.id)),
         "uptime_seconds": uptime,
         "uptime_formatted": format!("{}h {}m", uptime / 3600, uptime / 60 % 60),
         "station_name": cfg.metadata.station_name,
@@ -212,6 +214,7 @@ fn api_stats(shared: &Shared) -> Value {
         "mounts": mounts.iter().map(|m| json!({
             "mount": m.name,
             "listeners": m.listeners.load(Ordering::Relaxed),
+            "hls_listeners": crate::observability::stats::hls_listeners(&shared.shards, m.id),
             "live": m.info().live,
             "write_position": m.ring.committed(),
             "bytes_in": m.bytes_in.load(Ordering::Relaxed),

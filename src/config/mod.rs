@@ -51,6 +51,8 @@ pub struct Config {
     pub metadata: MetadataConfig,
     /// Miscellaneous settings kept from the original layout.
     pub advanced: AdvancedConfig,
+    /// HLS output of MP3 and AAC mounts.
+    pub hls: crate::hls::config::HlsConfig,
     /// Extra mounts and per-mount settings, `mount "/name" { … }`; `server.mount_point` stays
     /// the default mount of old configs.
     pub mount: BTreeMap<String, MountConfig>,
@@ -111,6 +113,8 @@ pub struct MountConfig {
     /// Minutes after which the recording goes on in a new file (fractions allowed);
     /// 0 = one file for as long as the server runs.
     pub dump_rotate: f64,
+    /// HLS settings for this mount instead of the `hls` block's.
+    pub hls: Option<crate::hls::config::HlsMountConfig>,
 }
 
 /// Station fields of one mount, resolved against the global ones.
@@ -657,6 +661,12 @@ impl Config {
             .get(name)
             .and_then(|m| m.redirect_when_full.as_deref())
             .unwrap_or(&self.limits.redirect_when_full)
+    }
+
+    /// HLS settings in force for mount `name`.
+    pub fn hls_for(&self, name: &str) -> crate::hls::config::HlsConfig {
+        self.hls
+            .for_mount(self.mount.get(name).and_then(|m| m.hls.as_ref()))
     }
 
     /// The playlist mount `name` plays: its own block's, or for the default mount the global one.

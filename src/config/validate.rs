@@ -324,7 +324,30 @@ impl Config {
                 format!("must be a positive number of seconds (got {st})"),
             );
         }
-        Ok(())
+        self.validate_hls()
+    }
+
+    /// Checks the `hls` block and each mount's own.
+    fn validate_hls(&self) -> Result<(), ConfigError> {
+        // The ring is checked against the window where the operator set HLS up; a default
+        // HLS on a ring sized before it existed serves what the ring holds.
+        let ring = self.ring_bytes();
+        let set_up = self
+            .explicit
+            .iter()
+            .any(|k| k == "hls" || k.starts_with("hls."));
+        let own = self.mount.iter().filter_map(|(name, m)| {
+            let hls = m.hls.as_ref()?;
+            Some((
+                format!("mount.{name}.hls"),
+                self.hls.for_mount(Some(hls)),
+                true,
+            ))
+        });
+        std::iter::once(("hls".to_string(), self.hls.clone(), set_up))
+            .chain(own)
+            .try_for_each(|(key, hls, sized)| hls.check(&key, sized.then_some(ring)))
+            .map_err(|(key, msg)| ConfigError::invalid(&key, msg))
     }
 }
 

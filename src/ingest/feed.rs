@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 use glommio::channels::shared_channel::ConnectedSender;
 
 use crate::control::ShardMessage;
+use crate::hls::config::HlsConfig;
+use crate::hls::segment::{FrameTiming, SegmentWriter};
 use crate::mount::{Mount, MountId};
 use crate::ring::RingWriter;
 
@@ -66,6 +68,8 @@ pub struct MountFeed {
     wakers: Rc<ShardWakers>,
     /// Gets a copy of each published chunk when the mount is recorded (`dump_file`).
     recorder: Option<super::record::Recorder>,
+    /// Cuts the mount's HLS segments from the frames as they go by.
+    segments: SegmentWriter,
 }
 
 impl MountFeed {
@@ -76,8 +80,11 @@ impl MountFeed {
         chunk_bytes: usize,
         chunk: Duration,
         wakers: Rc<ShardWakers>,
+        hls: HlsConfig,
     ) -> Self {
+        let segments = SegmentWriter::new(hls, &mount.hls, now_ms());
         Self {
+            segments,
             mount,
             writer,
             pending: Vec::with_capacity(chunk_bytes),
@@ -95,8 +102,33 @@ impl MountFeed {
         self.recorder = Some(recorder);
     }
 
-    /// Adds one whole frame lasting `micros`; publishes when the chunk is full.
+    /// Adds one whole MP3 or AAC frame: besides the chunk, it goes into the current HLS
+    /// segment, which ends (on a chunk boundary) before the frame when it is long enough or
+    /// the frame's parameters differ.
+    pub fn push_timed_frame(&mut self, frame: &[u8], timing: FrameTiming, micros: u64) {
+        if self.segments.enabled() {
+            if self.segments.must_cut_before(&timing) {
+                self.flush();
+                self.segments
+                    .close(self.published_end(), &self.mount.hls, now_ms());
+            }
+            if !self.segments.is_open() {
+                let start = self.published_end() + self.pending.len() as u64;
+                let title = self.mount.info().title.clone();
+                self.segments.open(start, &timing, &title, now_ms());
+            }
+            self.segments.add(&timing);
+        }
+        self.append(frame, micros);
+    }
+
+    /// Adds one whole frame (an Ogg page) lasting `micros`; publishes when the chunk is full.
     pub fn push_frame(&mut self, frame: &[u8], micros: u64) {
+        self.segments.interrupt();
+        self.append(frame, micros);
+    }
+
+    fn append(&mut self, frame: &[u8], micros: u64) {
         if !self.pending.is_empty() && self.pending.len() + frame.len() > self.chunk_bytes {
             self.flush();
         }
@@ -112,6 +144,7 @@ impl MountFeed {
 
     /// Adds bytes of a format the server does not frame, published by size alone.
     pub fn push_unframed(&mut self, mut bytes: &[u8]) {
+        self.segments.interrupt();
         while !bytes.is_empty() {
             if self.pending.is_empty() {
                 self.pending_since = Some(Instant::now());
@@ -154,4 +187,9 @@ impl MountFeed {
     pub fn published_end(&self) -> u64 {
         self.writer.ring().committed()
     }
+}
+
+/// Wall clock in Unix milliseconds, for segment dates.
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
 }

@@ -6,6 +6,7 @@ use super::adts::AdtsFramer;
 use super::feed::MountFeed;
 use super::frames::Mp3Framer;
 use super::ogg::OggFramer;
+use crate::hls::segment::{Codec, FrameTiming};
 
 /// A stream format the server can align to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,7 +74,13 @@ impl Framer {
                     framer.finish();
                 }
                 while let Some((header, frame)) = framer.next_frame() {
-                    feed.push_frame(frame, header.duration_micros());
+                    let timing = FrameTiming {
+                        codec: Codec::Mp3,
+                        samples: header.samples,
+                        sample_rate: header.sample_rate,
+                        channels: header.channels,
+                    };
+                    feed.push_timed_frame(frame, timing, header.duration_micros());
                 }
             }
             Framer::Aac(framer) => {
@@ -82,7 +89,13 @@ impl Framer {
                     framer.finish();
                 }
                 while let Some((header, frame)) = framer.next_frame() {
-                    feed.push_frame(frame, header.duration_micros());
+                    let timing = FrameTiming {
+                        codec: Codec::Aac,
+                        samples: header.samples,
+                        sample_rate: header.sample_rate,
+                        channels: header.channels,
+                    };
+                    feed.push_timed_frame(frame, timing, header.duration_micros());
                 }
             }
             Framer::Ogg(framer) => {

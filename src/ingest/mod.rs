@@ -104,12 +104,14 @@ impl IngestContext {
                 }
             }
         });
+        let hls = config.hls_for(&mount.name);
         let mut feed = MountFeed::new(
             mount,
             writer,
             cfg.chunk_size,
             Duration::from_millis(cfg.chunk_ms),
             wakers.clone(),
+            hls,
         );
         if let Some(recorder) = recording {
             feed.record_to(recorder);

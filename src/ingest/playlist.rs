@@ -29,6 +29,7 @@ use super::frames::{parse_header, silence_frame, tag_title, FrameHeader, Mp3Fram
 use super::pacing::Pacer;
 use super::IngestContext;
 use crate::config::PlaylistConfig;
+use crate::hls::segment::{Codec, FrameTiming};
 use crate::logging::escape;
 use crate::mount::{Mount, StreamInfo};
 
@@ -120,8 +121,14 @@ pub async fn run(ctx: Rc<IngestContext>, mount: Arc<Mount>, playlist: PlaylistCo
             let info = playlist_info(&feed.mount.info(), &next.header);
             feed.mount.set_info(info, Some(&title));
         }
-        feed.push_frame(next.bytes, next.header.duration_micros());
         let (samples, rate) = (next.header.samples, next.header.sample_rate);
+        let timing = FrameTiming {
+            codec: Codec::Mp3,
+            samples,
+            sample_rate: rate,
+            channels: next.header.channels,
+        };
+        feed.push_timed_frame(next.bytes, timing, next.header.duration_micros());
         drop(feed);
         player.pacer.advance(samples, rate);
     }

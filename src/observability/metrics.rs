@@ -46,6 +46,15 @@ fn describe() {
         "cycast_listeners",
         "Listeners connected now, per shard and mount."
     );
+    describe_counter!(
+        "cycast_hls_requests_total",
+        "HLS playlists and segments served, by kind."
+    );
+    describe_counter!("cycast_hls_bytes_sent_total", "HLS response bytes sent.");
+    describe_gauge!(
+        "cycast_hls_sessions",
+        "HLS players seen within twice the target duration."
+    );
     describe_counter!("cycast_listener_connects_total", "Listeners accepted.");
     describe_counter!(
         "cycast_listener_disconnects_total",

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -93,6 +94,27 @@ pub struct ShardStats {
     pub time_limited: AtomicU64,
     /// The shard's listeners as of its last snapshot.
     pub snapshot: ArcSwap<Vec<ListenerInfo>>,
+    /// HLS sessions this shard saw recently, per mount, as hashes of their identity, so the
+    /// same player reaching two shards counts once.
+    pub hls_sessions: ArcSwap<Vec<(MountId, Vec<u64>)>>,
+}
+
+/// HLS listeners of `mount`: the distinct sessions every shard saw lately.
+pub fn hls_listeners(shards: &[Arc<ShardStats>], mount: MountId) -> usize {
+    let mut all: Vec<u64> = shards
+        .iter()
+        .flat_map(|s| {
+            s.hls_sessions
+                .load()
+                .iter()
+                .filter(|(m, _)| *m == mount)
+                .flat_map(|(_, keys)| keys.clone())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    all.sort_unstable();
+    all.dedup();
+    all.len()
 }
 
 impl ShardStats {

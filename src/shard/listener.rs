@@ -23,7 +23,7 @@ use crate::observability::access_log::AccessLog;
 use crate::observability::metrics;
 
 /// CORS headers on every listener response; browsers' players need them.
-const CORS: &str = "Access-Control-Allow-Origin: *\r\n\
+pub(super) const CORS: &str = "Access-Control-Allow-Origin: *\r\n\
 Access-Control-Allow-Headers: Origin, Accept, X-Requested-With, Content-Type, Icy-MetaData, Range\r\n\
 Access-Control-Allow-Methods: GET, OPTIONS, HEAD\r\n\
 Access-Control-Expose-Headers: icy-br, icy-name, icy-description, icy-genre, icy-url, icy-pub, icy-metaint\r\n";
@@ -69,6 +69,9 @@ pub async fn handle(ctx: Rc<ShardContext>, mut stream: TcpStream) {
                 );
             }
         }
+        Route::Hls(answer) => {
+            super::hls::respond(&ctx, &mut stream, answer, &request, client.ip()).await;
+        }
         Route::Stream { mount, metaint } => {
             start_stream(&ctx, stream, &mount, &request, metaint, accepted, client).await
         }
@@ -79,6 +82,8 @@ pub async fn handle(ctx: Rc<ShardContext>, mut stream: TcpStream) {
 enum Route {
     /// A complete response.
     Reply(Vec<u8>),
+    /// An HLS playlist or segment.
+    Hls(super::hls::Answer),
     /// The audio stream of a mount (the listener was admitted).
     Stream {
         /// The mount.
@@ -133,7 +138,8 @@ fn route(ctx: &Rc<ShardContext>, cfg: &Config, request: &Request) -> Route {
         ))
     };
     let Some(requested) = ctx.shared.mounts.find(&request.path) else {
-        return not_found();
+        return super::hls::route(&ctx.shared.mounts, cfg, request, head_only)
+            .map_or_else(not_found, Route::Hls);
     };
     // A mount a source created has nothing to play once the source left (no playlist, no
     // fallback): Icecast answers 404 too. Listeners already on it stay until they leave.

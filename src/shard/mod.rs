@@ -7,6 +7,7 @@
 //! the ingest core wakes this shard ([`icy`] interleaves metadata for players that ask).
 
 pub mod fanout;
+pub mod hls;
 pub mod icy;
 pub mod intro;
 pub mod listener;
@@ -54,6 +55,8 @@ pub struct ShardContext {
     to_ingest: ConnectedSender<IngestMessage>,
     /// Where finished requests and listeners are logged, when the access log is on.
     pub access_log: Option<Rc<AccessLog>>,
+    /// HLS players seen lately on this shard.
+    pub hls_sessions: RefCell<hls::Sessions>,
 }
 
 impl Control for ShardContext {
@@ -142,6 +145,7 @@ pub async fn serve(
         shared,
         stats,
         to_ingest,
+        hls_sessions: RefCell::default(),
     });
     // Joins are latency-sensitive, fan-out passes are throughput work: separate task queues let
     // the scheduler preempt a long pass (at its slice boundaries) to accept and answer joins.
@@ -176,6 +180,7 @@ pub async fn serve(
             };
             metrics::flush_shard(flush_ctx.id, &counters, &listeners);
             metrics::flush_engine(flush_ctx.id, submits);
+            hls::flush(&flush_ctx);
             flush_ctx.stats.snapshot.store(Arc::new(listeners));
             sleep(FLUSH_INTERVAL).await;
         }

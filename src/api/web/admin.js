@@ -164,7 +164,8 @@
         setText(f('since'), '—');
       }
       setText(f('bitrate'), src.bitrate ? `${src.bitrate} kbps` : '—');
-      setText(f('listeners'), `${src.listeners} (peak ${src.listener_peak})`);
+      const hls = src.hls_listeners ? `, HLS ${src.hls_listeners}` : '';
+      setText(f('listeners'), `${src.listeners} (peak ${src.listener_peak})${hls}`);
       setText(f('received'), bytes(src.total_bytes_read));
       card.querySelector('[data-action="killsource"]').disabled = !src.live;
     }
