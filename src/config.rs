@@ -14,6 +14,9 @@ use hcl::eval::{Context, Evaluate};
 use serde::de::IntoDeserializer;
 use serde::{Deserialize, Serialize};
 
+pub mod tls;
+pub use tls::TlsConfig;
+
 /// The shipped default configuration, embedded so the server runs without a file.
 pub const DEFAULT_CONFIG_HCL: &str = include_str!("../config.hcl");
 
@@ -48,6 +51,9 @@ pub struct Config {
     pub mount: BTreeMap<String, MountConfig>,
     /// Mounts fed by pulling another server's stream, `relay "/local" { url = … }`.
     pub relay: BTreeMap<String, RelayConfig>,
+    /// HTTPS port and its certificate; absent, only plain HTTP is served.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsConfig>,
     /// Dotted keys and blocks the operator set explicitly (written in the file, or given on
     /// the command line or in the environment), e.g. `server` and `server.admin_password`.
     /// A reload uses it to tell a deliberate change from an empty or truncated file.
@@ -883,6 +889,9 @@ impl Config {
     /// Checks every value that deserialization alone cannot; the first problem is returned.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.validate_mounts()?;
+        if let Some(tls) = &self.tls {
+            tls.validate(self.server.listen_port, self.server.source_port)?;
+        }
         let bad = |key: &str, msg: String| Err(ConfigError::invalid(key, msg));
         let s = &self.server;
 

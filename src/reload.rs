@@ -43,6 +43,9 @@ pub fn apply(shared: &Shared, reload: &Reload) {
     if next.default_source_password_exposed() && !current.default_source_password_exposed() {
         tracing::warn!("{}", crate::state::DEFAULT_PASSWORD_WARNING);
     }
+    if let (Some(certificates), Some(tls)) = (&shared.tls, &next.tls) {
+        certificates.reload(tls);
+    }
     shared.config.store(Arc::new(next));
     tracing::info!("configuration reloaded");
 }

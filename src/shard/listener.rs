@@ -20,12 +20,30 @@ use crate::logging::escape;
 use crate::mount::Mount;
 use crate::observability::access_log::AccessLog;
 use crate::observability::{admin, metrics, status, web};
+use crate::tls::Session;
 
 /// CORS headers on every listener response; browsers' players need them.
 const CORS: &str = "Access-Control-Allow-Origin: *\r\n\
 Access-Control-Allow-Headers: Origin, Accept, X-Requested-With, Content-Type, Icy-MetaData, Range\r\n\
 Access-Control-Allow-Methods: GET, OPTIONS, HEAD\r\n\
 Access-Control-Expose-Headers: icy-br, icy-name, icy-description, icy-genre, icy-url, icy-pub, icy-metaint\r\n";
+
+/// A listener connection: plain, or with the TLS session its bytes go through.
+struct Conn {
+    /// The socket.
+    stream: TcpStream,
+    /// The TLS session, on the HTTPS port.
+    tls: Option<Session>,
+}
+
+impl Conn {
+    async fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match &mut self.tls {
+            Some(session) => session.write_all(&mut self.stream, bytes).await,
+            None => self.stream.write_all(bytes).await,
+        }
+    }
+}
 
 /// Serves one connection on the listen port.
 pub async fn handle(ctx: Rc<ShardContext>, mut stream: TcpStream) {
@@ -34,7 +52,40 @@ pub async fn handle(ctx: Rc<ShardContext>, mut stream: TcpStream) {
     let Some(request) = read_or_reject(&mut stream, &cfg).await else {
         return;
     };
-    let Ok(peer) = stream.peer_addr() else {
+    serve(ctx, Conn { stream, tls: None }, request, accepted).await
+}
+
+/// Serves one connection on the HTTPS port: the handshake and request head within the same
+/// size and time limits as on the plain port, then exactly what the plain port answers.
+pub async fn handle_tls(ctx: Rc<ShardContext>, mut stream: TcpStream) {
+    let accepted = Instant::now();
+    let Some(certificates) = &ctx.shared.tls else {
+        return;
+    };
+    let cfg = ctx.shared.config();
+    let accepted_tls = Session::accept(
+        &mut stream,
+        certificates.server_config(),
+        cfg.limits.max_header_bytes,
+        cfg.header_timeout(),
+    )
+    .await;
+    match accepted_tls {
+        Ok((session, request)) => {
+            let conn = Conn {
+                stream,
+                tls: Some(session),
+            };
+            serve(ctx, conn, request, accepted).await
+        }
+        // Nothing can be answered in the clear on this port; the peer just sees the close.
+        Err(e) => tracing::debug!(peer = ?stream.peer_addr().ok(), "HTTPS request refused: {e}"),
+    }
+}
+
+async fn serve(ctx: Rc<ShardContext>, mut stream: Conn, request: Request, accepted: Instant) {
+    let cfg = ctx.shared.config();
+    let Ok(peer) = stream.stream.peer_addr() else {
         return;
     };
     let client = SocketAddr::new(
@@ -193,7 +244,7 @@ fn unadmit(ctx: &ShardContext, mount: &Mount) {
 
 async fn start_stream(
     ctx: &ShardContext,
-    mut stream: TcpStream,
+    mut stream: Conn,
     mount: &Arc<Mount>,
     request: &Request,
     metaint: Option<usize>,
@@ -208,14 +259,15 @@ async fn start_stream(
     {
         return unadmit(ctx, mount);
     }
-    let socket = match crate::sys::detach_stream(&stream) {
+    let socket = match crate::sys::detach_stream(&stream.stream) {
         Ok(socket) => socket,
         Err(e) => {
             tracing::warn!(shard = ctx.id, "cannot hand listener to the fan-out: {e}");
             return unadmit(ctx, mount);
         }
     };
-    drop(stream);
+    let tls = stream.tls.map(Box::new);
+    drop(stream.stream);
     let _ = socket.set_nodelay(true);
     // A bounded send buffer, set before the burst goes out, so a listener that stops reading
     // shows as lag within seconds instead of parking megabytes in the kernel. Linux doubles
@@ -242,6 +294,7 @@ async fn start_stream(
         user_agent: request.header("user-agent").unwrap_or("").into(),
         connected_at: accepted,
         bytes_sent: 0,
+        tls,
     };
     tracing::debug!(shard = ctx.id, id = listener.id, peer = %client, mount = %escape(&mount.name), "listener joined");
     ctx.fanout.borrow_mut().join(mount, listener);

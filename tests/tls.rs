@@ -1,0 +1,256 @@
+//! HTTPS on the shards: a CA and certificates made at test time, curl over TLS for pages and a
+//! byte-exact stream, each port refusing the other's protocol, bad certificates refused at
+//! start with one line naming the key.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{have, raw_exchange, Server, Source};
+use rcgen::{
+    date_time_ymd, BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
+
+/// A CA and a `localhost` certificate it signed, as PEM files in `dir`.
+struct Pki {
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+/// Writes a CA and a server certificate for `localhost` valid over `[from, to]` (years).
+fn make_pki(dir: &Path, from: i32, to: i32) -> Pki {
+    let mut ca_params = CertificateParams::new(Vec::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "cycast test CA");
+    let ca_key = KeyPair::generate().unwrap();
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let mut params = CertificateParams::new(vec!["localhost".into()]).unwrap();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "localhost");
+    params.not_before = date_time_ymd(from, 1, 1);
+    params.not_after = date_time_ymd(to, 1, 1);
+    let key = KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    let pki = Pki {
+        ca: dir.join("ca.pem"),
+        cert: dir.join("cert.pem"),
+        key: dir.join("key.pem"),
+    };
+    std::fs::write(&pki.ca, ca_cert.pem()).unwrap();
+    std::fs::write(&pki.cert, cert.pem()).unwrap();
+    std::fs::write(&pki.key, key.serialize_pem()).unwrap();
+    pki
+}
+
+fn tls_block(cert: &Path, key: &Path) -> String {
+    format!(
+        "tls {{\n  port = 0\n  certificate = \"{}\"\n  key = \"{}\"\n}}\n",
+        cert.display(),
+        key.display()
+    )
+}
+
+/// The HTTPS address from the start-up log.
+fn https_addr(server: &Server) -> SocketAddr {
+    let log = server.log();
+    let start = log.find("https=").expect("https address logged") + "https=".len();
+    log[start..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// curl over HTTPS to `localhost` at `addr`, trusting only `ca`; returns (exit code, body).
+fn curl(addr: SocketAddr, path: &str, ca: &Path, extra: &[&str]) -> (i32, Vec<u8>) {
+    let out = Command::new("curl")
+        .args(["-sS", "--http1.1", "--cacert"])
+        .arg(ca)
+        .arg("--resolve")
+        .arg(format!("localhost:{}:127.0.0.1", addr.port()))
+        .args(extra)
+        .arg(format!("https://localhost:{}{path}", addr.port()))
+        .stderr(Stdio::null())
+        .output()
+        .expect("run curl");
+    (out.status.code().unwrap_or(-1), out.stdout)
+}
+
+fn server_with_tls() -> (Server, Pki, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = make_pki(dir.path(), 2020, 2090);
+    let server = Server::start(&format!(
+        "server {{\n  shards = 2\n}}\n{}",
+        tls_block(&pki.cert, &pki.key)
+    ));
+    (server, pki, dir)
+}
+
+#[test]
+fn pages_and_status_are_served_over_https_as_over_http() {
+    if !have("curl") {
+        eprintln!("skipped: no curl");
+        return;
+    }
+    let (server, pki, _dir) = server_with_tls();
+    let https = https_addr(&server);
+    let (plain_head, _) = server.get("/status-json.xsl");
+    assert!(plain_head.starts_with("HTTP/1.0 200"), "{plain_head}");
+    let (code, body) = curl(https, "/status-json.xsl", &pki.ca, &["--max-time", "10"]);
+    assert_eq!(code, 0, "curl over HTTPS failed");
+    let json: serde_json::Value = serde_json::from_slice(&body).expect("status JSON over HTTPS");
+    assert!(json.get("icestats").is_some(), "{json}");
+    let (code, body) = curl(https, "/metrics", &pki.ca, &["--max-time", "10"]);
+    assert_eq!(code, 0);
+    assert!(String::from_utf8_lossy(&body).contains("cycast_tls_certificate_expiry_seconds"));
+    // Many in a row over both shards' sockets.
+    for _ in 0..6 {
+        assert_eq!(curl(https, "/status-json.xsl", &pki.ca, &[]).0, 0);
+    }
+}
+
+#[test]
+fn a_stream_over_https_is_byte_exact() {
+    if !have("curl") {
+        eprintln!("skipped: no curl");
+        return;
+    }
+    let (server, pki, _dir) = server_with_tls();
+    let https = https_addr(&server);
+    let mut source = Source::mp3(server.source, "/stream");
+    source.send_frames(0, 40, 50.0);
+    let out = server.path("capture.mp3");
+    let mut curl = Command::new("curl")
+        .args(["-sS", "--http1.1", "--max-time", "6", "--cacert"])
+        .arg(&pki.ca)
+        .arg("--resolve")
+        .arg(format!("localhost:{}:127.0.0.1", https.port()))
+        .arg("-o")
+        .arg(&out)
+        .arg(format!("https://localhost:{}/stream", https.port()))
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Real-time pace: the listener gets chunks as they are published.
+    source.send_frames(40, 120, 1.0);
+    let status = curl.wait().unwrap();
+    // 28: the time limit ended a stream that never ends by itself.
+    assert_eq!(status.code(), Some(28), "curl ended otherwise");
+    let capture = std::fs::read(&out).unwrap();
+    assert!(capture.len() > 20_000, "only {} bytes", capture.len());
+    common::assert_exact_suffix(&capture, 0, 160);
+}
+
+#[test]
+fn each_port_refuses_the_other_protocol() {
+    if !have("curl") {
+        eprintln!("skipped: no curl");
+        return;
+    }
+    let (server, pki, _dir) = server_with_tls();
+    let https = https_addr(&server);
+    // Plain HTTP on the HTTPS port: no HTTP answer, the connection just closes.
+    let answer = raw_exchange(
+        https,
+        b"GET /status-json.xsl HTTP/1.0\r\n\r\n",
+        Duration::from_secs(10),
+    );
+    assert!(!answer.starts_with(b"HTTP/"), "{answer:?}");
+    // TLS on the plain port: the handshake fails.
+    let plain = server.listen;
+    let (code, _) = curl(plain, "/status-json.xsl", &pki.ca, &["--max-time", "10"]);
+    assert_ne!(code, 0);
+    // The HTTPS port still works afterwards.
+    assert_eq!(curl(https, "/status-json.xsl", &pki.ca, &[]).0, 0);
+}
+
+/// Runs cycast with `config` and returns its exit success and standard error.
+fn start_fails(config: &str) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cycast.hcl");
+    std::fs::write(&path, config).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cycast"))
+        .arg("--config")
+        .arg(&path)
+        .args([
+            "--host",
+            "127.0.0.1",
+            "--listen-port",
+            "0",
+            "--source-port",
+            "0",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    let _ = child.wait();
+    (status.is_some_and(|s| s.success()), err)
+}
+
+#[test]
+fn bad_certificates_are_refused_at_start_with_one_line_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = make_pki(&dir.path().join("good").tap_mkdir(), 2020, 2090);
+    let other = make_pki(&dir.path().join("other").tap_mkdir(), 2020, 2090);
+    let expired = make_pki(&dir.path().join("expired").tap_mkdir(), 2001, 2002);
+    let empty = dir.path().join("empty.pem");
+    std::fs::write(&empty, "").unwrap();
+    let missing = dir.path().join("missing.pem");
+    let cases: [(&Path, &Path, &str, &str); 5] = [
+        (&missing, &good.key, "tls.certificate", "cannot read"),
+        (&good.cert, &empty, "tls.key", "no private key"),
+        (&empty, &good.key, "tls.certificate", "no certificate"),
+        (&expired.cert, &expired.key, "tls.certificate", "expired"),
+        (&good.cert, &other.key, "tls.key", "does not match"),
+    ];
+    for (cert, key, named, why) in cases {
+        let (ok, err) = start_fails(&tls_block(cert, key));
+        assert!(!ok, "started with {named} {why}");
+        let line = err
+            .lines()
+            .find(|l| l.contains(named))
+            .unwrap_or_else(|| panic!("no line naming {named}: {err}"));
+        assert!(line.contains(why), "{line}");
+        assert_eq!(
+            err.lines().filter(|l| l.starts_with("cycast:")).count(),
+            1,
+            "{err}"
+        );
+    }
+}
+
+trait TapMkdir {
+    fn tap_mkdir(self) -> Self;
+}
+
+impl TapMkdir for PathBuf {
+    fn tap_mkdir(self) -> Self {
+        std::fs::create_dir_all(&self).unwrap();
+        self
+    }
+}
