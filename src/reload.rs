@@ -101,6 +101,12 @@ fn keep_startup_values(current: &Config, next: &mut Config) -> Vec<&'static str>
         server.mount_point,
         buffer.size_mb
     );
+    if let (Some(now), Some(next)) = (&current.tls, &mut next.tls) {
+        if now.port != next.port {
+            changed.push("tls.port");
+            next.port = now.port;
+        }
+    }
     changed
 }
 
