@@ -335,3 +335,139 @@ fn wait_log(server: &Server, text: &str) {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+#[test]
+fn ffmpeg_decodes_an_https_stream_with_icy_metadata() {
+    if !have("ffmpeg") || !have("curl") {
+        eprintln!("skipped: no ffmpeg");
+        return;
+    }
+    let (server, pki, _dir) = server_with_tls();
+    let https = https_addr(&server);
+    let track = format!("{}/music/01-morning-tone.mp3", env!("CARGO_MANIFEST_DIR"));
+    let mut source = Command::new("ffmpeg")
+        .args([
+            "-nostdin",
+            "-v",
+            "error",
+            "-re",
+            "-stream_loop",
+            "-1",
+            "-i",
+            &track,
+        ])
+        .args(["-c", "copy", "-content_type", "audio/mpeg", "-f", "mp3"])
+        .arg(format!("icecast://source:hackme@{}/stream", server.source))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    server.wait_stats(Duration::from_secs(10), "ffmpeg source on air", |s| {
+        s["mounts"][0]["live"] == true
+    });
+    // ffmpeg verifies the certificate against the test CA and asks for ICY metadata (its
+    // default), so the interleave is decrypted and taken apart too.
+    let out = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-tls_verify", "1", "-ca_file"])
+        .arg(&pki.ca)
+        .args(["-i", &format!("https://localhost:{}/stream", https.port())])
+        .args(["-t", "2", "-f", "s16le", "-ac", "2", "-ar", "44100", "-"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let _ = source.kill();
+    let _ = source.wait();
+    assert!(
+        out.status.success(),
+        "ffmpeg over HTTPS failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Two seconds of 16-bit stereo at 44.1 kHz.
+    assert!(
+        out.stdout.len() >= 2 * 44_100 * 4 * 9 / 10,
+        "{}",
+        out.stdout.len()
+    );
+}
+
+#[test]
+fn shutdown_ends_tls_streams_with_close_notify() {
+    use std::io::Read;
+    use std::sync::Arc;
+    let (mut server, pki, _dir) = server_with_tls();
+    let https = https_addr(&server);
+    let mut source = Source::mp3(server.source, "/stream");
+    source.send_frames(0, 40, 50.0);
+    let mut roots = rustls::RootCertStore::empty();
+    let ca = std::fs::read(&pki.ca).unwrap();
+    use rustls::pki_types::pem::PemObject;
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&ca) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    #[allow(deprecated)]
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = "localhost".try_into().unwrap();
+    let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let tcp = std::net::TcpStream::connect(https).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    std::io::Write::write_all(&mut tls, b"GET /stream HTTP/1.0\r\n\r\n").unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 16384];
+    while got.len() < 4096 {
+        let n = tls.read(&mut buf).unwrap();
+        assert!(n > 0, "stream ended early");
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(got.starts_with(b"HTTP/1.0 200"));
+    server.signal("TERM");
+    // rustls reports a TCP close without close_notify as UnexpectedEof; a clean end is Ok(0).
+    loop {
+        match tls.read(&mut buf) {
+            Ok(0) => break,
+            Ok(_) => continue,
+            Err(e) => panic!("stream ended without close_notify: {e}"),
+        }
+    }
+    server.wait_exit(Duration::from_secs(10));
+}
+
+#[test]
+fn redirect_pages_sends_pages_to_https_and_leaves_streams() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = make_pki(dir.path(), 2020, 2090);
+    let block =
+        tls_block(&pki.cert, &pki.key).replace("port = 0", "port = 0\n  redirect_pages = true");
+    let server = Server::start(&block);
+    let https = https_addr(&server);
+    let answer = raw_exchange(
+        server.listen,
+        b"GET /status-json.xsl?x=1 HTTP/1.1\r\nHost: localhost:8001\r\n\r\n",
+        Duration::from_secs(10),
+    );
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.0 301"), "{text}");
+    let want = format!(
+        "Location: https://localhost:{}/status-json.xsl?x=1\r\n",
+        https.port()
+    );
+    assert!(text.contains(&want), "{text}");
+    // The stream itself is still played over plain HTTP.
+    let mut stream = std::net::TcpStream::connect(server.listen).unwrap();
+    std::io::Write::write_all(
+        &mut stream,
+        b"GET /stream HTTP/1.0\r\nHost: localhost\r\n\r\n",
+    )
+    .unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let head = common::read_head(&mut stream);
+    assert!(head.starts_with("HTTP/1.0 200"), "{head}");
+}

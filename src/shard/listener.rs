@@ -92,7 +92,22 @@ async fn serve(ctx: Rc<ShardContext>, mut stream: Conn, request: Request, accept
         client_addr(peer.ip(), &request, &cfg.server.trusted_proxies),
         peer.port(),
     );
-    match route(&ctx, &cfg, &request) {
+    let redirect = match (&cfg.tls, &stream.tls) {
+        // Pages move to HTTPS; streams stay, for players that only speak HTTP.
+        (Some(tls), None)
+            if tls.redirect_pages
+                && matches!(request.method.as_str(), "GET" | "HEAD")
+                && ctx.shared.mounts.find(&request.path).is_none() =>
+        {
+            crate::tls::redirect_to_https(&request, ctx.shared.tls_port)
+        }
+        _ => None,
+    };
+    let routed = match redirect {
+        Some(answer) => Route::Reply(answer),
+        None => route(&ctx, &cfg, &request),
+    };
+    match routed {
         Route::Reply(answer) => {
             if crate::auth::is_unauthorized(&answer) {
                 let delay = ctx.shared.auth_failures.failed(client.ip(), "listen");

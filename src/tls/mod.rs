@@ -265,3 +265,62 @@ impl ResolvesServerCert for ByName {
         Some(found.map_or_else(|| self.main.clone(), |(_, key)| key.clone()))
     }
 }
+
+/// The answer of the plain port to a page request when `tls.redirect_pages` is on: a `301` to
+/// the same path on the HTTPS port of the host the client asked for. `None` when the request
+/// names no usable host (the page is then served in the clear).
+pub fn redirect_to_https(request: &crate::http::Request, tls_port: u16) -> Option<Vec<u8>> {
+    let host = request.header("host")?.trim();
+    // Only a plain name or address goes into the answer's header (no injection through Host).
+    let name = match host.strip_prefix('[') {
+        Some(v6) => &host[..v6.find(']')? + 2],
+        None => host.split(':').next()?,
+    };
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']');
+    if name.is_empty() || !name.chars().all(allowed) {
+        return None;
+    }
+    let query = match request.query.is_empty() {
+        true => String::new(),
+        false => format!("?{}", request.query),
+    };
+    let location = format!("https://{name}:{tls_port}{}{query}", request.path);
+    if location.chars().any(|c| c.is_control() || c == ' ') {
+        return None;
+    }
+    Some(crate::http::response(
+        301,
+        "Moved Permanently",
+        &[("Location", &location)],
+        "This page is served over HTTPS\n",
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::http::parse_head;
+
+    fn location(head: &[u8]) -> Option<String> {
+        let request = parse_head(head).unwrap().unwrap();
+        let answer = super::redirect_to_https(&request, 8443)?;
+        let text = String::from_utf8(answer).unwrap();
+        let line = text.lines().find(|l| l.starts_with("Location: "))?;
+        Some(line["Location: ".len()..].to_string())
+    }
+
+    #[test]
+    fn redirects_keep_host_path_and_query_and_refuse_odd_hosts() {
+        assert_eq!(
+            location(b"GET /status.xsl?a=1 HTTP/1.1\r\nHost: radio.example:8001\r\n\r\n")
+                .as_deref(),
+            Some("https://radio.example:8443/status.xsl?a=1")
+        );
+        assert_eq!(
+            location(b"GET / HTTP/1.1\r\nHost: [::1]:8001\r\n\r\n").as_deref(),
+            Some("https://[::1]:8443/")
+        );
+        assert_eq!(location(b"GET / HTTP/1.0\r\n\r\n"), None);
+        assert_eq!(location(b"GET / HTTP/1.1\r\nHost: a/b@c\r\n\r\n"), None);
+        assert_eq!(location(b"GET / HTTP/1.1\r\nHost: \r\n\r\n"), None);
+    }
+}
