@@ -471,3 +471,34 @@ fn redirect_pages_sends_pages_to_https_and_leaves_streams() {
     let head = common::read_head(&mut stream);
     assert!(head.starts_with("HTTP/1.0 200"), "{head}");
 }
+
+#[test]
+fn a_silent_or_trickling_tls_client_is_dropped_at_the_header_timeout() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let pki = make_pki(dir.path(), 2020, 2090);
+    let server = Server::start(&format!(
+        "limits {{\n  header_timeout = 1\n}}\n{}",
+        tls_block(&pki.cert, &pki.key)
+    ));
+    let https = https_addr(&server);
+    // One connection sends nothing, one trickles the start of a ClientHello.
+    let mut silent = std::net::TcpStream::connect(https).unwrap();
+    let mut trickle = std::net::TcpStream::connect(https).unwrap();
+    for byte in [0x16u8, 0x03, 0x01, 0x02] {
+        let _ = trickle.write_all(&[byte]);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    for stream in [&mut silent, &mut trickle] {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut buf = [0u8; 64];
+        // Closed by the server (end of stream or reset), not by our read timeout.
+        match stream.read(&mut buf) {
+            Ok(0) => {}
+            Ok(n) => panic!("{n} bytes instead of a close"),
+            Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
+        }
+    }
+}
