@@ -502,3 +502,52 @@ fn a_silent_or_trickling_tls_client_is_dropped_at_the_header_timeout() {
         }
     }
 }
+
+/// Replays the `tls_first_bytes` fuzz seeds the way the target does, split at every point:
+/// plain HTTP and cut-off hellos end in an error or a wait, never a panic or a loop.
+#[test]
+fn tls_first_bytes_seeds_end_in_an_error_or_a_wait() {
+    use cycast::tls::session::{Handshake, Step};
+    let dir = tempfile::tempdir().unwrap();
+    let pki = make_pki(dir.path(), 2020, 2090);
+    let tls = cycast::config::TlsConfig {
+        certificate: pki.cert.display().to_string(),
+        key: pki.key.display().to_string(),
+        ..Default::default()
+    };
+    let config = cycast::tls::Certificates::load(&tls)
+        .unwrap()
+        .server_config();
+    let seeds = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/tls_first_bytes");
+    let mut outcomes = Vec::new();
+    for entry in std::fs::read_dir(seeds).unwrap() {
+        let input = std::fs::read(entry.unwrap().path()).unwrap();
+        let input = &input[1..];
+        for cut in 0..=input.len() {
+            let mut reads = [&input[..cut], &input[cut..]].into_iter();
+            let mut handshake = Handshake::new(config.clone(), 8192).unwrap();
+            let outcome = loop {
+                match handshake.step() {
+                    Ok(Step::Again) => {}
+                    Ok(Step::Transmit) => handshake.sent(),
+                    Ok(Step::NeedInput) => match reads.find(|r| !r.is_empty()) {
+                        Some(bytes) => {
+                            handshake.input_room().unwrap()[..bytes.len()].copy_from_slice(bytes);
+                            handshake.received(bytes.len());
+                        }
+                        None => break "wait",
+                    },
+                    Ok(Step::Done(_)) => break "request",
+                    Err(_) => break "error",
+                }
+            };
+            if cut == input.len() {
+                outcomes.push(outcome);
+            }
+        }
+    }
+    outcomes.sort_unstable();
+    // Plain HTTP is refused; curl's whole ClientHello is answered and then waits for the
+    // client's next flight.
+    assert_eq!(outcomes, ["error", "wait"]);
+}

@@ -38,6 +38,138 @@ pub fn sealed_len(len: usize) -> usize {
     len + len.div_ceil(MAX_FRAGMENT).max(1) * RECORD_OVERHEAD
 }
 
+/// What a handshake needs next.
+pub enum Step {
+    /// Call [`Handshake::step`] again.
+    Again,
+    /// Send [`Handshake::to_send`], then call [`Handshake::sent`].
+    Transmit,
+    /// Read from the peer into [`Handshake::input_room`], then call [`Handshake::received`].
+    NeedInput,
+    /// The handshake is done and a whole request head arrived.
+    Done(Request),
+}
+
+/// A handshake and request head in progress, without I/O of its own: the caller moves the
+/// bytes (the shard's async task, or a fuzz target feeding arbitrary first bytes).
+pub struct Handshake {
+    /// rustls' state of the connection.
+    conn: UnbufferedServerConnection,
+    /// Bytes from the peer, `incoming[..filled]` not yet processed.
+    incoming: Vec<u8>,
+    /// Bytes of `incoming` in use.
+    filled: usize,
+    /// Handshake records to send, `outgoing[..queued]`.
+    outgoing: Vec<u8>,
+    /// Bytes of `outgoing` in use.
+    queued: usize,
+    /// Decrypted request bytes so far.
+    plain: Vec<u8>,
+    /// Longest request head allowed.
+    max_bytes: usize,
+}
+
+impl Handshake {
+    /// A new server-side handshake under `config`.
+    pub fn new(config: Arc<rustls::ServerConfig>, max_bytes: usize) -> Result<Self, RequestError> {
+        Ok(Self {
+            conn: UnbufferedServerConnection::new(config).map_err(tls_error)?,
+            incoming: vec![0u8; RECORD_ROOM],
+            filled: 0,
+            outgoing: Vec::new(),
+            queued: 0,
+            plain: Vec::new(),
+            max_bytes,
+        })
+    }
+
+    /// Processes what arrived so far, up to the next thing the caller must do.
+    pub fn step(&mut self) -> Result<Step, RequestError> {
+        let UnbufferedStatus { mut discard, state } = self
+            .conn
+            .process_tls_records(&mut self.incoming[..self.filled]);
+        let step = match state.map_err(tls_error)? {
+            ConnectionState::ReadTraffic(mut traffic) => {
+                while let Some(record) = traffic.next_record() {
+                    let record = record.map_err(tls_error)?;
+                    discard += record.discard;
+                    self.plain.extend_from_slice(record.payload);
+                    if self.plain.len() > self.max_bytes {
+                        return Err(RequestError::TooLarge(self.max_bytes));
+                    }
+                }
+                Step::Again
+            }
+            ConnectionState::EncodeTlsData(mut data) => loop {
+                match data.encode(&mut self.outgoing[self.queued..]) {
+                    Ok(n) => {
+                        self.queued += n;
+                        break Step::Again;
+                    }
+                    Err(EncodeError::InsufficientSize(need)) => {
+                        self.outgoing.resize(self.queued + need.required_size, 0)
+                    }
+                    Err(e) => return Err(tls_error(e).into()),
+                }
+            },
+            ConnectionState::TransmitTlsData(data) => {
+                // The records are in `outgoing`; the caller sends them before the next step.
+                data.done();
+                Step::Transmit
+            }
+            ConnectionState::BlockedHandshake => Step::NeedInput,
+            ConnectionState::WriteTraffic(_) => {
+                match parse_head_within(&self.plain, self.max_bytes)? {
+                    Some(head) => Step::Done(head),
+                    None => Step::NeedInput,
+                }
+            }
+            ConnectionState::PeerClosed | ConnectionState::Closed => {
+                return Err(RequestError::Closed)
+            }
+            // Early data is not enabled; anything else is a state this code does not know.
+            other => return Err(tls_error(format!("unexpected state {other:?}")).into()),
+        };
+        if discard > 0 {
+            self.incoming.copy_within(discard..self.filled, 0);
+            self.filled -= discard;
+        }
+        Ok(step)
+    }
+
+    /// Handshake records to send now.
+    pub fn to_send(&self) -> &[u8] {
+        &self.outgoing[..self.queued]
+    }
+
+    /// The records of [`to_send`](Self::to_send) went out.
+    pub fn sent(&mut self) {
+        self.queued = 0;
+    }
+
+    /// Where the next bytes from the peer go.
+    pub fn input_room(&mut self) -> Result<&mut [u8], RequestError> {
+        if self.filled == self.incoming.len() {
+            return Err(tls_error("record larger than the protocol allows").into());
+        }
+        Ok(&mut self.incoming[self.filled..])
+    }
+
+    /// `n` bytes were read into [`input_room`](Self::input_room).
+    pub fn received(&mut self, n: usize) {
+        self.filled = (self.filled + n).min(self.incoming.len());
+    }
+
+    /// The connection, for the response and the stream.
+    pub fn into_session(self) -> Session {
+        Session {
+            conn: self.conn,
+            pending: Vec::new(),
+            sent: 0,
+        }
+    }
+}
+
 /// A TLS connection past its handshake.
 pub struct Session {
     /// rustls' state of the connection: keys and record sequence numbers.
@@ -87,77 +219,22 @@ impl Session {
         config: Arc<rustls::ServerConfig>,
         max_bytes: usize,
     ) -> Result<(Session, Request), RequestError> {
-        let mut conn = UnbufferedServerConnection::new(config).map_err(tls_error)?;
-        let mut incoming = vec![0u8; RECORD_ROOM];
-        let mut filled = 0;
-        let mut outgoing = Vec::new();
-        let mut queued = 0;
-        let mut plain = Vec::new();
+        let mut handshake = Handshake::new(config, max_bytes)?;
         loop {
-            let UnbufferedStatus { mut discard, state } =
-                conn.process_tls_records(&mut incoming[..filled]);
-            let mut need_input = false;
-            let mut request = None;
-            match state.map_err(tls_error)? {
-                ConnectionState::ReadTraffic(mut traffic) => {
-                    while let Some(record) = traffic.next_record() {
-                        let record = record.map_err(tls_error)?;
-                        discard += record.discard;
-                        plain.extend_from_slice(record.payload);
-                        if plain.len() > max_bytes {
-                            return Err(RequestError::TooLarge(max_bytes));
-                        }
+            match handshake.step()? {
+                Step::Again => {}
+                Step::Transmit => {
+                    stream.write_all(handshake.to_send()).await?;
+                    handshake.sent();
+                }
+                Step::NeedInput => {
+                    let n = stream.read(handshake.input_room()?).await?;
+                    if n == 0 {
+                        return Err(RequestError::Closed);
                     }
+                    handshake.received(n);
                 }
-                ConnectionState::EncodeTlsData(mut data) => loop {
-                    match data.encode(&mut outgoing[queued..]) {
-                        Ok(n) => {
-                            queued += n;
-                            break;
-                        }
-                        Err(EncodeError::InsufficientSize(need)) => {
-                            outgoing.resize(queued + need.required_size, 0)
-                        }
-                        Err(e) => return Err(tls_error(e).into()),
-                    }
-                },
-                ConnectionState::TransmitTlsData(data) => {
-                    stream.write_all(&outgoing[..queued]).await?;
-                    queued = 0;
-                    data.done();
-                }
-                ConnectionState::BlockedHandshake => need_input = true,
-                ConnectionState::WriteTraffic(_) => match parse_head_within(&plain, max_bytes)? {
-                    Some(head) => request = Some(head),
-                    None => need_input = true,
-                },
-                ConnectionState::PeerClosed | ConnectionState::Closed => {
-                    return Err(RequestError::Closed)
-                }
-                // Early data is not enabled; anything else is a state this code does not know.
-                other => return Err(tls_error(format!("unexpected state {other:?}")).into()),
-            }
-            if discard > 0 {
-                incoming.copy_within(discard..filled, 0);
-                filled -= discard;
-            }
-            if let Some(request) = request {
-                let session = Session {
-                    conn,
-                    pending: Vec::new(),
-                    sent: 0,
-                };
-                return Ok((session, request));
-            }
-            if need_input {
-                if filled == incoming.len() {
-                    return Err(tls_error("record larger than the protocol allows").into());
-                }
-                let n = stream.read(&mut incoming[filled..]).await?;
-                if n == 0 {
-                    return Err(RequestError::Closed);
-                }
-                filled += n;
+                Step::Done(request) => return Ok((handshake.into_session(), request)),
             }
         }
     }
