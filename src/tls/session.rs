@@ -8,6 +8,10 @@
 //! stays in this connection's own buffer ([`Session::send_pending`] resumes from it), which is
 //! allocated on the first short send and then reused, and is bounded by the plaintext the
 //! fan-out encrypts at once. This is the record path a kernel TLS offload would replace.
+//!
+//! rustls 0.23 still seals each record into a short-lived buffer of its own before copying it
+//! into ours (one allocation per record, inside the library; a chunk is one record). Sealing in
+//! place, with the traffic secrets extracted as for kTLS, would remove that too.
 
 use std::io::{self, ErrorKind, Write};
 use std::net::TcpStream as StdTcpStream;
