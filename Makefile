@@ -40,7 +40,7 @@ clean:
 ## its input is saved under fuzz/artifacts/<target>/. Not part of `make test`.
 ## Without a working sanitizer: make fuzz FUZZ_FLAGS='--sanitizer none'.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS ?= http_head mp3_framer icy_block config admin_query
+FUZZ_TARGETS ?= http_head mp3_framer icy_block config admin_query tls_first_bytes
 FUZZ_FLAGS ?=
 
 fuzz:

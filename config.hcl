@@ -289,3 +289,16 @@ hls {
 #   reconnect_min  = 1.0     # seconds before the first reconnect; doubles per failure
 #   reconnect_max  = 30.0    # longest wait between reconnects
 # }
+
+# HTTPS on its own port, served next to listen_port by every shard (see docs/operations.md).
+# None by default; an example:
+#
+# tls {
+#   port           = 8443                # HTTPS listeners, pages and APIs
+#   certificate    = "/etc/letsencrypt/live/radio.example.org/fullchain.pem"
+#   key            = "/etc/letsencrypt/live/radio.example.org/privkey.pem"
+#   redirect_pages = false               # true: page requests on the plain port get a 301
+#                                        # to HTTPS (streams are not redirected)
+#   sni            = []                  # more pairs picked by SNI name:
+#                                        # [{ certificate = "...", key = "..." }]
+# }

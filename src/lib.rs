@@ -29,6 +29,7 @@
 //!   pages and [`reload`], so none of them imports [`server`].
 //! - [`reload`]: SIGHUP re-reads the configuration without dropping anyone.
 //! - [`server`]: binds the sockets, creates the executors and wires them together.
+//! - [`tls`]: HTTPS on the shards (rustls), the record path the fan-out encrypts through.
 //! - [`control`]: messages between cores (new data, operator actions).
 //! - [`auth`]: slowing down password guessing.
 //! - [`http`]: request parsing and responses shared by both ports; [`sys`]: the only `unsafe`
@@ -60,3 +61,4 @@ pub mod shard;
 pub mod state;
 #[allow(unsafe_code)]
 pub mod sys;
+pub mod tls;

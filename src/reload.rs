@@ -44,6 +44,9 @@ pub fn apply(shared: &Shared, reload: &Reload) {
         tracing::warn!("{}", crate::state::DEFAULT_PASSWORD_WARNING);
     }
     crate::shard::intro::load(&next);
+    if let (Some(certificates), Some(tls)) = (&shared.tls, &next.tls) {
+        certificates.reload(tls);
+    }
     shared.config.store(Arc::new(next));
     tracing::info!("configuration reloaded");
 }
@@ -99,6 +102,12 @@ fn keep_startup_values(current: &Config, next: &mut Config) -> Vec<&'static str>
         server.mount_point,
         buffer.size_mb
     );
+    if let (Some(now), Some(next)) = (&current.tls, &mut next.tls) {
+        if now.port != next.port {
+            changed.push("tls.port");
+            next.port = now.port;
+        }
+    }
     changed
 }
 

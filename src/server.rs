@@ -42,6 +42,9 @@ pub enum StartError {
         /// The system error.
         source: std::io::Error,
     },
+    /// The TLS certificate or key could not be loaded.
+    #[error("{0}")]
+    Tls(crate::config::ConfigError),
     /// A configured mount could not be created.
     #[error("cannot create mount: {0}")]
     Mount(#[from] MountError),
@@ -107,6 +110,23 @@ pub fn run(config: Config, reload: Reload) -> Result<(), StartError> {
         listen_sockets.push(socket);
     }
 
+    // Certificates first: a bad pair is one clear line before any port is taken.
+    let tls = match &config.tls {
+        Some(tls) => Some(crate::tls::Certificates::load(tls).map_err(StartError::Tls)?),
+        None => None,
+    };
+    let mut tls_sockets = Vec::new();
+    let mut tls_port = config.tls.as_ref().map_or(0, |t| t.port);
+    if tls.is_some() {
+        for _ in 0..shard_count {
+            let socket = bind("HTTPS listeners", SocketAddr::new(host, tls_port), backlog)?;
+            tls_port = local_port(&socket);
+            tls_sockets.push(Some(socket));
+        }
+    } else {
+        tls_sockets.resize_with(shard_count, || None);
+    }
+
     let metrics_socket = match config.advanced.metrics_port {
         0 => None,
         port => Some(bind("metrics", SocketAddr::new(host, port), backlog)?),
@@ -140,6 +160,8 @@ pub fn run(config: Config, reload: Reload) -> Result<(), StartError> {
         started: SystemTime::now(),
         listen_port,
         source_port,
+        tls,
+        tls_port,
         config: ArcSwap::from_pointee(config),
     });
 
@@ -166,8 +188,9 @@ pub fn run(config: Config, reload: Reload) -> Result<(), StartError> {
     );
     let mut layout = Vec::with_capacity(shard_count);
     let shard_channels = receivers.into_iter().zip(to_ingest);
-    for (id, (socket, (receiver, to_ingest))) in
-        listen_sockets.into_iter().zip(shard_channels).enumerate()
+    let sockets = listen_sockets.into_iter().zip(tls_sockets);
+    for (id, ((socket, tls_socket), (receiver, to_ingest))) in
+        sockets.zip(shard_channels).enumerate()
     {
         let cpu = cpus[id % cpus.len()];
         let shard_shared = shared.clone();
@@ -182,6 +205,7 @@ pub fn run(config: Config, reload: Reload) -> Result<(), StartError> {
                         id,
                         shard_shared,
                         socket,
+                        tls_socket,
                         metrics_socket,
                         receiver,
                         to_ingest,
@@ -198,6 +222,9 @@ pub fn run(config: Config, reload: Reload) -> Result<(), StartError> {
     // Before the readiness line, so whoever waits for that line has seen this too.
     if shared.config().default_source_password_exposed() {
         tracing::warn!("{DEFAULT_PASSWORD_WARNING}");
+    }
+    if shared.tls.is_some() {
+        tracing::info!(https = %SocketAddr::new(host, tls_port), "serving HTTPS");
     }
     tracing::info!(
         listeners = %SocketAddr::new(host, listen_port),

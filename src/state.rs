@@ -36,6 +36,10 @@ pub struct Shared {
     pub shutting_down: AtomicBool,
     /// Failed logins on either port, counted server-wide to slow down guessing.
     pub auth_failures: crate::auth::FailureTracker,
+    /// The HTTPS certificates, when a `tls` block is configured (SIGHUP reloads them).
+    pub tls: Option<crate::tls::Certificates>,
+    /// The HTTPS port actually bound, 0 without TLS.
+    pub tls_port: u16,
 }
 
 impl Shared {

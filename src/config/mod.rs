@@ -22,6 +22,8 @@ use serde::de::IntoDeserializer;
 use serde::{Deserialize, Serialize};
 
 use eval::{evaluate, one_line, Where};
+pub mod tls;
+pub use tls::TlsConfig;
 
 /// The shipped default configuration, embedded so the server runs without a file.
 pub const DEFAULT_CONFIG_HCL: &str = include_str!("../../config.hcl");
@@ -58,6 +60,9 @@ pub struct Config {
     pub mount: BTreeMap<String, MountConfig>,
     /// Mounts fed by pulling another server's stream, `relay "/local" { url = … }`.
     pub relay: BTreeMap<String, RelayConfig>,
+    /// HTTPS port and its certificate; absent, only plain HTTP is served.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsConfig>,
     /// Dotted keys and blocks the operator set explicitly (written in the file, or given on
     /// the command line or in the environment), e.g. `server` and `server.admin_password`.
     /// A reload uses it to tell a deliberate change from an empty or truncated file.

@@ -107,6 +107,9 @@ impl Config {
     /// Checks every value that deserialization alone cannot; the first problem is returned.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.validate_mounts()?;
+        if let Some(tls) = &self.tls {
+            tls.validate(self.server.listen_port, self.server.source_port)?;
+        }
         let bad = |key: &str, msg: String| Err(ConfigError::invalid(key, msg));
         let s = &self.server;
 

@@ -15,6 +15,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
+mod tls;
+
 use super::icy::{IcyCursor, IcyPlan, Piece, TitleBlock};
 use super::sys::{Batch, Owner, Part, SendRing, Taskrun};
 use crate::config::{FanoutEngine, SlowListenerPolicy};
@@ -59,6 +61,8 @@ pub struct Listener {
     /// When the listener's time is up (`max_listener_duration`, or a shorter limit from an
     /// auth backend): from then on it gets at most the rest of its chunk, then it is ended.
     pub deadline: Option<Instant>,
+    /// The TLS session of a listener on the HTTPS port; its chunks are encrypted through it.
+    pub tls: Option<Box<crate::tls::Session>>,
 }
 
 /// The listeners of one mount on this shard.
@@ -108,6 +112,10 @@ struct Sender {
     slow_policy: SlowListenerPolicy,
     /// The time of the current pass, read once for every listener's deadline.
     now: Instant,
+    /// Plaintext of one TLS listener's send (audio with ICY blocks), reused for all of them.
+    tls_plain: Vec<u8>,
+    /// Its ciphertext, reused likewise.
+    tls_cipher: Vec<u8>,
 }
 
 /// How a shard's sends reach the kernel.
@@ -182,6 +190,8 @@ impl Fanout {
                 queue_size,
                 slow_policy: limits.slow_listener,
                 now: Instant::now(),
+                tls_plain: Vec::new(),
+                tls_cipher: Vec::new(),
             },
             stats,
             access_log,
@@ -286,6 +296,20 @@ impl Fanout {
                 };
                 if let Err(e) = slice.serve(from, stop) {
                     broken = Some(e);
+                }
+                // TLS listeners were left out of the batch: their bytes are sealed per
+                // listener into the shard's one cipher buffer, which a batch could only point
+                // into for one of them. Each still gets one send.
+                for (index, listener) in listeners.iter_mut().enumerate().take(stop).skip(from) {
+                    if listener.tls.is_none() {
+                        continue;
+                    }
+                    let verdict = self
+                        .sender
+                        .serve(listener, ring, title, mount, edge, &mut pass, counters);
+                    if !matches!(verdict, Verdict::Keep) {
+                        gone.push((index, verdict));
+                    }
                 }
                 i = stop;
                 // Served listeners that leave make room for unserved ones, which are then
@@ -421,7 +445,10 @@ impl Fanout {
     pub fn close_all(&mut self) -> usize {
         let mut closed = 0;
         for slot in self.mounts.iter_mut() {
-            for listener in slot.listeners.drain(..) {
+            for mut listener in slot.listeners.drain(..) {
+                if let Some(tls) = listener.tls.as_mut() {
+                    tls.close_notify(&listener.socket);
+                }
                 let _ = listener.socket.shutdown(std::net::Shutdown::Write);
                 if let Engine::Uring(ring) = &mut self.engine {
                     ring.unregister(listener.socket.as_raw_fd());
@@ -706,6 +733,9 @@ impl Sender {
         pass: &mut Pass,
         counters: &mut MountCounters,
     ) -> Verdict {
+        if listener.tls.is_some() {
+            return self.serve_tls(listener, ring, title, mount, edge, pass, counters);
+        }
         let end = match self.prepare(listener, ring, edge, pass) {
             Ok(end) => end,
             Err(verdict) => return verdict,
@@ -947,6 +977,10 @@ fn prepare_one(
     i: usize,
     gone: &mut Vec<(usize, Verdict)>,
 ) -> Option<u64> {
+    // Served after the batch, with a send each (see `on_publish_slice`).
+    if listener.tls.is_some() {
+        return None;
+    }
     match sender.prepare(listener, source, edge, pass) {
         Ok(end) => Some(end),
         Err(Verdict::Keep) => None,

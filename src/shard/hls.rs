@@ -12,9 +12,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::DateTime;
-use futures_lite::AsyncWriteExt;
-use glommio::net::TcpStream;
 
+use super::conn::Conn;
 use super::listener::CORS;
 use crate::config::Config;
 use crate::hls::playlist::{parse_segment_name, render};
@@ -282,7 +281,7 @@ fn segment_reply(mount: &Mount, segment: &Segment, request: &Request, head_only:
 
 /// Sends `reply`; returns the bytes sent. A segment whose audio the writer overwrites
 /// while it goes out is cut short (the connection closes before its announced length).
-pub async fn send(stream: &mut TcpStream, reply: Reply) -> u64 {
+pub async fn send(stream: &mut Conn, reply: Reply) -> u64 {
     match reply {
         Reply::Whole(answer) => {
             let _ = stream.write_all(&answer).await;
@@ -374,7 +373,7 @@ impl Sessions {
 /// Sends an HLS answer and counts it: requests and bytes per shard and mount, and the session.
 pub async fn respond(
     ctx: &super::ShardContext,
-    stream: &mut TcpStream,
+    stream: &mut Conn,
     answer: Answer,
     request: &Request,
     client: IpAddr,

@@ -8,9 +8,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use futures_lite::AsyncWriteExt;
 use glommio::net::TcpStream;
 
+use super::conn::Conn;
 use super::fanout::Listener;
 use super::icy::IcyCursor;
 use super::ShardContext;
@@ -21,6 +21,7 @@ use crate::logging::escape;
 use crate::mount::Mount;
 use crate::observability::access_log::AccessLog;
 use crate::observability::metrics;
+use crate::tls::Session;
 
 /// CORS headers on every listener response; browsers' players need them.
 pub(super) const CORS: &str = "Access-Control-Allow-Origin: *\r\n\
@@ -35,14 +36,62 @@ pub async fn handle(ctx: Rc<ShardContext>, mut stream: TcpStream) {
     let Some(request) = read_or_reject(&mut stream, &cfg).await else {
         return;
     };
-    let Ok(peer) = stream.peer_addr() else {
+    serve(ctx, Conn { stream, tls: None }, request, accepted).await
+}
+
+/// Serves one connection on the HTTPS port: the handshake and request head within the same
+/// size and time limits as on the plain port, then exactly what the plain port answers.
+pub async fn handle_tls(ctx: Rc<ShardContext>, mut stream: TcpStream) {
+    let accepted = Instant::now();
+    let Some(certificates) = &ctx.shared.tls else {
+        return;
+    };
+    let cfg = ctx.shared.config();
+    let accepted_tls = Session::accept(
+        &mut stream,
+        certificates.server_config(),
+        cfg.limits.max_header_bytes,
+        cfg.header_timeout(),
+    )
+    .await;
+    match accepted_tls {
+        Ok((session, request)) => {
+            let conn = Conn {
+                stream,
+                tls: Some(session),
+            };
+            serve(ctx, conn, request, accepted).await
+        }
+        // Nothing can be answered in the clear on this port; the peer just sees the close.
+        Err(e) => tracing::debug!(peer = ?stream.peer_addr().ok(), "HTTPS request refused: {e}"),
+    }
+}
+
+async fn serve(ctx: Rc<ShardContext>, mut stream: Conn, request: Request, accepted: Instant) {
+    let cfg = ctx.shared.config();
+    let Ok(peer) = stream.stream.peer_addr() else {
         return;
     };
     let client = SocketAddr::new(
         client_addr(peer.ip(), &request, &cfg.server.trusted_proxies),
         peer.port(),
     );
-    match route(&ctx, &cfg, &request) {
+    let redirect = match (&cfg.tls, &stream.tls) {
+        // Pages move to HTTPS; streams stay, for players that only speak HTTP.
+        (Some(tls), None)
+            if tls.redirect_pages
+                && matches!(request.method.as_str(), "GET" | "HEAD")
+                && ctx.shared.mounts.find(&request.path).is_none() =>
+        {
+            crate::tls::redirect_to_https(&request, ctx.shared.tls_port)
+        }
+        _ => None,
+    };
+    let routed = match redirect {
+        Some(answer) => Route::Reply(answer),
+        None => route(&ctx, &cfg, &request),
+    };
+    match routed {
         Route::Reply(answer) => {
             if crate::auth::is_unauthorized(&answer) {
                 let delay = ctx.shared.auth_failures.failed(client.ip(), "listen");
@@ -205,7 +254,7 @@ fn unadmit(ctx: &ShardContext, mount: &Mount) {
 
 async fn start_stream(
     ctx: &ShardContext,
-    mut stream: TcpStream,
+    mut stream: Conn,
     mount: &Arc<Mount>,
     request: &Request,
     metaint: Option<usize>,
@@ -220,14 +269,15 @@ async fn start_stream(
     {
         return unadmit(ctx, mount);
     }
-    let socket = match crate::sys::detach_stream(&stream) {
+    let socket = match crate::sys::detach_stream(&stream.stream) {
         Ok(socket) => socket,
         Err(e) => {
             tracing::warn!(shard = ctx.id, "cannot hand listener to the fan-out: {e}");
             return unadmit(ctx, mount);
         }
     };
-    drop(stream);
+    let tls = stream.tls.map(Box::new);
+    drop(stream.stream);
     let _ = socket.set_nodelay(true);
     // A bounded send buffer, set before the burst goes out, so a listener that stops reading
     // shows as lag within seconds instead of parking megabytes in the kernel. Linux doubles
@@ -259,6 +309,7 @@ async fn start_stream(
         deadline: cfg
             .max_listener_duration(&mount.name)
             .and_then(|limit| accepted.checked_add(limit)),
+        tls,
     };
     tracing::debug!(shard = ctx.id, id = listener.id, peer = %client, mount = %escape(&mount.name), "listener joined");
     ctx.fanout.borrow_mut().join(mount, listener);

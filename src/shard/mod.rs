@@ -6,6 +6,7 @@
 //! listener that gets the stream is handed to [`fanout`], which feeds it from the ring whenever
 //! the ingest core wakes this shard ([`icy`] interleaves metadata for players that ask).
 
+mod conn;
 pub mod fanout;
 pub mod hls;
 pub mod icy;
@@ -120,6 +121,7 @@ pub async fn serve(
     id: usize,
     shared: Arc<Shared>,
     socket: socket2::Socket,
+    tls_socket: Option<socket2::Socket>,
     metrics_socket: Option<socket2::Socket>,
     wake: SharedReceiver<ShardMessage>,
     to_ingest: SharedSender<IngestMessage>,
@@ -181,6 +183,10 @@ pub async fn serve(
             metrics::flush_shard(flush_ctx.id, &counters, &listeners);
             metrics::flush_engine(flush_ctx.id, submits);
             hls::flush(&flush_ctx);
+            if let (0, Some(tls)) = (flush_ctx.id, &flush_ctx.shared.tls) {
+                ::metrics::gauge!("cycast_tls_certificate_expiry_seconds")
+                    .set(tls.expires_in() as f64);
+            }
             flush_ctx.stats.snapshot.store(Arc::new(listeners));
             sleep(FLUSH_INTERVAL).await;
         }
@@ -206,8 +212,28 @@ pub async fn serve(
         }
     };
     let accept_task = glommio::spawn_local_into(accepting, joins).expect("joins queue exists");
+    let tls_task = tls_socket.map(|socket| {
+        let tls_listener = crate::sys::glommio_listener(socket);
+        let tls_ctx = ctx.clone();
+        let accepting = async move {
+            loop {
+                match tls_listener.accept().await {
+                    Ok(stream) => {
+                        glommio::spawn_local(listener::handle_tls(tls_ctx.clone(), stream))
+                            .detach();
+                    }
+                    Err(e) => {
+                        tracing::warn!(shard = id, "accept failed: {e}; retrying in 100 ms");
+                        sleep(Duration::from_millis(100)).await;
+                    }
+                }
+            }
+        };
+        glommio::spawn_local_into(accepting, joins).expect("joins queue exists")
+    });
     ctx.shared.shutdown_requested().await;
     drop(accept_task);
+    drop(tls_task);
     // Returning ends this executor; the listen socket closes with it.
     let closed = ctx.fanout.borrow_mut().close_all();
     tracing::debug!(shard = id, listeners = closed, "shard stopped");

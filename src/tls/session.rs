@@ -1,0 +1,383 @@
+//! One TLS connection, driven through rustls' unbuffered API so this code decides where every
+//! ciphertext byte goes.
+//!
+//! Two phases. On the shard's async task: the handshake and the request head ([`Session::accept`],
+//! bounded by the header timeout as a plain request is), then responses ([`Session::write_all`]).
+//! In the fan-out, synchronously: [`Session::seal_and_send`] encrypts a chunk into the shard's
+//! cipher buffer and sends it with one non-blocking `send`; whatever the socket did not take
+//! stays in this connection's own buffer ([`Session::send_pending`] resumes from it), which is
+//! allocated on the first short send and then reused, and is bounded by the plaintext the
+//! fan-out encrypts at once. This is the record path a kernel TLS offload would replace.
+//!
+//! rustls 0.23 still seals each record into a short-lived buffer of its own before copying it
+//! into ours (one allocation per record, inside the library; a chunk is one record). Sealing in
+//! place, with the traffic secrets extracted as for kTLS, would remove that too.
+
+use std::io::{self, ErrorKind, Write};
+use std::net::TcpStream as StdTcpStream;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_lite::{future, AsyncReadExt, AsyncWriteExt};
+use glommio::net::TcpStream;
+use glommio::timer::Timer;
+use rustls::server::UnbufferedServerConnection;
+use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, UnbufferedStatus};
+
+use crate::http::{parse_head_within, Request, RequestError};
+
+/// Room for one whole TLS record as it arrives (16 KiB of payload plus the most expansion
+/// the protocol allows).
+const RECORD_ROOM: usize = 16 * 1024 + 2048;
+
+/// Plaintext bytes per record (the TLS maximum).
+const MAX_FRAGMENT: usize = 16 * 1024;
+
+/// Bytes a record may add to its plaintext (header, explicit nonce, tag, content type), with
+/// room to spare.
+const RECORD_OVERHEAD: usize = 64;
+
+/// Most ciphertext `len` plaintext bytes can become.
+pub fn sealed_len(len: usize) -> usize {
+    len + len.div_ceil(MAX_FRAGMENT).max(1) * RECORD_OVERHEAD
+}
+
+/// What a handshake needs next.
+pub enum Step {
+    /// Call [`Handshake::step`] again.
+    Again,
+    /// Send [`Handshake::to_send`], then call [`Handshake::sent`].
+    Transmit,
+    /// Read from the peer into [`Handshake::input_room`], then call [`Handshake::received`].
+    NeedInput,
+    /// The handshake is done and a whole request head arrived.
+    Done(Request),
+}
+
+/// A handshake and request head in progress, without I/O of its own: the caller moves the
+/// bytes (the shard's async task, or a fuzz target feeding arbitrary first bytes).
+pub struct Handshake {
+    /// rustls' state of the connection.
+    conn: UnbufferedServerConnection,
+    /// Bytes from the peer, `incoming[..filled]` not yet processed.
+    incoming: Vec<u8>,
+    /// Bytes of `incoming` in use.
+    filled: usize,
+    /// Handshake records to send, `outgoing[..queued]`.
+    outgoing: Vec<u8>,
+    /// Bytes of `outgoing` in use.
+    queued: usize,
+    /// Decrypted request bytes so far.
+    plain: Vec<u8>,
+    /// Longest request head allowed.
+    max_bytes: usize,
+}
+
+impl Handshake {
+    /// A new server-side handshake under `config`.
+    pub fn new(config: Arc<rustls::ServerConfig>, max_bytes: usize) -> Result<Self, RequestError> {
+        Ok(Self {
+            conn: UnbufferedServerConnection::new(config).map_err(tls_error)?,
+            incoming: vec![0u8; RECORD_ROOM],
+            filled: 0,
+            outgoing: Vec::new(),
+            queued: 0,
+            plain: Vec::new(),
+            max_bytes,
+        })
+    }
+
+    /// Processes what arrived so far, up to the next thing the caller must do.
+    pub fn step(&mut self) -> Result<Step, RequestError> {
+        let UnbufferedStatus { mut discard, state } = self
+            .conn
+            .process_tls_records(&mut self.incoming[..self.filled]);
+        let step = match state.map_err(tls_error)? {
+            ConnectionState::ReadTraffic(mut traffic) => {
+                while let Some(record) = traffic.next_record() {
+                    let record = record.map_err(tls_error)?;
+                    discard += record.discard;
+                    self.plain.extend_from_slice(record.payload);
+                    if self.plain.len() > self.max_bytes {
+                        return Err(RequestError::TooLarge(self.max_bytes));
+                    }
+                }
+                Step::Again
+            }
+            ConnectionState::EncodeTlsData(mut data) => loop {
+                match data.encode(&mut self.outgoing[self.queued..]) {
+                    Ok(n) => {
+                        self.queued += n;
+                        break Step::Again;
+                    }
+                    Err(EncodeError::InsufficientSize(need)) => {
+                        self.outgoing.resize(self.queued + need.required_size, 0)
+                    }
+                    Err(e) => return Err(tls_error(e).into()),
+                }
+            },
+            ConnectionState::TransmitTlsData(data) => {
+                // The records are in `outgoing`; the caller sends them before the next step.
+                data.done();
+                Step::Transmit
+            }
+            ConnectionState::BlockedHandshake => Step::NeedInput,
+            ConnectionState::WriteTraffic(_) => {
+                match parse_head_within(&self.plain, self.max_bytes)? {
+                    Some(head) => Step::Done(head),
+                    None => Step::NeedInput,
+                }
+            }
+            ConnectionState::PeerClosed | ConnectionState::Closed => {
+                return Err(RequestError::Closed)
+            }
+            // Early data is not enabled; anything else is a state this code does not know.
+            other => return Err(tls_error(format!("unexpected state {other:?}")).into()),
+        };
+        if discard > 0 {
+            self.incoming.copy_within(discard..self.filled, 0);
+            self.filled -= discard;
+        }
+        Ok(step)
+    }
+
+    /// Handshake records to send now.
+    pub fn to_send(&self) -> &[u8] {
+        &self.outgoing[..self.queued]
+    }
+
+    /// The records of [`to_send`](Self::to_send) went out.
+    pub fn sent(&mut self) {
+        self.queued = 0;
+    }
+
+    /// Where the next bytes from the peer go.
+    pub fn input_room(&mut self) -> Result<&mut [u8], RequestError> {
+        if self.filled == self.incoming.len() {
+            return Err(tls_error("record larger than the protocol allows").into());
+        }
+        Ok(&mut self.incoming[self.filled..])
+    }
+
+    /// `n` bytes were read into [`input_room`](Self::input_room).
+    pub fn received(&mut self, n: usize) {
+        self.filled = (self.filled + n).min(self.incoming.len());
+    }
+
+    /// The connection, for the response and the stream.
+    pub fn into_session(self) -> Session {
+        Session {
+            conn: self.conn,
+            pending: Vec::new(),
+            sent: 0,
+        }
+    }
+}
+
+/// A TLS connection past its handshake.
+pub struct Session {
+    /// rustls' state of the connection: keys and record sequence numbers.
+    conn: UnbufferedServerConnection,
+    /// Ciphertext a send left over, `pending[sent..]` still to go; no capacity until the first
+    /// short send.
+    pending: Vec<u8>,
+    /// How much of `pending` went out.
+    sent: usize,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("pending", &(self.pending.len() - self.sent))
+            .finish()
+    }
+}
+
+/// A TLS protocol failure as an I/O error.
+fn tls_error(e: impl std::fmt::Display) -> io::Error {
+    io::Error::new(ErrorKind::InvalidData, format!("TLS: {e}"))
+}
+
+impl Session {
+    /// Runs the handshake on `stream` and reads one request head, all within `timeout` (a peer
+    /// trickling handshake bytes does not extend it) and `max_bytes` of head.
+    pub async fn accept(
+        stream: &mut TcpStream,
+        config: Arc<rustls::ServerConfig>,
+        max_bytes: usize,
+        timeout: Duration,
+    ) -> Result<(Session, Request), RequestError> {
+        let deadline = async {
+            Timer::new(timeout).await;
+            Err(RequestError::Timeout(timeout))
+        };
+        future::or(
+            Self::handshake_and_head(stream, config, max_bytes),
+            deadline,
+        )
+        .await
+    }
+
+    async fn handshake_and_head(
+        stream: &mut TcpStream,
+        config: Arc<rustls::ServerConfig>,
+        max_bytes: usize,
+    ) -> Result<(Session, Request), RequestError> {
+        let mut handshake = Handshake::new(config, max_bytes)?;
+        loop {
+            match handshake.step()? {
+                Step::Again => {}
+                Step::Transmit => {
+                    stream.write_all(handshake.to_send()).await?;
+                    handshake.sent();
+                }
+                Step::NeedInput => {
+                    let n = stream.read(handshake.input_room()?).await?;
+                    if n == 0 {
+                        return Err(RequestError::Closed);
+                    }
+                    handshake.received(n);
+                }
+                Step::Done(request) => return Ok((handshake.into_session(), request)),
+            }
+        }
+    }
+
+    /// Encrypts `plain` into `out` (grown as needed), after any record rustls itself still has
+    /// to send; returns the ciphertext length.
+    fn seal(&mut self, plain: &[u8], out: &mut Vec<u8>) -> io::Result<usize> {
+        let mut len = 0;
+        loop {
+            let UnbufferedStatus { state, .. } = self.conn.process_tls_records(&mut []);
+            match state.map_err(tls_error)? {
+                ConnectionState::WriteTraffic(mut traffic) => {
+                    if out.len() < len + sealed_len(plain.len()) {
+                        out.resize(len + sealed_len(plain.len()), 0);
+                    }
+                    return match traffic.encrypt(plain, &mut out[len..]) {
+                        Ok(n) => Ok(len + n),
+                        Err(EncryptError::InsufficientSize(need)) => {
+                            out.resize(len + need.required_size, 0);
+                            traffic
+                                .encrypt(plain, &mut out[len..])
+                                .map(|n| len + n)
+                                .map_err(tls_error)
+                        }
+                        Err(e) => Err(tls_error(e)),
+                    };
+                }
+                // A record rustls queued on its own (a key update): it goes first.
+                ConnectionState::EncodeTlsData(mut data) => loop {
+                    match data.encode(&mut out[len..]) {
+                        Ok(n) => {
+                            len += n;
+                            break;
+                        }
+                        Err(EncodeError::InsufficientSize(need)) => {
+                            out.resize(len + need.required_size, 0)
+                        }
+                        Err(e) => return Err(tls_error(e)),
+                    }
+                },
+                // Sent with what follows.
+                ConnectionState::TransmitTlsData(data) => data.done(),
+                ConnectionState::PeerClosed | ConnectionState::Closed => {
+                    return Err(io::Error::from(ErrorKind::ConnectionReset))
+                }
+                other => return Err(tls_error(format!("unexpected state {other:?}"))),
+            }
+        }
+    }
+
+    /// Sends `bytes` encrypted, on the async side (responses, stream headers).
+    pub async fn write_all(&mut self, stream: &mut TcpStream, bytes: &[u8]) -> io::Result<()> {
+        let mut out = Vec::new();
+        for piece in bytes.chunks(MAX_FRAGMENT) {
+            let n = self.seal(piece, &mut out)?;
+            stream.write_all(&out[..n]).await?;
+        }
+        Ok(())
+    }
+
+    /// Whether ciphertext of an earlier chunk is still to be sent.
+    pub fn has_pending(&self) -> bool {
+        self.sent < self.pending.len()
+    }
+
+    /// Ciphertext bytes still to be sent.
+    pub fn pending_len(&self) -> usize {
+        self.pending.len() - self.sent
+    }
+
+    /// One non-blocking send of the ciphertext a short send left; returns the bytes sent.
+    pub fn send_pending(&mut self, socket: &StdTcpStream) -> io::Result<usize> {
+        let n = (&*socket).write(&self.pending[self.sent..])?;
+        self.sent += n;
+        if self.sent == self.pending.len() {
+            // Capacity stays for the next short send.
+            self.pending.clear();
+            self.sent = 0;
+        }
+        Ok(n)
+    }
+
+    /// Encrypts `plain` into `cipher` (the shard's buffer, reused for every listener) and sends
+    /// it with one non-blocking send; what the socket does not take is kept for
+    /// [`send_pending`](Self::send_pending). Only to be called with nothing pending. Once this
+    /// returns `Ok`, all of `plain` counts as sent: its records are sealed.
+    pub fn seal_and_send(
+        &mut self,
+        plain: &[u8],
+        cipher: &mut Vec<u8>,
+        socket: &StdTcpStream,
+    ) -> io::Result<usize> {
+        debug_assert!(!self.has_pending());
+        let len = self.seal(plain, cipher)?;
+        let sent = match (&*socket).write(&cipher[..len]) {
+            Ok(n) => n,
+            Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::Interrupted => 0,
+            Err(e) => return Err(e),
+        };
+        if sent < len {
+            self.pending.clear();
+            self.pending.extend_from_slice(&cipher[sent..len]);
+            self.sent = 0;
+        }
+        Ok(sent)
+    }
+
+    /// Ends the connection cleanly for shutdown: what is pending, then `close_notify`, as far
+    /// as the socket takes them without blocking.
+    pub fn close_notify(&mut self, socket: &StdTcpStream) {
+        if self.has_pending() && self.send_pending(socket).is_err() {
+            return;
+        }
+        if self.has_pending() {
+            // The alert cannot follow a record cut short.
+            return;
+        }
+        let UnbufferedStatus { state, .. } = self.conn.process_tls_records(&mut []);
+        if let Ok(ConnectionState::WriteTraffic(mut traffic)) = state {
+            let mut alert = [0u8; 64];
+            if let Ok(n) = traffic.queue_close_notify(&mut alert) {
+                let _ = (&*socket).write(&alert[..n]);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sealed_len_covers_record_overhead() {
+        assert_eq!(sealed_len(0), RECORD_OVERHEAD);
+        assert_eq!(sealed_len(1), 1 + RECORD_OVERHEAD);
+        assert_eq!(sealed_len(MAX_FRAGMENT), MAX_FRAGMENT + RECORD_OVERHEAD);
+        assert_eq!(
+            sealed_len(MAX_FRAGMENT + 1),
+            MAX_FRAGMENT + 1 + 2 * RECORD_OVERHEAD
+        );
+    }
+}

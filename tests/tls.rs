@@ -1,0 +1,553 @@
+//! HTTPS on the shards: a CA and certificates made at test time, curl over TLS for pages and a
+//! byte-exact stream, each port refusing the other's protocol, bad certificates refused at
+//! start with one line naming the key.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{have, raw_exchange, Server, Source};
+use rcgen::{
+    date_time_ymd, BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
+
+/// A CA and a `localhost` certificate it signed, as PEM files in `dir`.
+struct Pki {
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+/// Writes a CA and a server certificate for `localhost` valid over `[from, to]` (years).
+fn make_pki(dir: &Path, from: i32, to: i32) -> Pki {
+    let mut ca_params = CertificateParams::new(Vec::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "cycast test CA");
+    let ca_key = KeyPair::generate().unwrap();
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let mut params = CertificateParams::new(vec!["localhost".into()]).unwrap();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "localhost");
+    params.not_before = date_time_ymd(from, 1, 1);
+    params.not_after = date_time_ymd(to, 1, 1);
+    let key = KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    let pki = Pki {
+        ca: dir.join("ca.pem"),
+        cert: dir.join("cert.pem"),
+        key: dir.join("key.pem"),
+    };
+    std::fs::write(&pki.ca, ca_cert.pem()).unwrap();
+    std::fs::write(&pki.cert, cert.pem()).unwrap();
+    std::fs::write(&pki.key, key.serialize_pem()).unwrap();
+    pki
+}
+
+fn tls_block(cert: &Path, key: &Path) -> String {
+    format!(
+        "tls {{\n  port = 0\n  certificate = \"{}\"\n  key = \"{}\"\n}}\n",
+        cert.display(),
+        key.display()
+    )
+}
+
+/// The HTTPS address from the start-up log.
+fn https_addr(server: &Server) -> SocketAddr {
+    let log = server.log();
+    let start = log.find("https=").expect("https address logged") + "https=".len();
+    log[start..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// curl over HTTPS to `localhost` at `addr`, trusting only `ca`; returns (exit code, body).
+fn curl(addr: SocketAddr, path: &str, ca: &Path, extra: &[&str]) -> (i32, Vec<u8>) {
+    let out = Command::new("curl")
+        .args(["-sS", "--http1.1", "--cacert"])
+        .arg(ca)
+        .arg("--resolve")
+        .arg(format!("localhost:{}:127.0.0.1", addr.port()))
+        .args(extra)
+        .arg(format!("https://localhost:{}{path}", addr.port()))
+        .stderr(Stdio::null())
+        .output()
+        .expect("run curl");
+    (out.status.code().unwrap_or(-1), out.stdout)
+}
+
+fn server_with_tls() -> (Server, Pki, tempfile::TempDir) {
+    server_with_engine("io_uring")
+}
+
+fn server_with_engine(engine: &str) -> (Server, Pki, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = make_pki(dir.path(), 2020, 2090);
+    let server = Server::start(&format!(
+        "server {{\n  shards = 2\n}}\nfanout {{\n  engine = \"{engine}\"\n}}\n{}",
+        tls_block(&pki.cert, &pki.key)
+    ));
+    (server, pki, dir)
+}
+
+/// Starts curl reading `path` over HTTPS into `out` for `seconds`.
+fn curl_stream(addr: SocketAddr, path: &str, ca: &Path, out: &Path, seconds: u32) -> Child {
+    Command::new("curl")
+        .args([
+            "-sS",
+            "--http1.1",
+            "--max-time",
+            &seconds.to_string(),
+            "--cacert",
+        ])
+        .arg(ca)
+        .arg("--resolve")
+        .arg(format!("localhost:{}:127.0.0.1", addr.port()))
+        .arg("-o")
+        .arg(out)
+        .arg(format!("https://localhost:{}{path}", addr.port()))
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn pages_and_status_are_served_over_https_as_over_http() {
+    if !have("curl") {
+        eprintln!("skipped: no curl");
+        return;
+    }
+    let (server, pki, _dir) = server_with_tls();
+    let https = https_addr(&server);
+    let (plain_head, _) = server.get("/status-json.xsl");
+    assert!(plain_head.starts_with("HTTP/1.0 200"), "{plain_head}");
+    let (code, body) = curl(https, "/status-json.xsl", &pki.ca, &["--max-time", "10"]);
+    assert_eq!(code, 0, "curl over HTTPS failed");
+    let json: serde_json::Value = serde_json::from_slice(&body).expect("status JSON over HTTPS");
+    assert!(json.get("icestats").is_some(), "{json}");
+    let (code, body) = curl(https, "/metrics", &pki.ca, &["--max-time", "10"]);
+    assert_eq!(code, 0);
+    assert!(String::from_utf8_lossy(&body).contains("cycast_tls_certificate_expiry_seconds"));
+    // Many in a row over both shards' sockets.
+    for _ in 0..6 {
+        assert_eq!(curl(https, "/status-json.xsl", &pki.ca, &[]).0, 0);
+    }
+}
+
+#[test]
+fn a_stream_over_https_is_byte_exact_with_send() {
+    stream_is_byte_exact("send");
+}
+
+#[test]
+fn a_stream_over_https_is_byte_exact_with_io_uring() {
+    stream_is_byte_exact("io_uring");
+}
+
+fn stream_is_byte_exact(engine: &str) {
+    if !have("curl") {
+        eprintln!("skipped: no curl");
+        return;
+    }
+    let (server, pki, _dir) = server_with_engine(engine);
+    let https = https_addr(&server);
+    let mut source = Source::mp3(server.source, "/stream");
+    source.send_frames(0, 40, 50.0);
+    let out = server.path("capture.mp3");
+    let mut curl = curl_stream(https, "/stream", &pki.ca, &out, 6);
+    // Real-time pace: the listener gets chunks as they are published.
+    source.send_frames(40, 120, 1.0);
+    let status = curl.wait().unwrap();
+    // 28: the time limit ended a stream that never ends by itself.
+    assert_eq!(status.code(), Some(28), "curl ended otherwise");
+    let capture = std::fs::read(&out).unwrap();
+    assert!(capture.len() > 20_000, "only {} bytes", capture.len());
+    common::assert_exact_suffix(&capture, 0, 160);
+}
+
+#[test]
+fn each_port_refuses_the_other_protocol() {
+    if !have("curl") {
+        eprintln!("skipped: no curl");
+        return;
+    }
+    let (server, pki, _dir) = server_with_tls();
+    let https = https_addr(&server);
+    // Plain HTTP on the HTTPS port: no HTTP answer, the connection just closes.
+    let answer = raw_exchange(
+        https,
+        b"GET /status-json.xsl HTTP/1.0\r\n\r\n",
+        Duration::from_secs(10),
+    );
+    assert!(!answer.starts_with(b"HTTP/"), "{answer:?}");
+    // TLS on the plain port: the handshake fails.
+    let plain = server.listen;
+    let (code, _) = curl(plain, "/status-json.xsl", &pki.ca, &["--max-time", "10"]);
+    assert_ne!(code, 0);
+    // The HTTPS port still works afterwards.
+    assert_eq!(curl(https, "/status-json.xsl", &pki.ca, &[]).0, 0);
+}
+
+/// Runs cycast with `config` and returns its exit success and standard error.
+fn start_fails(config: &str) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cycast.hcl");
+    std::fs::write(&path, config).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cycast"))
+        .arg("--config")
+        .arg(&path)
+        .args([
+            "--host",
+            "127.0.0.1",
+            "--listen-port",
+            "0",
+            "--source-port",
+            "0",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    let _ = child.wait();
+    (status.is_some_and(|s| s.success()), err)
+}
+
+#[test]
+fn bad_certificates_are_refused_at_start_with_one_line_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = make_pki(&dir.path().join("good").tap_mkdir(), 2020, 2090);
+    let other = make_pki(&dir.path().join("other").tap_mkdir(), 2020, 2090);
+    let expired = make_pki(&dir.path().join("expired").tap_mkdir(), 2001, 2002);
+    let empty = dir.path().join("empty.pem");
+    std::fs::write(&empty, "").unwrap();
+    let missing = dir.path().join("missing.pem");
+    let cases: [(&Path, &Path, &str, &str); 5] = [
+        (&missing, &good.key, "tls.certificate", "cannot read"),
+        (&good.cert, &empty, "tls.key", "no private key"),
+        (&empty, &good.key, "tls.certificate", "no certificate"),
+        (&expired.cert, &expired.key, "tls.certificate", "expired"),
+        (&good.cert, &other.key, "tls.key", "does not match"),
+    ];
+    for (cert, key, named, why) in cases {
+        let (ok, err) = start_fails(&tls_block(cert, key));
+        assert!(!ok, "started with {named} {why}");
+        let line = err
+            .lines()
+            .find(|l| l.contains(named))
+            .unwrap_or_else(|| panic!("no line naming {named}: {err}"));
+        assert!(line.contains(why), "{line}");
+        assert_eq!(
+            err.lines().filter(|l| l.starts_with("cycast:")).count(),
+            1,
+            "{err}"
+        );
+    }
+}
+
+trait TapMkdir {
+    fn tap_mkdir(self) -> Self;
+}
+
+impl TapMkdir for PathBuf {
+    fn tap_mkdir(self) -> Self {
+        std::fs::create_dir_all(&self).unwrap();
+        self
+    }
+}
+
+#[test]
+fn sighup_swaps_the_certificate_and_keeps_tls_listeners() {
+    if !have("curl") {
+        eprintln!("skipped: no curl");
+        return;
+    }
+    let (server, old, dir) = server_with_tls();
+    let https = https_addr(&server);
+    let mut source = Source::mp3(server.source, "/stream");
+    source.send_frames(0, 40, 50.0);
+    let out = server.path("before-reload.mp3");
+    let mut listener = curl_stream(https, "/stream", &old.ca, &out, 8);
+    let feeder = std::thread::spawn(move || {
+        source.send_frames(40, 250, 1.0);
+        source
+    });
+    // The listener is on the old certificate when the files change under it.
+    let until = std::time::Instant::now() + Duration::from_secs(5);
+    while std::fs::metadata(&out).map_or(0, |m| m.len()) == 0 {
+        assert!(std::time::Instant::now() < until, "no stream bytes");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // A bad pair first: the key of another certificate. The old pair stays in force.
+    let other = make_pki(&dir.path().join("other").tap_mkdir(), 2020, 2090);
+    std::fs::copy(&other.key, &old.key).unwrap();
+    server.signal("HUP");
+    wait_log(&server, "TLS reload failed");
+    assert!(server.log().contains("tls.key"), "{}", server.log());
+    assert_eq!(curl(https, "/status-json.xsl", &old.ca, &[]).0, 0);
+    // Then a good new pair: new handshakes get it, the old CA no longer verifies them.
+    let new = make_pki(&dir.path().join("new").tap_mkdir(), 2020, 2090);
+    std::fs::copy(&new.cert, &old.cert).unwrap();
+    std::fs::copy(&new.key, &old.key).unwrap();
+    server.signal("HUP");
+    wait_log(&server, "TLS certificates reloaded");
+    assert_eq!(curl(https, "/status-json.xsl", &new.ca, &[]).0, 0);
+    assert_ne!(curl(https, "/status-json.xsl", &old.ca, &[]).0, 0);
+    let at_reload = std::fs::metadata(&out).unwrap().len();
+    // The listener from before ran into its own time limit (28), not a closed connection,
+    // and kept receiving after the swap.
+    assert_eq!(listener.wait().unwrap().code(), Some(28));
+    assert!(std::fs::metadata(&out).unwrap().len() > at_reload);
+    drop(feeder);
+}
+
+fn wait_log(server: &Server, text: &str) {
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    while !server.log().contains(text) {
+        assert!(
+            std::time::Instant::now() < until,
+            "no {text:?} in {}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn ffmpeg_decodes_an_https_stream_with_icy_metadata() {
+    if !have("ffmpeg") || !have("curl") {
+        eprintln!("skipped: no ffmpeg");
+        return;
+    }
+    let (server, pki, _dir) = server_with_tls();
+    let https = https_addr(&server);
+    let track = format!("{}/music/01-morning-tone.mp3", env!("CARGO_MANIFEST_DIR"));
+    let mut source = Command::new("ffmpeg")
+        .args([
+            "-nostdin",
+            "-v",
+            "error",
+            "-re",
+            "-stream_loop",
+            "-1",
+            "-i",
+            &track,
+        ])
+        .args(["-c", "copy", "-content_type", "audio/mpeg", "-f", "mp3"])
+        .arg(format!("icecast://source:hackme@{}/stream", server.source))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    server.wait_stats(Duration::from_secs(10), "ffmpeg source on air", |s| {
+        s["mounts"][0]["live"] == true
+    });
+    // ffmpeg verifies the certificate against the test CA and asks for ICY metadata (its
+    // default), so the interleave is decrypted and taken apart too.
+    let out = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-tls_verify", "1", "-ca_file"])
+        .arg(&pki.ca)
+        .args(["-i", &format!("https://localhost:{}/stream", https.port())])
+        .args(["-t", "2", "-f", "s16le", "-ac", "2", "-ar", "44100", "-"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let _ = source.kill();
+    let _ = source.wait();
+    assert!(
+        out.status.success(),
+        "ffmpeg over HTTPS failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Two seconds of 16-bit stereo at 44.1 kHz.
+    assert!(
+        out.stdout.len() >= 2 * 44_100 * 4 * 9 / 10,
+        "{}",
+        out.stdout.len()
+    );
+}
+
+#[test]
+fn shutdown_ends_tls_streams_with_close_notify() {
+    use std::io::Read;
+    use std::sync::Arc;
+    let (mut server, pki, _dir) = server_with_tls();
+    let https = https_addr(&server);
+    let mut source = Source::mp3(server.source, "/stream");
+    source.send_frames(0, 40, 50.0);
+    let mut roots = rustls::RootCertStore::empty();
+    let ca = std::fs::read(&pki.ca).unwrap();
+    use rustls::pki_types::pem::PemObject;
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&ca) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    #[allow(deprecated)]
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = "localhost".try_into().unwrap();
+    let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let tcp = std::net::TcpStream::connect(https).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    std::io::Write::write_all(&mut tls, b"GET /stream HTTP/1.0\r\n\r\n").unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 16384];
+    while got.len() < 4096 {
+        let n = tls.read(&mut buf).unwrap();
+        assert!(n > 0, "stream ended early");
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(got.starts_with(b"HTTP/1.0 200"));
+    server.signal("TERM");
+    // rustls reports a TCP close without close_notify as UnexpectedEof; a clean end is Ok(0).
+    loop {
+        match tls.read(&mut buf) {
+            Ok(0) => break,
+            Ok(_) => continue,
+            Err(e) => panic!("stream ended without close_notify: {e}"),
+        }
+    }
+    server.wait_exit(Duration::from_secs(10));
+}
+
+#[test]
+fn redirect_pages_sends_pages_to_https_and_leaves_streams() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = make_pki(dir.path(), 2020, 2090);
+    let block =
+        tls_block(&pki.cert, &pki.key).replace("port = 0", "port = 0\n  redirect_pages = true");
+    let server = Server::start(&block);
+    let https = https_addr(&server);
+    let answer = raw_exchange(
+        server.listen,
+        b"GET /status-json.xsl?x=1 HTTP/1.1\r\nHost: localhost:8001\r\n\r\n",
+        Duration::from_secs(10),
+    );
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.0 301"), "{text}");
+    let want = format!(
+        "Location: https://localhost:{}/status-json.xsl?x=1\r\n",
+        https.port()
+    );
+    assert!(text.contains(&want), "{text}");
+    // The stream itself is still played over plain HTTP.
+    let mut stream = std::net::TcpStream::connect(server.listen).unwrap();
+    std::io::Write::write_all(
+        &mut stream,
+        b"GET /stream HTTP/1.0\r\nHost: localhost\r\n\r\n",
+    )
+    .unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let head = common::read_head(&mut stream);
+    assert!(head.starts_with("HTTP/1.0 200"), "{head}");
+}
+
+#[test]
+fn a_silent_or_trickling_tls_client_is_dropped_at_the_header_timeout() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let pki = make_pki(dir.path(), 2020, 2090);
+    let server = Server::start(&format!(
+        "limits {{\n  header_timeout = 1\n}}\n{}",
+        tls_block(&pki.cert, &pki.key)
+    ));
+    let https = https_addr(&server);
+    // One connection sends nothing, one trickles the start of a ClientHello.
+    let mut silent = std::net::TcpStream::connect(https).unwrap();
+    let mut trickle = std::net::TcpStream::connect(https).unwrap();
+    for byte in [0x16u8, 0x03, 0x01, 0x02] {
+        let _ = trickle.write_all(&[byte]);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    for stream in [&mut silent, &mut trickle] {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut buf = [0u8; 64];
+        // Closed by the server (end of stream or reset), not by our read timeout.
+        match stream.read(&mut buf) {
+            Ok(0) => {}
+            Ok(n) => panic!("{n} bytes instead of a close"),
+            Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
+        }
+    }
+}
+
+/// Replays the `tls_first_bytes` fuzz seeds the way the target does, split at every point:
+/// plain HTTP and cut-off hellos end in an error or a wait, never a panic or a loop.
+#[test]
+fn tls_first_bytes_seeds_end_in_an_error_or_a_wait() {
+    use cycast::tls::session::{Handshake, Step};
+    let dir = tempfile::tempdir().unwrap();
+    let pki = make_pki(dir.path(), 2020, 2090);
+    let tls = cycast::config::TlsConfig {
+        certificate: pki.cert.display().to_string(),
+        key: pki.key.display().to_string(),
+        ..Default::default()
+    };
+    let config = cycast::tls::Certificates::load(&tls)
+        .unwrap()
+        .server_config();
+    let seeds = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/tls_first_bytes");
+    let mut outcomes = Vec::new();
+    for entry in std::fs::read_dir(seeds).unwrap() {
+        let input = std::fs::read(entry.unwrap().path()).unwrap();
+        let input = &input[1..];
+        for cut in 0..=input.len() {
+            let mut reads = [&input[..cut], &input[cut..]].into_iter();
+            let mut handshake = Handshake::new(config.clone(), 8192).unwrap();
+            let outcome = loop {
+                match handshake.step() {
+                    Ok(Step::Again) => {}
+                    Ok(Step::Transmit) => handshake.sent(),
+                    Ok(Step::NeedInput) => match reads.find(|r| !r.is_empty()) {
+                        Some(bytes) => {
+                            handshake.input_room().unwrap()[..bytes.len()].copy_from_slice(bytes);
+                            handshake.received(bytes.len());
+                        }
+                        None => break "wait",
+                    },
+                    Ok(Step::Done(_)) => break "request",
+                    Err(_) => break "error",
+                }
+            };
+            if cut == input.len() {
+                outcomes.push(outcome);
+            }
+        }
+    }
+    outcomes.sort_unstable();
+    // Plain HTTP is refused; curl's whole ClientHello is answered and then waits for the
+    // client's next flight.
+    assert_eq!(outcomes, ["error", "wait"]);
+}
