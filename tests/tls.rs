@@ -551,3 +551,44 @@ fn tls_first_bytes_seeds_end_in_an_error_or_a_wait() {
     // client's next flight.
     assert_eq!(outcomes, ["error", "wait"]);
 }
+
+#[test]
+fn hls_playlists_and_segments_are_served_over_https_as_over_http() {
+    if !have("curl") {
+        eprintln!("skipped: no curl");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pki = make_pki(dir.path(), 2020, 2090);
+    let server = Server::start(&format!(
+        "broadcaster {{ chunk_ms = 200 }}\nplaylist {{ directory = \"/nonexistent/cycast-test-music\" }}\nhls {{\n  segment_seconds = 1\n  window = 4\n}}\n{}",
+        tls_block(&pki.cert, &pki.key)
+    ));
+    let https = https_addr(&server);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let segment = loop {
+        let (code, body) = curl(https, "/stream/index.m3u8", &pki.ca, &["--max-time", "10"]);
+        assert_eq!(code, 0, "curl over HTTPS failed");
+        let text = String::from_utf8_lossy(&body).into_owned();
+        let listed: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .collect();
+        if listed.len() >= 2 {
+            assert!(text.starts_with("#EXTM3U\n"), "{text}");
+            break listed[0].to_string();
+        }
+        assert!(std::time::Instant::now() < deadline, "no playlist: {text}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let path = format!("/stream/{segment}");
+    let (head, plain) = server.get(&path);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let (code, sealed) = curl(https, &path, &pki.ca, &["--max-time", "10"]);
+    assert_eq!(code, 0);
+    assert!(!plain.is_empty());
+    assert_eq!(sealed, plain, "segment {segment} differs over HTTPS");
+    let (code, part) = curl(https, &path, &pki.ca, &["-r", "10-99"]);
+    assert_eq!(code, 0);
+    assert_eq!(part, plain[10..100]);
+}
