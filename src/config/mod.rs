@@ -22,6 +22,7 @@ use serde::de::IntoDeserializer;
 use serde::{Deserialize, Serialize};
 
 use eval::{evaluate, one_line, Where};
+pub mod hls;
 pub mod tls;
 pub use tls::TlsConfig;
 
@@ -54,7 +55,7 @@ pub struct Config {
     /// Miscellaneous settings kept from the original layout.
     pub advanced: AdvancedConfig,
     /// HLS output of MP3 and AAC mounts.
-    pub hls: crate::hls::config::HlsConfig,
+    pub hls: crate::config::hls::HlsConfig,
     /// Extra mounts and per-mount settings, `mount "/name" { … }`; `server.mount_point` stays
     /// the default mount of old configs.
     pub mount: BTreeMap<String, MountConfig>,
@@ -119,7 +120,7 @@ pub struct MountConfig {
     /// 0 = one file for as long as the server runs.
     pub dump_rotate: f64,
     /// HLS settings for this mount instead of the `hls` block's.
-    pub hls: Option<crate::hls::config::HlsMountConfig>,
+    pub hls: Option<crate::config::hls::HlsMountConfig>,
 }
 
 /// Station fields of one mount, resolved against the global ones.
@@ -669,7 +670,7 @@ impl Config {
     }
 
     /// HLS settings in force for mount `name`.
-    pub fn hls_for(&self, name: &str) -> crate::hls::config::HlsConfig {
+    pub fn hls_for(&self, name: &str) -> crate::config::hls::HlsConfig {
         self.hls
             .for_mount(self.mount.get(name).and_then(|m| m.hls.as_ref()))
     }

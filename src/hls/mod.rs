@@ -6,7 +6,6 @@
 //! render the playlist ([`playlist`]) from that list and send segments as the ID3 tag
 //! ([`id3`]) followed by validated reads of the ring (`shard::hls`).
 
-pub mod config;
 pub mod id3;
 pub mod playlist;
 pub mod segment;

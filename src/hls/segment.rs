@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use super::config::HlsConfig;
 use super::id3;
+use crate::config::hls::HlsConfig;
 
 /// Codecs RFC 8216 packed audio carries that the server frames.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

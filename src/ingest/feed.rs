@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use glommio::channels::shared_channel::ConnectedSender;
 
+use crate::config::hls::HlsConfig;
 use crate::control::ShardMessage;
-use crate::hls::config::HlsConfig;
 use crate::hls::segment::{FrameTiming, SegmentWriter};
 use crate::mount::{Mount, MountId};
 use crate::ring::RingWriter;

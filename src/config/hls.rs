@@ -142,7 +142,7 @@ mod tests {
 
     #[test]
     fn a_configured_window_is_checked_against_the_ring() {
-        use crate::config::Config;
+        use super::super::Config;
         let small = "buffer {\n  size_mb = 2\n}\n";
         assert!(
             Config::from_hcl_str(small).is_ok(),
