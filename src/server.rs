@@ -162,6 +162,7 @@ pub fn run(config: Config, reload: Reload) -> Result<(), StartError> {
         source_port,
         tls,
         tls_port,
+        control_plane: crate::api::CONTROL_PLANE,
         config: ArcSwap::from_pointee(config),
     });
 

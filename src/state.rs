@@ -9,6 +9,8 @@ use std::time::{Duration, SystemTime};
 use arc_swap::ArcSwap;
 
 use crate::config::Config;
+use crate::control::Control;
+use crate::http::Request;
 use crate::mount::MountTable;
 use crate::observability::stats::ShardStats;
 
@@ -40,6 +42,22 @@ pub struct Shared {
     pub tls: Option<crate::tls::Certificates>,
     /// The HTTPS port actually bound, 0 without TLS.
     pub tls_port: u16,
+    /// The HTTP control plane's entry points, given by the wiring (`server`) so the ports
+    /// that answer its requests need not import the layer above them.
+    pub control_plane: ControlPlane,
+}
+
+/// Answers one request of the HTTP control plane: the whole response, or `None` when the
+/// path is not the handler's.
+pub type Handler = fn(&Shared, &Request, &dyn Control) -> Option<Vec<u8>>;
+
+/// What the listen port and the source port hand to the control plane above them.
+#[derive(Clone, Copy)]
+pub struct ControlPlane {
+    /// Pages, status documents and the admin API, as served on the listen port.
+    pub pages: Handler,
+    /// The admin API alone: the source port answers it for DJ software's title updates.
+    pub admin: Handler,
 }
 
 impl Shared {

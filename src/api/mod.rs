@@ -6,3 +6,21 @@
 pub mod admin;
 pub mod status;
 pub mod web;
+
+use crate::control::Control;
+use crate::http::Request;
+use crate::state::{ControlPlane, Shared};
+
+/// The control plane's entry points, for [`Shared::control_plane`].
+pub const CONTROL_PLANE: ControlPlane = ControlPlane {
+    pages,
+    admin: admin::handle,
+};
+
+/// Everything the listen port serves besides audio, metrics and HLS: the station page and
+/// console, then the admin API, then the status documents.
+fn pages(shared: &Shared, request: &Request, control: &dyn Control) -> Option<Vec<u8>> {
+    web::page(shared, request)
+        .or_else(|| admin::handle(shared, request, control))
+        .or_else(|| status::page(shared, request))
+}

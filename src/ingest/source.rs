@@ -14,7 +14,6 @@ use glommio::timer::Timer;
 use super::feed::MountFeed;
 use super::format::{Format, Framer};
 use super::IngestContext;
-use crate::api::admin;
 use crate::config::{check_mount_name, MountNameRule};
 use crate::control::Control;
 use crate::http::{read_request, response, secret_matches, Request, RequestError};
@@ -68,7 +67,7 @@ pub async fn handle(ctx: Rc<IngestContext>, mut stream: TcpStream) {
             },
             // DJ software sends title updates to the host and port it streams to.
             "GET" if request.path.starts_with("/admin") => {
-                match admin::handle(&ctx.shared, &request, ctx.as_ref()) {
+                match (ctx.shared.control_plane.admin)(&ctx.shared, &request, ctx.as_ref()) {
                     Some(answer) => answer,
                     None => response(404, "Not Found", &[], "Unknown admin command\n"),
                 }

@@ -14,7 +14,6 @@ use super::conn::Conn;
 use super::fanout::Listener;
 use super::icy::IcyCursor;
 use super::ShardContext;
-use crate::api::{admin, status, web};
 use crate::config::Config;
 use crate::http::{client_addr, read_or_reject, response, server_id, Request};
 use crate::logging::escape;
@@ -166,9 +165,7 @@ fn route(ctx: &Rc<ShardContext>, cfg: &Config, request: &Request) -> Route {
     {
         Some(metrics::scrape_public(&ctx.shared.metrics, cfg))
     } else {
-        web::page(&ctx.shared, request)
-            .or_else(|| admin::handle(&ctx.shared, request, ctx.as_ref()))
-            .or_else(|| status::page(&ctx.shared, request))
+        (ctx.shared.control_plane.pages)(&ctx.shared, request, ctx.as_ref())
     };
     if let Some(mut answer) = page {
         if head_only {
