@@ -228,7 +228,8 @@ pub fn run_listeners(opts: &ListenOptions) -> Result<Report, String> {
     {
         return Err("--duration must be positive and --prebuffer not negative".into());
     }
-    let nofile = match sys::raise_nofile_limit() {
+    // Soft limit up to the hard one, as the server does.
+    let nofile = match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(n) => n,
         Err(e) => {
             eprintln!("cycast-load: cannot raise the open-files limit: {e}");
