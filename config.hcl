@@ -284,6 +284,9 @@ hls {
 #
 # relay "/stream" {
 #   url            = "http://origin.example:8001/stream"
+#                            # an upstream that wants a login: "http://user:pass@host/mount"
+#                            # (percent-escape @ : / in them); sent as Basic auth, and
+#                            # shown as user:***@ in logs and --print-config
 #   on_demand      = false   # true: pull only while the mount has listeners
 #   relay_metadata = true    # take the upstream's titles
 #   reconnect_min  = 1.0     # seconds before the first reconnect; doubles per failure

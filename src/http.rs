@@ -69,6 +69,13 @@ impl Request {
         let (user, pass) = text.split_once(':')?;
         Some((user.to_string(), pass.to_string()))
     }
+
+    /// Whether the request's Basic credentials are `user` and `password` (compared with
+    /// [`secret_matches`], so an empty configured password never matches).
+    pub fn basic_auth_matches(&self, user: &str, password: &str) -> bool {
+        self.basic_credentials()
+            .is_some_and(|(u, p)| u == user && secret_matches(&p, password))
+    }
 }
 
 /// Why no request could be read.
@@ -297,6 +304,17 @@ pub fn response(status: u16, reason: &str, headers: &[(&str, &str)], body: &str)
     out.into_bytes()
 }
 
+/// The `401` asking for Basic credentials, with a plain-text `body` saying why. The realm is
+/// Icecast's, which source clients and browsers already know.
+pub fn unauthorized(body: &str) -> Vec<u8> {
+    response(
+        401,
+        "Authentication Required",
+        &[("WWW-Authenticate", "Basic realm=\"Icecast2 Server\"")],
+        body,
+    )
+}
+
 /// `Server:` header value and `server_id` in status pages.
 pub fn server_id() -> &'static str {
     concat!("cycast/", env!("CARGO_PKG_VERSION"))
@@ -437,6 +455,40 @@ mod tests {
         let stranger = "192.0.2.1".parse().unwrap();
         assert_eq!(client_addr(stranger, &req, &trusted), stranger);
         assert_eq!(client_addr(proxy, &req, &[]), proxy);
+    }
+
+    #[test]
+    fn the_challenge_is_icecasts() {
+        let answer = String::from_utf8(unauthorized("You need to authenticate\n")).unwrap();
+        assert!(
+            answer.starts_with("HTTP/1.0 401 Authentication Required\r\n"),
+            "{answer}"
+        );
+        assert!(
+            answer.contains("\r\nWWW-Authenticate: Basic realm=\"Icecast2 Server\"\r\n"),
+            "{answer}"
+        );
+        assert!(
+            answer.ends_with("\r\n\r\nYou need to authenticate\n"),
+            "{answer}"
+        );
+    }
+
+    #[test]
+    fn basic_auth_matches_only_the_exact_pair() {
+        let with = |auth: &str| {
+            parse_head(format!("GET / HTTP/1.0\r\nAuthorization: {auth}\r\n\r\n").as_bytes())
+                .unwrap()
+                .unwrap()
+        };
+        // source:hackme
+        let req = with("Basic c291cmNlOmhhY2ttZQ==");
+        assert!(req.basic_auth_matches("source", "hackme"));
+        assert!(!req.basic_auth_matches("source", "hackmf"));
+        assert!(!req.basic_auth_matches("admin", "hackme"));
+        // source: (empty password) never matches an empty configured password.
+        assert!(!with("Basic c291cmNlOg==").basic_auth_matches("source", ""));
+        assert!(!with("Bearer x").basic_auth_matches("source", "hackme"));
     }
 
     #[test]

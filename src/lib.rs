@@ -34,10 +34,11 @@
 //! - [`auth`]: slowing down password guessing.
 //! - [`http`]: request parsing and responses shared by both ports; [`sys`]: the only `unsafe`
 //!   besides the fan-out's io_uring ([`shard::sys`]).
+//! - [`url`]: `http://` URLs with optional credentials, for relays and `cycast-load`.
 //!
 //! `cycast-load`, the load generator and real-time source, is its own program under
 //! `src/bin/cycast-load/` (its epoll `unsafe` in its `sys` module); it uses only the library's
-//! frame parser ([`ingest::frames`]).
+//! frame parser ([`ingest::frames`]), URL parser ([`url`]) and ICY demultiplexer ([`icy`]).
 
 // `unsafe` only in the `sys` modules, each of which opts back in.
 #![deny(unsafe_code)]
@@ -62,3 +63,4 @@ pub mod state;
 #[allow(unsafe_code)]
 pub mod sys;
 pub mod tls;
+pub mod url;

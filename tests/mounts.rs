@@ -378,3 +378,93 @@ fn an_on_demand_relay_pulls_only_once_someone_listens() {
         "on-demand relay audio did not arrive"
     );
 }
+
+/// Reads one request head from `stream`, or what arrived before the peer stopped.
+fn read_request_head(stream: &mut std::net::TcpStream) -> String {
+    use std::io::Read;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && head.len() < 16 * 1024 {
+        match stream.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+#[test]
+fn a_relay_logs_in_with_the_url_credentials_and_never_logs_the_password() {
+    use std::io::Write;
+    use std::sync::mpsc;
+    // A stand-in upstream that wants a login: it refuses the first pull (so the relay logs a
+    // failure too), then streams to the second, recording both requests.
+    let upstream = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = upstream.local_addr().unwrap().port();
+    let (requests, requests_seen) = mpsc::channel();
+    let (stop, stopped) = mpsc::channel::<()>();
+    let server = std::thread::spawn(move || {
+        for answer in [
+            "HTTP/1.0 401 Unauthorized\r\n\r\n",
+            "HTTP/1.0 200 OK\r\nContent-Type: audio/mpeg\r\n\r\n",
+        ] {
+            let Ok((mut stream, _)) = upstream.accept() else {
+                return;
+            };
+            let _ = requests.send(read_request_head(&mut stream));
+            let _ = stream.write_all(answer.as_bytes());
+            if answer.contains("200") {
+                let _ = stream.write_all(&numbered_frames(1, 50));
+                // Hold the stream open until the test is done, or at most 30 s.
+                let _ = stopped.recv_timeout(Duration::from_secs(30));
+            }
+        }
+    });
+    // `p@ss:w0rd-9x` percent-escaped; the user has a space.
+    let edge = Server::start(&format!(
+        "broadcaster {{ chunk_ms = 200 }}\nplaylist {{ directory = \"/nonexistent/x\" }}\nrelay \"/relayed\" {{\n  url = \"http://relay%20user:p%40ss%3Aw0rd-9x@127.0.0.1:{port}/stream\"\n  reconnect_min = 0.2\n  reconnect_max = 1.0\n}}\n"
+    ));
+    for attempt in ["refused", "accepted"] {
+        let request = requests_seen
+            .recv_timeout(Duration::from_secs(10))
+            .unwrap_or_else(|_| panic!("no {attempt} pull reached the upstream"));
+        assert!(request.starts_with("GET /stream HTTP/1.0\r\n"), "{request}");
+        assert!(
+            request.contains(&format!("\r\nHost: 127.0.0.1:{port}\r\n")),
+            "{request}"
+        );
+        // base64 of `relay user:p@ss:w0rd-9x`.
+        assert!(
+            request.contains("\r\nAuthorization: Basic cmVsYXkgdXNlcjpwQHNzOncwcmQtOXg=\r\n"),
+            "the {attempt} pull carried no credentials: {request}"
+        );
+    }
+    edge.wait_stats(Duration::from_secs(10), "relay connected", |s| {
+        s["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["mount"] == "/relayed" && m["live"] == true)
+    });
+    let log = edge.log();
+    let shown = format!("http://relay user:***@127.0.0.1:{port}/stream");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("upstream answered 401") && l.contains(&shown)),
+        "{log}"
+    );
+    assert!(
+        log.lines()
+            .any(|l| l.contains("relay connected") && l.contains(&shown)),
+        "{log}"
+    );
+    for secret in ["w0rd-9x", "p%40ss", "p@ss"] {
+        assert!(!log.contains(secret), "{secret} in the log:\n{log}");
+    }
+    drop(stop);
+    drop(edge);
+    server.join().unwrap();
+}

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 use crate::config::Config;
 use crate::control::Control;
-use crate::http::{response, secret_matches, server_id, Request};
+use crate::http::{response, secret_matches, server_id, unauthorized, Request};
 use crate::icy::Charset;
 use crate::logging::escape;
 use crate::mount::Mount;
@@ -114,22 +114,10 @@ fn mount_named(
         .ok_or_else(|| (400, unknown.to_string()))
 }
 
-/// A `401` asking for Basic credentials.
-fn unauthorized(why: &str) -> Vec<u8> {
-    response(
-        401,
-        "Authentication Required",
-        &[("WWW-Authenticate", "Basic realm=\"Icecast2 Server\"")],
-        why,
-    )
-}
-
-/// Whether the request carries the admin's Basic credentials.
-fn is_admin(config: &Config, request: &Request) -> bool {
-    let server = &config.server;
-    request.basic_credentials().is_some_and(|(user, pass)| {
-        user == server.admin_user && secret_matches(&pass, &server.admin_password)
-    })
+/// Whether the request carries the admin's Basic credentials; the API and the console both
+/// ask here.
+pub(crate) fn is_admin(config: &Config, request: &Request) -> bool {
+    request.basic_auth_matches(&config.server.admin_user, &config.server.admin_password)
 }
 
 /// A title update a request asks for, authorized and validated but not yet applied.
@@ -152,9 +140,7 @@ pub fn title_update(config: &Config, request: &Request) -> Result<TitleUpdate, (
         .or_else(|| shoutcast.then(|| config.server.mount_point.clone()));
     let source_of = |mount: &str| {
         let (user, password) = config.source_credentials(mount);
-        let basic = request
-            .basic_credentials()
-            .is_some_and(|(u, p)| u == user && secret_matches(&p, password));
+        let basic = request.basic_auth_matches(user, password);
         let pass = || {
             let pass = request.query_param("pass").unwrap_or_default();
             secret_matches(&pass, password) || secret_matches(&pass, &config.server.admin_password)

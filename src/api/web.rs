@@ -7,7 +7,8 @@
 
 use std::sync::atomic::Ordering;
 
-use crate::http::{response, secret_matches, Request};
+use super::admin::is_admin;
+use crate::http::{response, unauthorized, Request};
 use crate::state::Shared;
 
 const STATION_HTML: &str = include_str!("web/station.html");
@@ -85,16 +86,8 @@ fn admin_page(shared: &Shared, request: &Request) -> Vec<u8> {
             "The admin console is off: set server.admin_password\n",
         );
     }
-    let authorized = request.basic_credentials().is_some_and(|(user, pass)| {
-        user == server.admin_user && secret_matches(&pass, &server.admin_password)
-    });
-    if !authorized {
-        return response(
-            401,
-            "Authentication Required",
-            &[("WWW-Authenticate", "Basic realm=\"Icecast2 Server\"")],
-            "You need to authenticate\n",
-        );
+    if !is_admin(&config, request) {
+        return unauthorized("You need to authenticate\n");
     }
     let body = ADMIN_HTML.replace("{{station_name}}", &escape(&config.metadata.station_name));
     let mut answer = html(&body);

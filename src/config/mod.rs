@@ -140,7 +140,8 @@ pub struct Station {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RelayConfig {
-    /// Upstream stream to pull, `http://host:port/mount`.
+    /// Upstream stream to pull, `http://[user:password@]host[:port]/mount`; credentials go to
+    /// the upstream as Basic auth and are redacted wherever the URL is shown.
     pub url: String,
     /// Pull only while the local mount has listeners.
     pub on_demand: bool,
@@ -940,6 +941,23 @@ advanced {
     }
 
     #[test]
+    fn a_bad_relay_url_is_named_without_its_password() {
+        for url in [
+            "https://u:s3cr3t@origin/m",
+            "http://u:s3cr3t@origin:x/m",
+            "http://u:s3cr3t@/m",
+        ] {
+            let s = err(&format!("relay \"/r\" {{\n  url = \"{url}\"\n}}\n"));
+            assert!(s.contains("relay./r.url"), "{s}");
+            assert!(!s.contains("s3cr3t"), "{s}");
+        }
+        assert!(Config::from_hcl_str(
+            "relay \"/r\" {\n  url = \"http://u:p%40ss@[::1]:8000/m\"\n}\n"
+        )
+        .is_ok());
+    }
+
+    #[test]
     fn syntax_and_eval_errors_are_one_line() {
         let s = err("server {\n  host = \n}\n");
         assert!(s.contains("line 2"), "{s}");
@@ -1041,10 +1059,17 @@ advanced {
     fn redacted_output_hides_secrets_and_round_trips() {
         let text = ORIGINAL
             .replace("\"hackme\"", "\"s3cr3t-src\"")
-            .replace("server {", "server {\n  admin_password = \"s3cr3t-adm\"");
+            .replace("server {", "server {\n  admin_password = \"s3cr3t-adm\"")
+            + "relay \"/edge\" {\n  url = \"http://relay:s3cr3t-up@origin:8001/stream\"\n}\n";
         let c = Config::from_hcl_str(&text).unwrap();
         let out = c.to_redacted_hcl();
-        for secret in ["s3cr3t-src", "s3cr3t-adm", "change-me-in-production"] {
+        assert!(out.contains("http://relay:***@origin:8001/stream"), "{out}");
+        for secret in [
+            "s3cr3t-src",
+            "s3cr3t-adm",
+            "change-me-in-production",
+            "s3cr3t-up",
+        ] {
             assert!(!out.contains(secret), "{secret} leaked:\n{out}");
         }
         assert!(out.contains(REDACTED));

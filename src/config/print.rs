@@ -22,6 +22,18 @@ impl Config {
                 mount.source_password = Some(REDACTED.into());
             }
         }
+        // A relay URL may log in to its upstream: `http://user:password@host/mount`.
+        for relay in c.relay.values_mut() {
+            if let Ok(url) = crate::url::HttpUrl::parse(&relay.url) {
+                if url
+                    .credentials
+                    .as_ref()
+                    .is_some_and(|c| !c.password.is_empty())
+                {
+                    relay.url = url.redacted();
+                }
+            }
+        }
         let mut body = hcl::Body::builder();
         // One block per section, matching the layout of config.hcl.
         let sections = [

@@ -88,11 +88,9 @@ impl Config {
             if let Err(msg) = check_mount_name(name, MountNameRule::Strict) {
                 return bad(key, msg);
             }
-            if !r.url.starts_with("http://") || r.url.len() <= "http://".len() {
-                return bad(
-                    format!("{key}.url"),
-                    format!("{:?} is not an http:// URL", r.url),
-                );
+            // The error names the part at fault, never the URL: it may hold a password.
+            if let Err(e) = crate::url::HttpUrl::parse(&r.url) {
+                return bad(format!("{key}.url"), e.to_string());
             }
             if r.reconnect_min <= 0.0 || r.reconnect_max < r.reconnect_min {
                 return bad(

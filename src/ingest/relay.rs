@@ -3,7 +3,6 @@
 //! become the local title. A relay holds its mount like a live source, reconnects with
 //! exponential backoff, and with `on_demand` pulls only while the mount has listeners.
 
-use std::net::ToSocketAddrs;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -17,8 +16,10 @@ use super::format::{Format, Framer};
 use super::source::LiveGuard;
 use super::IngestContext;
 use crate::config::RelayConfig;
+use crate::icy::{stream_title, IcyDemux};
 use crate::logging::escape;
 use crate::mount::{Mount, StreamInfo};
+use crate::url::{HttpUrl, UrlError};
 
 /// Longest upstream response head accepted.
 const MAX_HEAD: usize = 16 * 1024;
@@ -32,9 +33,12 @@ const DEMAND_POLL: Duration = Duration::from_millis(500);
 /// Why a pull ended.
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
-    /// The URL is not `http://host[:port]/path`.
-    #[error("bad relay URL {0:?}")]
-    Url(String),
+    /// The URL is not `http://[user:password@]host[:port]/path`.
+    #[error("bad relay URL: {0}")]
+    Url(#[from] UrlError),
+    /// The host resolved to no address.
+    #[error("{0} resolves to no address")]
+    NoAddress(String),
     /// Network trouble.
     #[error("{0}")]
     Io(#[from] std::io::Error),
@@ -51,6 +55,16 @@ pub enum RelayError {
 
 /// Runs the relay of `mount` for the life of the ingest core.
 pub async fn run(ctx: Rc<IngestContext>, mount: Arc<Mount>, relay: RelayConfig) {
+    // Validation checked the URL; a bad one here would fail every pull alike.
+    let url = match HttpUrl::parse(&relay.url) {
+        Ok(url) => url,
+        Err(e) => {
+            tracing::error!(mount = %escape(&mount.name), "relay not started: {}", RelayError::from(e));
+            return;
+        }
+    };
+    // Logs show the URL without its password.
+    let shown = url.redacted();
     let min = Duration::from_secs_f64(relay.reconnect_min);
     let max = Duration::from_secs_f64(relay.reconnect_max);
     let mut delay = min;
@@ -61,7 +75,7 @@ pub async fn run(ctx: Rc<IngestContext>, mount: Arc<Mount>, relay: RelayConfig) 
             }
         }
         let started = Instant::now();
-        match pull(&ctx, &mount, &relay).await {
+        match pull(&ctx, &mount, &relay, &url).await {
             Ok(()) => delay = min,
             Err(e) => {
                 // A pull that ran a while was healthy: start the backoff over.
@@ -69,7 +83,7 @@ pub async fn run(ctx: Rc<IngestContext>, mount: Arc<Mount>, relay: RelayConfig) 
                     delay = min;
                 }
                 // The error may quote the upstream's reason phrase.
-                tracing::warn!(mount = %escape(&mount.name), url = %relay.url, "relay: {}; retrying in {delay:?}", escape(&e.to_string()));
+                tracing::warn!(mount = %escape(&mount.name), url = %escape(&shown), "relay: {}; retrying in {delay:?}", escape(&e.to_string()));
                 sleep(delay).await;
                 delay = (delay * 2).min(max);
             }
@@ -82,20 +96,16 @@ async fn pull(
     ctx: &IngestContext,
     mount: &Arc<Mount>,
     relay: &RelayConfig,
+    url: &HttpUrl,
 ) -> Result<(), RelayError> {
-    let (host, path) = split_url(&relay.url).ok_or_else(|| RelayError::Url(relay.url.clone()))?;
-    let addr = host
-        .to_socket_addrs()?
+    let addr = url
+        .socket_addrs()?
         .next()
-        .ok_or_else(|| RelayError::Url(relay.url.clone()))?;
+        .ok_or_else(|| RelayError::NoAddress(url.host.clone()))?;
     let mut stream = TcpStream::connect_timeout(addr, CONNECT_TIMEOUT)
         .await
         .map_err(|e| std::io::Error::other(e.to_string()))?;
-    let request = format!(
-        "GET {path} HTTP/1.0\r\nHost: {host}\r\nUser-Agent: {}\r\nIcy-MetaData: 1\r\nConnection: close\r\n\r\n",
-        crate::http::server_id()
-    );
-    stream.write_all(request.as_bytes()).await?;
+    stream.write_all(&upstream_request(url)).await?;
     let (head, body) = read_head(&mut stream).await?;
     let feed = ctx
         .feed_for(&mount.name)
@@ -106,17 +116,16 @@ async fn pull(
     let guard = LiveGuard::new(ctx, feed.clone(), mount.id);
     let format = Format::from_content_type(&head.content_type);
     guard.go_live(head.info(addr), format);
-    tracing::info!(mount = %escape(&mount.name), url = %relay.url, content_type = %escape(&head.content_type), "relay connected");
+    tracing::info!(mount = %escape(&mount.name), url = %escape(&url.redacted()), content_type = %escape(&head.content_type), "relay connected");
     let mut framer = Framer::new(format);
-    let mut icy = head.metaint.map(IcySplitter::new);
+    let mut icy = head.metaint.map(IcyDemux::new);
     let mut take = |bytes: &[u8]| match icy.as_mut() {
-        Some(splitter) => splitter.split(
+        Some(demux) => demux.feed(
             bytes,
             |audio| framer.feed(audio, false, &mut feed.borrow_mut()),
-            |title| {
-                if relay.relay_metadata {
-                    mount.set_title(&title);
-                }
+            |block| match stream_title(block) {
+                Some(title) if relay.relay_metadata => mount.set_title(&title),
+                _ => {}
             },
         ),
         None => framer.feed(bytes, false, &mut feed.borrow_mut()),
@@ -151,23 +160,23 @@ async fn pull(
     }
 }
 
-/// `http://host[:port]/path` → (`host:port`, `/path`).
-fn split_url(url: &str) -> Option<(String, String)> {
-    let rest = url.strip_prefix("http://")?;
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    let authority = authority.rsplit('@').next()?;
-    if authority.is_empty() {
-        return None;
+/// The GET for the upstream stream, with the URL's credentials as Basic auth (how Icecast
+/// relays log in to a protected upstream).
+fn upstream_request(url: &HttpUrl) -> Vec<u8> {
+    let mut request = format!(
+        "GET {} HTTP/1.0\r\nHost: {}\r\nUser-Agent: {}\r\nIcy-MetaData: 1\r\nConnection: close\r\n",
+        url.path,
+        url.host_header(),
+        crate::http::server_id()
+    );
+    if let Some(credentials) = &url.credentials {
+        request.push_str(&format!(
+            "Authorization: {}\r\n",
+            credentials.basic_authorization()
+        ));
     }
-    let host = if authority.rsplit(':').next()?.parse::<u16>().is_ok() && authority.contains(':') {
-        authority.to_string()
-    } else {
-        format!("{authority}:80")
-    };
-    Some((host, path.to_string()))
+    request.push_str("\r\n");
+    request.into_bytes()
 }
 
 /// What the upstream announced.
@@ -263,119 +272,26 @@ async fn read_head(stream: &mut TcpStream) -> Result<(UpstreamHead, Vec<u8>), Re
     Ok((head, buf[end..].to_vec()))
 }
 
-/// Takes ICY metadata blocks out of a stream: audio goes one way, titles the other.
-struct IcySplitter {
-    /// Audio bytes between blocks.
-    metaint: usize,
-    /// Audio bytes left before the next length byte.
-    audio_left: usize,
-    /// Bytes of the current block still to come, once its length byte was read.
-    block_left: Option<usize>,
-    /// The current block's bytes so far.
-    block: Vec<u8>,
-}
-
-impl IcySplitter {
-    fn new(metaint: usize) -> Self {
-        Self {
-            metaint,
-            audio_left: metaint,
-            block_left: None,
-            block: Vec::new(),
-        }
-    }
-
-    fn split(
-        &mut self,
-        mut input: &[u8],
-        mut audio: impl FnMut(&[u8]),
-        mut title: impl FnMut(String),
-    ) {
-        while !input.is_empty() {
-            match self.block_left {
-                None if self.audio_left > 0 => {
-                    let take = self.audio_left.min(input.len());
-                    audio(&input[..take]);
-                    self.audio_left -= take;
-                    input = &input[take..];
-                }
-                None => {
-                    let len = input[0] as usize * 16;
-                    input = &input[1..];
-                    self.block.clear();
-                    if len == 0 {
-                        self.audio_left = self.metaint;
-                    } else {
-                        self.block_left = Some(len);
-                    }
-                }
-                Some(left) => {
-                    let take = left.min(input.len());
-                    self.block.extend_from_slice(&input[..take]);
-                    input = &input[take..];
-                    if take == left {
-                        self.block_left = None;
-                        self.audio_left = self.metaint;
-                        if let Some(t) = stream_title(&self.block) {
-                            title(t);
-                        }
-                    } else {
-                        self.block_left = Some(left - take);
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// `StreamTitle='…';` from a metadata block.
-fn stream_title(block: &[u8]) -> Option<String> {
-    let text = String::from_utf8_lossy(block);
-    let start = text.find("StreamTitle='")? + "StreamTitle='".len();
-    let rest = &text[start..];
-    let end = rest.find("';").unwrap_or(rest.trim_end_matches('\0').len());
-    Some(rest[..end].to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn urls_split_into_address_and_path() {
-        assert_eq!(
-            split_url("http://127.0.0.1:8000/stream"),
-            Some(("127.0.0.1:8000".into(), "/stream".into()))
+    fn the_request_carries_the_url_credentials_as_basic_auth() {
+        let url = HttpUrl::parse("http://relay:p%40ss@[::1]:8000/live?x=1").unwrap();
+        let request = String::from_utf8(upstream_request(&url)).unwrap();
+        assert!(
+            request.starts_with("GET /live?x=1 HTTP/1.0\r\nHost: [::1]:8000\r\n"),
+            "{request}"
         );
-        assert_eq!(
-            split_url("http://example.test/live"),
-            Some(("example.test:80".into(), "/live".into()))
+        assert!(
+            request.contains("\r\nAuthorization: Basic cmVsYXk6cEBzcw==\r\n"),
+            "{request}"
         );
-        assert_eq!(
-            split_url("http://host:9000"),
-            Some(("host:9000".into(), "/".into()))
-        );
-        assert_eq!(split_url("ftp://x/y"), None);
-    }
-
-    #[test]
-    fn icy_blocks_are_taken_out_in_any_split() {
-        let mut stream = Vec::new();
-        let audio: Vec<u8> = (0..100u8).collect();
-        let block = crate::icy::metadata_block("A - B", crate::icy::Charset::Utf8);
-        for chunk in audio.chunks(10) {
-            stream.extend_from_slice(chunk);
-            stream.extend_from_slice(&block);
-        }
-        for step in [1, 3, 7, 64, 1000] {
-            let mut splitter = IcySplitter::new(10);
-            let (mut got, mut titles) = (Vec::new(), Vec::new());
-            for piece in stream.chunks(step) {
-                splitter.split(piece, |a| got.extend_from_slice(a), |t| titles.push(t));
-            }
-            assert_eq!(got, audio, "step {step}");
-            assert_eq!(titles.len(), 10);
-            assert!(titles.iter().all(|t| t == "A - B"));
-        }
+        assert!(request.ends_with("\r\n\r\n"));
+        let url = HttpUrl::parse("http://origin/stream").unwrap();
+        let request = String::from_utf8(upstream_request(&url)).unwrap();
+        assert!(request.contains("\r\nHost: origin\r\n"), "{request}");
+        assert!(!request.contains("Authorization"), "{request}");
     }
 }

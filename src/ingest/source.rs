@@ -16,7 +16,7 @@ use super::format::{Format, Framer};
 use super::IngestContext;
 use crate::config::{check_mount_name, MountNameRule};
 use crate::control::Control;
-use crate::http::{read_request, response, secret_matches, Request, RequestError};
+use crate::http::{read_request, response, secret_matches, unauthorized, Request, RequestError};
 use crate::logging::escape;
 use crate::mount::{MountId, StreamInfo};
 use crate::observability::metrics;
@@ -200,18 +200,10 @@ struct Admitted {
 fn admit(ctx: &IngestContext, request: &Request) -> Result<Admitted, Vec<u8>> {
     let config = ctx.shared.config();
     let (user, password) = config.source_credentials(&request.path);
-    let authorized = request
-        .basic_credentials()
-        .is_some_and(|(u, pass)| u == user && secret_matches(&pass, password));
-    if !authorized {
+    if !request.basic_auth_matches(user, password) {
         tracing::warn!(mount = %escape(&request.path), "source refused: bad or missing credentials");
         metrics::source_connect(&request.path, "bad_auth");
-        return Err(response(
-            401,
-            "Authentication Required",
-            &[("WWW-Authenticate", "Basic realm=\"Icecast2 Server\"")],
-            "You need to authenticate\n",
-        ));
+        return Err(unauthorized("You need to authenticate\n"));
     }
     if check_mount_name(&request.path, MountNameRule::Strict).is_err() {
         return Err(response(400, "Bad Request", &[], "Invalid mountpoint\n"));

@@ -381,14 +381,5 @@ fn has_bit(bits: &[u64], slot: u32) -> bool {
 
 /// The soft limit on open descriptors: every descriptor number is below it.
 fn open_files_limit() -> io::Result<u64> {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: `getrlimit` only writes the struct it is given, which is valid and exclusively
-    // borrowed here.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(limit.rlim_cur)
+    rlimit::getrlimit(rlimit::Resource::NOFILE).map(|(soft, _hard)| soft)
 }

@@ -13,13 +13,13 @@ use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::icy::IcyDemux;
 use super::player::Player;
 use super::report::{self, Connects, Quality, Report, ServerUsage, Throughput, Ttfb};
 use super::sys::{self, Epoll, EDGE, HANGUP, READABLE, WRITABLE};
 use super::verify::FrameChecker;
-use super::Url;
+use cycast::icy::IcyDemux;
 use cycast::ingest::frames::parse_header;
+use cycast::url::HttpUrl;
 
 /// Size of the one receive buffer shared by all listeners.
 const READ_BUF: usize = 64 * 1024;
@@ -58,7 +58,7 @@ pub struct Settings {
 }
 
 /// The GET request for `url`, asking for ICY metadata when `icy`.
-pub fn request(url: &Url, icy: bool) -> Vec<u8> {
+pub fn request(url: &HttpUrl, icy: bool) -> Vec<u8> {
     let mut r = format!(
         "GET {} HTTP/1.0\r\nHost: {}\r\nUser-Agent: cycast-load/{}\r\nAccept: */*\r\n",
         url.path,
@@ -594,7 +594,7 @@ fn on_body(l: &mut Listener, data: &[u8], now: Instant, stall: Duration, totals:
     totals.bytes += data.len() as u64;
     let sink = &mut l.sink;
     match &mut l.icy {
-        Some(icy) => icy.feed(data, |audio| sink.audio(now, audio)),
+        Some(icy) => icy.feed(data, |audio| sink.audio(now, audio), |_| {}),
         None => sink.audio(now, data),
     }
     if totals.bitrate.is_none() {
@@ -723,7 +723,7 @@ mod tests {
 
     #[test]
     fn request_asks_for_metadata_only_with_icy() {
-        let url = Url::parse("http://127.0.0.1:8001/stream").unwrap();
+        let url = HttpUrl::parse("http://127.0.0.1:8001/stream").unwrap();
         let r = String::from_utf8(request(&url, true)).unwrap();
         assert!(r.starts_with("GET /stream HTTP/1.0\r\nHost: 127.0.0.1:8001\r\n"));
         assert!(r.contains("Icy-MetaData: 1\r\n") && r.ends_with("\r\n\r\n"));

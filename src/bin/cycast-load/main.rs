@@ -8,7 +8,7 @@
 //!
 //! - [`client`]: the listeners and the event loop.
 //! - [`player`]: the modelled player buffer that turns arrival times into underruns.
-//! - [`verify`], [`icy`]: frame-chain and ICY metadata checks.
+//! - [`verify`]: frame-chain checks; ICY blocks are checked by [`cycast::icy::IcyDemux`].
 //! - [`report`]: percentiles, `/proc` samples and the report.
 //! - [`source`]: the real-time source.
 //! - [`sys`]: epoll and the clock tick rate, the only `unsafe` of this program.
@@ -17,7 +17,6 @@
 #![deny(unsafe_code)]
 
 mod client;
-mod icy;
 mod player;
 mod report;
 mod source;
@@ -25,10 +24,11 @@ mod source;
 mod sys;
 mod verify;
 
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use cycast::url::HttpUrl;
 
 use report::Report;
 
@@ -120,73 +120,12 @@ pub struct SourceOptions {
     pub duration: Option<f64>,
 }
 
-/// A parsed `http://[user:pass@]host[:port]/path` URL.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Url {
-    /// `user:password`, if given.
-    pub credentials: Option<(String, String)>,
-    /// Host as written, for the Host header.
-    pub host: String,
-    /// Port (80 when omitted).
-    pub port: u16,
-    /// Path, starting with `/`.
-    pub path: String,
-}
-
-impl Url {
-    /// Parses an `http://` URL.
-    pub fn parse(url: &str) -> Result<Url, String> {
-        let rest = url
-            .strip_prefix("http://")
-            .ok_or_else(|| format!("{url}: only http:// URLs are supported"))?;
-        let (authority, path) = match rest.find('/') {
-            Some(i) => (&rest[..i], &rest[i..]),
-            None => (rest, "/"),
-        };
-        let (credentials, hostport) = match authority.rfind('@') {
-            Some(i) => {
-                let (user, pass) = authority[..i]
-                    .split_once(':')
-                    .unwrap_or((&authority[..i], ""));
-                (
-                    Some((user.to_string(), pass.to_string())),
-                    &authority[i + 1..],
-                )
-            }
-            None => (None, authority),
-        };
-        let (host, port) = match hostport.rsplit_once(':') {
-            Some((h, p)) => (h, p.parse().map_err(|_| format!("{url}: bad port {p:?}"))?),
-            None => (hostport, 80),
-        };
-        if host.is_empty() {
-            return Err(format!("{url}: no host"));
-        }
-        Ok(Url {
-            credentials,
-            host: host.to_string(),
-            port,
-            path: path.to_string(),
-        })
-    }
-
-    /// The first IPv4 address the host resolves to.
-    pub fn resolve(&self) -> Result<SocketAddr, String> {
-        (self.host.as_str(), self.port)
-            .to_socket_addrs()
-            .map_err(|e| format!("{}: {e}", self.host))?
-            .find(SocketAddr::is_ipv4)
-            .ok_or_else(|| format!("{}: no IPv4 address", self.host))
-    }
-
-    /// `host:port` for the Host header.
-    pub fn host_header(&self) -> String {
-        if self.port == 80 {
-            self.host.clone()
-        } else {
-            format!("{}:{}", self.host, self.port)
-        }
-    }
+/// The first IPv4 address `url`'s host resolves to: the listeners connect over IPv4.
+pub fn resolve_ipv4(url: &HttpUrl) -> Result<SocketAddr, String> {
+    url.socket_addrs()
+        .map_err(|e| format!("{}: {e}", url.host))?
+        .find(SocketAddr::is_ipv4)
+        .ok_or_else(|| format!("{}: no IPv4 address", url.host))
 }
 
 /// Runs the listeners and prints the report. Returns the process exit code: 0 when the run
@@ -213,8 +152,8 @@ pub fn main_listen(opts: ListenOptions) -> i32 {
 
 /// Validates the options and runs the listeners.
 pub fn run_listeners(opts: &ListenOptions) -> Result<Report, String> {
-    let url = Url::parse(&opts.url)?;
-    let addr = url.resolve()?;
+    let url = HttpUrl::parse(&opts.url).map_err(|e| format!("--url: {e}"))?;
+    let addr = resolve_ipv4(&url)?;
     if opts.listeners == 0 {
         return Err("--listeners must be at least 1".into());
     }
@@ -228,7 +167,8 @@ pub fn run_listeners(opts: &ListenOptions) -> Result<Report, String> {
     {
         return Err("--duration must be positive and --prebuffer not negative".into());
     }
-    let nofile = match sys::raise_nofile_limit() {
+    // Soft limit up to the hard one, as the server does.
+    let nofile = match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(n) => n,
         Err(e) => {
             eprintln!("cycast-load: cannot raise the open-files limit: {e}");
@@ -256,7 +196,7 @@ pub fn run_listeners(opts: &ListenOptions) -> Result<Report, String> {
         progress: !opts.quiet,
     };
     let mut report = client::run(&settings).map_err(|e| format!("event loop: {e}"))?;
-    report.url = opts.url.clone();
+    report.url = url.redacted();
     report.nofile_limit = nofile;
     Ok(report)
 }
@@ -266,21 +206,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn urls() {
-        let u = Url::parse("http://source:hack:me@127.0.0.1:8000/live.mp3").unwrap();
-        assert_eq!(
-            u.credentials,
-            Some(("source".to_string(), "hack:me".to_string()))
-        );
-        assert_eq!(
-            (u.host.as_str(), u.port, u.path.as_str()),
-            ("127.0.0.1", 8000, "/live.mp3")
-        );
-        let u = Url::parse("http://localhost").unwrap();
-        assert_eq!((u.port, u.path.as_str(), &u.credentials), (80, "/", &None));
-        assert_eq!(u.host_header(), "localhost");
-        assert!(Url::parse("https://x/").is_err());
-        assert!(Url::parse("http://x:port/").is_err());
-        assert!(Url::parse("http://:80/").is_err());
+    fn listeners_connect_over_ipv4() {
+        let url = HttpUrl::parse("http://127.0.0.1:8000/live.mp3").unwrap();
+        assert_eq!(resolve_ipv4(&url), Ok("127.0.0.1:8000".parse().unwrap()));
+        let url = HttpUrl::parse("http://[::1]:8000/live.mp3").unwrap();
+        assert_eq!(resolve_ipv4(&url), Err("::1: no IPv4 address".to_string()));
     }
 }

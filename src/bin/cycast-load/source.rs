@@ -8,10 +8,9 @@ use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
-
-use super::{SourceOptions, Url};
+use super::SourceOptions;
 use cycast::ingest::frames::Mp3Framer;
+use cycast::url::{Credentials, HttpUrl};
 
 /// How the source announces itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -64,10 +63,10 @@ impl Frames {
 
 /// Runs the source mode; returns the exit code (0 done, 1 refused or failed, 2 bad options).
 pub fn main_source(opts: SourceOptions) -> i32 {
-    let url = match Url::parse(&opts.url) {
+    let url = match HttpUrl::parse(&opts.url) {
         Ok(u) => u,
         Err(e) => {
-            eprintln!("cycast-load source: {e}");
+            eprintln!("cycast-load source: --url: {e}");
             return 2;
         }
     };
@@ -93,12 +92,15 @@ pub fn main_source(opts: SourceOptions) -> i32 {
 }
 
 /// The request head announcing the source.
-fn request_head(url: &Url, method: Method, frames: &Frames) -> String {
-    let (user, pass) = url
+fn request_head(url: &HttpUrl, method: Method, frames: &Frames) -> String {
+    let auth = url
         .credentials
         .clone()
-        .unwrap_or_else(|| ("source".into(), String::new()));
-    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+        .unwrap_or_else(|| Credentials {
+            user: "source".into(),
+            password: String::new(),
+        })
+        .basic_authorization();
     let first = match method {
         Method::Put => format!(
             "PUT {} HTTP/1.1\r\nHost: {}\r\nExpect: 100-continue\r\n",
@@ -108,7 +110,7 @@ fn request_head(url: &Url, method: Method, frames: &Frames) -> String {
         Method::Source => format!("SOURCE {} HTTP/1.0\r\n", url.path),
     };
     format!(
-        "{first}Authorization: Basic {auth}\r\nUser-Agent: cycast-load/{}\r\nContent-Type: audio/mpeg\r\n\
+        "{first}Authorization: {auth}\r\nUser-Agent: cycast-load/{}\r\nContent-Type: audio/mpeg\r\n\
 ice-name: cycast-load\r\nice-public: 0\r\nice-bitrate: {}\r\n\
 ice-audio-info: ice-samplerate={};ice-bitrate={};ice-channels={}\r\n\r\n",
         env!("CARGO_PKG_VERSION"),
@@ -136,8 +138,8 @@ fn read_head(stream: &mut TcpStream) -> io::Result<String> {
 }
 
 /// Connects, announces the source and writes the frames at real time.
-fn stream(url: &Url, opts: &SourceOptions, frames: &Frames) -> Result<(), String> {
-    let addr = url.resolve()?;
+fn stream(url: &HttpUrl, opts: &SourceOptions, frames: &Frames) -> Result<(), String> {
+    let addr = super::resolve_ipv4(url)?;
     let mut stream = TcpStream::connect(addr).map_err(|e| format!("{addr}: {e}"))?;
     let _ = stream.set_nodelay(true);
     stream
@@ -224,7 +226,7 @@ mod tests {
 
     #[test]
     fn heads_carry_credentials_and_method() {
-        let url = Url::parse("http://source:hackme@127.0.0.1:8000/stream").unwrap();
+        let url = HttpUrl::parse("http://source:hackme@127.0.0.1:8000/stream").unwrap();
         let frames = Frames {
             kbps: 128,
             sample_rate: 44100,

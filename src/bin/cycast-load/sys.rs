@@ -1,5 +1,6 @@
-//! The load generator's only `unsafe`: epoll, the file-descriptor limit and the clock tick rate,
-//! wrapped so the rest of `load` stays safe. Sockets themselves go through `socket2` and `std`.
+//! The load generator's only `unsafe`: epoll and the clock tick rate, wrapped so the rest of
+//! `load` stays safe. Sockets go through `socket2` and `std`, the open-files limit through
+//! the `rlimit` crate, as in the server.
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
@@ -90,26 +91,6 @@ impl Epoll {
             events: ev.events,
         }))
     }
-}
-
-/// Raises the soft RLIMIT_NOFILE to the hard limit; returns the new soft limit.
-pub fn raise_nofile_limit() -> io::Result<u64> {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: `lim` is a valid, writable rlimit for the duration of the call.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    if lim.rlim_cur < lim.rlim_max {
-        lim.rlim_cur = lim.rlim_max;
-        // SAFETY: `lim` is a valid rlimit the kernel only reads.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-    }
-    Ok(lim.rlim_cur)
 }
 
 /// Clock ticks per second, the unit of utime/stime in `/proc/PID/stat`.
