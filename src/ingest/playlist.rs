@@ -25,7 +25,8 @@ use futures_lite::future;
 use glommio::channels::local_channel::LocalReceiver;
 use glommio::timer::sleep;
 
-use super::frames::{parse_header, silence_frame, tag_title, FrameHeader, Mp3Framer};
+use super::id3::tag_title;
+use super::mp3::{parse_header, silence_frame, FrameHeader, Mp3Framer};
 use super::pacing::Pacer;
 use super::IngestContext;
 use crate::config::PlaylistConfig;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 
 use super::{SourceOptions, Url};
-use cycast::ingest::frames::Mp3Framer;
+use cycast::ingest::mp3::Mp3Framer;
 
 /// How the source announces itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -204,7 +204,7 @@ fn stream(url: &Url, opts: &SourceOptions, frames: &Frames) -> Result<(), String
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cycast::ingest::frames::silence_frame;
+    use cycast::ingest::mp3::silence_frame;
 
     #[test]
     fn frames_skip_tags_and_time_the_file() {
