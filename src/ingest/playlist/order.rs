@@ -3,7 +3,6 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Play order: sorted (or m3u) order, or shuffled anew for every pass through the list.
 pub(super) struct Order {
@@ -18,8 +17,8 @@ pub(super) struct Order {
     queue: VecDeque<PathBuf>,
     /// The most recent pick, so a new pass does not start with it again.
     last: Option<PathBuf>,
-    /// Shuffle randomness.
-    rng: XorShift,
+    /// Shuffle randomness; fastrand seeds it differently on every start.
+    rng: fastrand::Rng,
 }
 
 impl Order {
@@ -30,7 +29,7 @@ impl Order {
             entries: Vec::new(),
             queue: VecDeque::new(),
             last: None,
-            rng: XorShift::from_clock(),
+            rng: fastrand::Rng::new(),
         }
     }
 
@@ -49,7 +48,7 @@ impl Order {
             let old: HashSet<&PathBuf> = self.entries.iter().collect();
             self.queue.retain(|p| kept.contains(p));
             for path in new.iter().filter(|p| !old.contains(p)) {
-                let at = self.rng.below(self.queue.len() + 1);
+                let at = self.rng.usize(..=self.queue.len());
                 self.queue.insert(at, path.clone());
             }
         } else {
@@ -90,53 +89,13 @@ impl Order {
     fn refill(&mut self) {
         let mut pass = self.entries.clone();
         if self.shuffle {
-            for i in (1..pass.len()).rev() {
-                let j = self.rng.below(i + 1);
-                pass.swap(i, j);
-            }
+            self.rng.shuffle(&mut pass);
             if pass.len() > 1 && self.last.as_ref() == Some(&pass[0]) {
-                let j = 1 + self.rng.below(pass.len() - 1);
+                let j = self.rng.usize(1..pass.len());
                 pass.swap(0, j);
             }
         }
         self.queue = pass.into();
-    }
-}
-
-/// xorshift64*: enough randomness for a play order, without a dependency.
-struct XorShift(
-    /// Generator state; never zero.
-    u64,
-);
-
-impl XorShift {
-    /// Seeded from the clock and process id, so restarts play different orders.
-    fn from_clock() -> Self {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0);
-        Self::seeded(nanos ^ (u64::from(std::process::id()) << 32))
-    }
-
-    fn seeded(seed: u64) -> Self {
-        // splitmix64 spreads a low-entropy seed over all bits; the state must not be zero.
-        let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        Self((z ^ (z >> 31)) | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// A number in `0..n` (`n` > 0); the modulo bias is irrelevant at playlist sizes.
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
     }
 }
 
@@ -150,7 +109,7 @@ mod tests {
         for n in [2usize, 3, 5] {
             let names: Vec<String> = (0..n).map(|i| format!("t{i}.mp3")).collect();
             let mut order = Order::new(true, true);
-            order.rng = XorShift::seeded(n as u64);
+            order.rng = fastrand::Rng::with_seed(n as u64);
             order.set_entries(names.iter().map(PathBuf::from).collect());
             let mut prev: Option<PathBuf> = None;
             let mut pass = HashSet::new();
@@ -174,7 +133,7 @@ mod tests {
     #[test]
     fn shuffle_passes_differ() {
         let mut order = Order::new(true, true);
-        order.rng = XorShift::seeded(7);
+        order.rng = fastrand::Rng::with_seed(7);
         order.set_entries((0..8).map(|i| PathBuf::from(format!("{i}"))).collect());
         let passes: HashSet<Vec<PathBuf>> = (0..10)
             .map(|_| (0..8).map(|_| order.next(|_| false).unwrap()).collect())
@@ -211,7 +170,7 @@ mod tests {
     #[test]
     fn shuffle_change_keeps_the_pass_and_adds_new_files() {
         let mut order = Order::new(true, true);
-        order.rng = XorShift::seeded(1);
+        order.rng = fastrand::Rng::with_seed(1);
         order.set_entries(paths(&["a", "b", "c"]));
         let first = order.next(|_| false).unwrap();
         let mut next = paths(&["a", "b", "c", "d"]);
