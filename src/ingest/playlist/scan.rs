@@ -162,6 +162,25 @@ mod tests {
         );
     }
 
+    /// An escape is `%` and two hex digits. A decoder built on `u8::from_str_radix` alone
+    /// also takes a sign, turning `%+1` into byte 0x01 and `%+0` into a NUL inside a path;
+    /// `http::percent_decode_bytes`, which the playlist shares, leaves them as they are.
+    #[test]
+    fn m3u_sign_after_percent_is_not_an_escape() {
+        let got = parse_m3u(
+            "file:///a%+1b.mp3\nfile:///c%+0d.mp3\nfile:///e%-1f.mp3\n",
+            Path::new("/"),
+        );
+        assert_eq!(got, paths(&["/a%+1b.mp3", "/c%+0d.mp3", "/e%-1f.mp3"]));
+        // Beside it, a real escape still decodes to its byte, whatever the charset.
+        let latin1: std::ffi::OsString =
+            std::os::unix::ffi::OsStringExt::from_vec(b"/caf\xe9%+1.mp3".to_vec());
+        assert_eq!(
+            parse_m3u("file:///caf%E9%+1.mp3", Path::new("/")),
+            [PathBuf::from(latin1)]
+        );
+    }
+
     #[test]
     fn scan_is_recursive_filtered_and_sorted() {
         let dir = TempDir::new("scan");
