@@ -3,7 +3,7 @@
 //! 128 kbps MP3 frames delivered in 4 KiB socket-sized pieces.
 
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use cycast::ingest::frames::{silence_frame, Mp3Framer};
+use cycast::ingest::mp3::{silence_frame, Mp3Framer};
 
 const TOTAL: usize = 1 << 20;
 const PIECE: usize = 4096;

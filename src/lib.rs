@@ -8,10 +8,10 @@
 //!   command-line overrides merged on top; [`config::check_mount_name`] judges mount names.
 //! - [`ingest`]: the ingest core. Accepts sources ([`ingest::source`]) and relays
 //!   ([`ingest::relay`]), plays playlists when nobody is live ([`ingest::playlist`], paced by
-//!   [`ingest::pacing`]), cuts the bytes into whole frames ([`ingest::format`]: MP3
-//!   [`ingest::frames`], AAC [`ingest::adts`], Ogg [`ingest::ogg`], with the frame lock-on and
-//!   input buffer they share in [`ingest::lockon`]) and publishes frame-aligned chunks to the
-//!   mount's ring ([`ingest::feed`]), waking every shard.
+//!   [`ingest::pacing`], titles from [`ingest::id3`] tags), cuts the bytes into whole frames
+//!   ([`ingest::format`]: MP3 [`ingest::mp3`], AAC [`ingest::adts`], Ogg [`ingest::ogg`], with
+//!   the frame lock-on and input buffer they share in [`ingest::lockon`]) and publishes
+//!   frame-aligned chunks to the mount's ring ([`ingest::feed`]), waking every shard.
 //! - [`ring`]: the memory-mapped ring of one mount: a single writer, lock-free readers that
 //!   detect being lapped by re-reading the writer's `reserved` offset. [`mount`] names the rings.
 //! - [`shard`]: one executor per core. Accepts listeners on a SO_REUSEPORT socket, answers their
@@ -38,7 +38,7 @@
 //!
 //! `cycast-load`, the load generator and real-time source, is its own program under
 //! `src/bin/cycast-load/` (its epoll `unsafe` in its `sys` module); it uses only the library's
-//! frame parser ([`ingest::frames`]), URL parser ([`url`]) and ICY demultiplexer ([`icy`]).
+//! frame parser ([`ingest::mp3`]), URL parser ([`url`]) and ICY demultiplexer ([`icy`]).
 
 // `unsafe` only in the `sys` modules, each of which opts back in.
 #![deny(unsafe_code)]

@@ -19,7 +19,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use common::{http_get, raw_exchange, Listener, Server, Source, SOURCE_AUTH};
-use cycast::ingest::frames::parse_header;
+use cycast::ingest::mp3::parse_header;
 use serde_json::{json, Value};
 
 const ADMIN_PASSWORD: &str = "browser-secret";

@@ -5,7 +5,8 @@ use cycast::api::admin::title_update;
 use cycast::config::Config;
 use cycast::http::{parse_head, percent_decode, Request, RequestError};
 use cycast::icy::{metadata_block, Charset};
-use cycast::ingest::frames::{parse_header, tag_title, Mp3Framer};
+use cycast::ingest::id3::tag_title;
+use cycast::ingest::mp3::{parse_header, Mp3Framer};
 
 /// Basic credentials of the default source user.
 const SOURCE_AUTH: &str = "Authorization: Basic c291cmNlOmhhY2ttZQ==\r\n"; // source:hackme

@@ -388,9 +388,7 @@ fn frames_of(file: &[u8]) -> &[u8] {
         0
     };
     let mut audio = &file[start..];
-    let first = cycast::ingest::frames::parse_header(audio)
-        .unwrap()
-        .frame_len;
+    let first = cycast::ingest::mp3::parse_header(audio).unwrap().frame_len;
     if audio[..first]
         .windows(4)
         .any(|w| w == b"Info" || w == b"Xing")
@@ -400,7 +398,7 @@ fn frames_of(file: &[u8]) -> &[u8] {
     let offsets = walk_frames(audio).unwrap();
     let last = *offsets.last().unwrap();
     let end = last
-        + cycast::ingest::frames::parse_header(&audio[last..])
+        + cycast::ingest::mp3::parse_header(&audio[last..])
             .unwrap()
             .frame_len;
     &audio[..end.min(audio.len())]
@@ -519,7 +517,7 @@ mount "/stream" {{ intro = "{}" }}
 
 /// Sample rate of the first frame of `bytes`.
 fn parse_header_of(bytes: &[u8]) -> u32 {
-    cycast::ingest::frames::parse_header(bytes)
+    cycast::ingest::mp3::parse_header(bytes)
         .expect("starts with a frame")
         .sample_rate
 }

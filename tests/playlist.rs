@@ -13,7 +13,7 @@ use std::thread::{sleep, JoinHandle};
 use std::time::{Duration, Instant};
 
 use common::*;
-use cycast::ingest::frames::{parse_header, silence_frame, FrameHeader};
+use cycast::ingest::mp3::{parse_header, silence_frame, FrameHeader};
 
 /// Chunk duration the servers here run with, so switches show up quickly.
 const CHUNK_MS: u64 = 100;

@@ -4,7 +4,8 @@
 //! caller drains after every push, as ingest does) the split points change nothing. Then the
 //! same bytes as garbage between real frames: nothing but real frames comes out.
 
-use cycast::ingest::frames::{parse_header, silence_frame, tag_title, FrameHeader, Mp3Framer};
+use cycast::ingest::id3::tag_title;
+use cycast::ingest::mp3::{parse_header, silence_frame, FrameHeader, Mp3Framer};
 use libfuzzer_sys::fuzz_target;
 
 #[derive(Debug, PartialEq)]

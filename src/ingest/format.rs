@@ -4,7 +4,7 @@
 
 use super::adts::AdtsFramer;
 use super::feed::MountFeed;
-use super::frames::Mp3Framer;
+use super::mp3::Mp3Framer;
 use super::ogg::OggFramer;
 use crate::hls::segment::{Codec, FrameTiming};
 

@@ -2,7 +2,7 @@
 //! on air for every mount, and is the only writer of the mounts' rings.
 //!
 //! Data path here: [`source`] reads a source's socket and checks the protocol, [`format`]
-//! picks a framer ([`frames`] for MP3, [`adts`] for AAC, [`ogg`] for Ogg) that cuts the bytes
+//! picks a framer ([`mp3`] for MP3, [`adts`] for AAC, [`ogg`] for Ogg) that cuts the bytes
 //! into whole audio frames (dropping tags and garbage; [`lockon`] holds the frame lock-on and
 //! input buffer they share), [`feed`] gathers frames into frame-aligned chunks, publishes them
 //! to the ring and wakes the shards.
@@ -10,8 +10,9 @@
 pub mod adts;
 pub mod feed;
 pub mod format;
-pub mod frames;
+pub mod id3;
 pub mod lockon;
+pub mod mp3;
 pub mod ogg;
 pub mod pacing;
 pub mod playlist;

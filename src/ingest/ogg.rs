@@ -8,7 +8,7 @@
 //! from granule positions, so nothing is decoded; pages pass through byte-for-byte and the
 //! only allocations are for the (rare) header pages.
 
-use super::frames::join_title;
+use super::id3::join_title;
 use super::lockon::SyncBuffer;
 
 /// Ogg CRC-32 tables for slicing-by-8: polynomial 0x04C11DB7, MSB first, no reflection.

@@ -15,8 +15,8 @@ use std::sync::{Arc, LazyLock};
 use arc_swap::ArcSwap;
 
 use crate::config::Config;
-use crate::ingest::frames::{parse_header, FrameHeader, Mp3Sync};
 use crate::ingest::lockon::SyncFramer;
+use crate::ingest::mp3::{parse_header, FrameHeader, Mp3Sync};
 use crate::logging::escape;
 use crate::mount::StreamHeaders;
 use crate::ring::Ring;

@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cycast::ingest::frames::parse_header;
+use cycast::ingest::mp3::parse_header;
 
 /// Basic credentials of the default source user.
 pub const SOURCE_AUTH: &str = "Authorization: Basic c291cmNlOmhhY2ttZQ==\r\n"; // source:hackme

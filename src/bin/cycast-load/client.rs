@@ -18,7 +18,7 @@ use super::report::{self, Connects, Quality, Report, ServerUsage, Throughput, Tt
 use super::sys::{self, Epoll, EDGE, HANGUP, READABLE, WRITABLE};
 use super::verify::FrameChecker;
 use cycast::icy::IcyDemux;
-use cycast::ingest::frames::parse_header;
+use cycast::ingest::mp3::parse_header;
 use cycast::url::HttpUrl;
 
 /// Size of the one receive buffer shared by all listeners.
@@ -689,7 +689,7 @@ fn parse_head(head: &[u8]) -> Head {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cycast::ingest::frames::silence_frame;
+    use cycast::ingest::mp3::silence_frame;
 
     #[test]
     fn heads() {

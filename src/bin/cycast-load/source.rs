@@ -9,7 +9,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use super::SourceOptions;
-use cycast::ingest::frames::Mp3Framer;
+use cycast::ingest::mp3::Mp3Framer;
 use cycast::url::{Credentials, HttpUrl};
 
 /// How the source announces itself.
@@ -206,7 +206,7 @@ fn stream(url: &HttpUrl, opts: &SourceOptions, frames: &Frames) -> Result<(), St
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cycast::ingest::frames::silence_frame;
+    use cycast::ingest::mp3::silence_frame;
 
     #[test]
     fn frames_skip_tags_and_time_the_file() {

@@ -4,7 +4,7 @@
 //! so checking costs a few operations per 400-byte frame. Where the chain breaks, the checker
 //! slides byte by byte to the next valid header and counts one resync.
 
-use cycast::ingest::frames::parse_header;
+use cycast::ingest::mp3::parse_header;
 
 /// Follows the frame chain of one listener's audio.
 #[derive(Debug, Clone, Default)]
@@ -77,7 +77,7 @@ impl FrameChecker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cycast::ingest::frames::silence_frame;
+    use cycast::ingest::mp3::silence_frame;
 
     fn frames(n: usize) -> Vec<u8> {
         let mut out = Vec::new();

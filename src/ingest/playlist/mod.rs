@@ -10,28 +10,37 @@
 //! Switching is cooperative on the single-threaded ingest core: the playlist checks the
 //! mount's live flag right before every frame it pushes, so nothing of it follows the first
 //! live frame; the release hook wakes it through a channel when the source leaves.
+//!
+//! This module is the player; which files there are is `scan`'s job (a directory or an
+//! `.m3u` file), and in what order they play is `order`'s.
 
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::fmt;
+mod order;
+mod scan;
+
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use futures_lite::future;
 use glommio::channels::local_channel::LocalReceiver;
 use glommio::timer::sleep;
 
-use super::frames::{parse_header, silence_frame, tag_title, FrameHeader, Mp3Framer};
+use super::id3::tag_title;
+use super::mp3::{parse_header, silence_frame, FrameHeader, Mp3Framer};
 use super::pacing::Pacer;
 use super::IngestContext;
 use crate::config::PlaylistConfig;
 use crate::hls::segment::{Codec, FrameTiming};
 use crate::logging::escape;
 use crate::mount::{Mount, StreamInfo};
+use order::Order;
+pub use scan::parse_m3u;
+use scan::Listing;
 
 /// Bytes read from a file at a time; files are read in pieces so a large one never sits in
 /// memory whole.
@@ -39,10 +48,6 @@ const READ_PIECE: usize = 256 * 1024;
 /// Bytes read in one go without finding a frame before a file (or the rest of it) is given
 /// up on, so a huge non-audio file cannot stall the ingest core.
 const MAX_SEARCH: u64 = 16 * 1024 * 1024;
-/// Subdirectory depth searched; also stops symlink loops.
-const MAX_DEPTH: usize = 16;
-/// Largest `.m3u` file read.
-const MAX_M3U_BYTES: u64 = 16 * 1024 * 1024;
 /// Released audio may fall this far behind real time (a stalled thread) before pacing
 /// restarts from now instead of catching up in a burst.
 const MAX_LAG: Duration = Duration::from_secs(2);
@@ -509,278 +514,18 @@ fn read_full_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
     Ok(done)
 }
 
-/// Where the playlist's files are listed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Listing {
-    /// Every matching file under a directory, searched recursively, sorted by path.
-    Directory(PathBuf),
-    /// The entries of an `.m3u`/`.m3u8` file, in its order.
-    M3u(PathBuf),
-}
-
-impl fmt::Display for Listing {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Listing::Directory(p) | Listing::M3u(p) => write!(f, "{}", p.display()),
-        }
-    }
-}
-
-impl Listing {
-    fn from_config(cfg: &PlaylistConfig) -> Self {
-        if cfg.file.is_empty() {
-            Listing::Directory(PathBuf::from(&cfg.directory))
-        } else {
-            Listing::M3u(PathBuf::from(&cfg.file))
-        }
-    }
-
-    /// The playable paths right now. Err only when the listing itself cannot be read.
-    fn scan(&self, extensions: &[String]) -> io::Result<Vec<PathBuf>> {
-        match self {
-            Listing::Directory(dir) => scan_dir(dir, extensions),
-            Listing::M3u(file) => {
-                let len = std::fs::metadata(file)?.len();
-                if len > MAX_M3U_BYTES {
-                    return Err(io::Error::other(format!(
-                        "playlist file is {len} bytes, more than {MAX_M3U_BYTES}"
-                    )));
-                }
-                let bytes = std::fs::read(file)?;
-                let base = file.parent().unwrap_or(Path::new("."));
-                let mut entries = parse_m3u(&String::from_utf8_lossy(&bytes), base);
-                // Missing entries drop out, so their appearance later counts as a change.
-                entries.retain(|p| p.is_file());
-                Ok(entries)
-            }
-        }
-    }
-}
-
-/// Whether a file name ends with one of the (lower-cased) endings.
-fn has_extension(name: &str, extensions: &[String]) -> bool {
-    let name = name.to_lowercase();
-    extensions.iter().any(|e| name.ends_with(e.as_str()))
-}
-
-/// Files under `root` whose names end with one of `extensions`, sorted. Names starting with
-/// "." are skipped (hidden files, macOS `._` resource forks). Err if `root` is unreadable.
-fn scan_dir(root: &Path, extensions: &[String]) -> io::Result<Vec<PathBuf>> {
-    let mut found = Vec::new();
-    let mut dirs = vec![(root.to_path_buf(), 0usize)];
-    let mut at_root = true;
-    while let Some((dir, depth)) = dirs.pop() {
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(entries) => entries,
-            Err(e) if at_root => return Err(e),
-            Err(_) => continue,
-        };
-        at_root = false;
-        for entry in entries.flatten() {
-            let name = entry.file_name();
-            let name = name.to_string_lossy();
-            if name.starts_with('.') {
-                continue;
-            }
-            let path = entry.path();
-            let Ok(mut kind) = entry.file_type() else {
-                continue;
-            };
-            if kind.is_symlink() {
-                match std::fs::metadata(&path) {
-                    Ok(meta) => kind = meta.file_type(),
-                    Err(_) => continue,
-                }
-            }
-            if kind.is_dir() {
-                if depth < MAX_DEPTH {
-                    dirs.push((path, depth + 1));
-                }
-            } else if kind.is_file() && has_extension(&name, extensions) {
-                found.push(path);
-            }
-        }
-    }
-    found.sort();
-    Ok(found)
-}
-
-/// The file entries of an M3U/M3U8 playlist: one per line, `#` lines (`#EXTM3U`, `#EXTINF`)
-/// ignored, relative paths taken from `base`, `file://` URLs accepted, other URLs (streams)
-/// skipped.
-pub fn parse_m3u(text: &str, base: &Path) -> Vec<PathBuf> {
-    text.trim_start_matches('\u{feff}')
-        .lines()
-        .filter_map(|line| {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                return None;
-            }
-            // A `file://` path is bytes once decoded: a file name need not be UTF-8.
-            let line: std::ffi::OsString = match line.strip_prefix("file://") {
-                Some(rest) => std::os::unix::ffi::OsStringExt::from_vec(
-                    crate::http::percent_decode_bytes(rest),
-                ),
-                None if line.contains("://") => return None,
-                None => line.into(),
-            };
-            let path = Path::new(&line);
-            Some(if path.is_absolute() {
-                path.to_path_buf()
-            } else {
-                base.join(path)
-            })
-        })
-        .collect()
-}
-
-/// Play order: sorted (or m3u) order, or shuffled anew for every pass through the list.
-struct Order {
-    /// Shuffle instead of list order.
-    shuffle: bool,
-    /// Entries are sorted by path (a directory scan), so a vanished last track still has a
-    /// place to continue from.
-    sorted: bool,
-    /// The current listing.
-    entries: Vec<PathBuf>,
-    /// What is left of this pass, in play order.
-    queue: VecDeque<PathBuf>,
-    /// The most recent pick, so a new pass does not start with it again.
-    last: Option<PathBuf>,
-    /// Shuffle randomness.
-    rng: XorShift,
-}
-
-impl Order {
-    fn new(shuffle: bool, sorted: bool) -> Self {
-        Self {
-            shuffle,
-            sorted,
-            entries: Vec::new(),
-            queue: VecDeque::new(),
-            last: None,
-            rng: XorShift::from_clock(),
-        }
-    }
-
-    fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    /// Replaces the listing, keeping the current pass where it can. True if it changed.
-    fn set_entries(&mut self, new: Vec<PathBuf>) -> bool {
-        if new == self.entries {
-            return false;
-        }
-        if self.shuffle {
-            // Keep the rest of this pass; new files join it at random places.
-            let kept: HashSet<&PathBuf> = new.iter().collect();
-            let old: HashSet<&PathBuf> = self.entries.iter().collect();
-            self.queue.retain(|p| kept.contains(p));
-            for path in new.iter().filter(|p| !old.contains(p)) {
-                let at = self.rng.below(self.queue.len() + 1);
-                self.queue.insert(at, path.clone());
-            }
-        } else {
-            // Continue after the last track played, in the new list's order.
-            let start = match &self.last {
-                None => 0,
-                Some(last) => match new.iter().position(|p| p == last) {
-                    Some(i) => i + 1,
-                    None if self.sorted => new.partition_point(|p| p <= last),
-                    None => 0,
-                },
-            };
-            self.queue = new[start..].iter().cloned().collect();
-        }
-        self.entries = new;
-        true
-    }
-
-    /// The next track not rejected by `skip`, starting a new pass when this one is done.
-    fn next(&mut self, skip: impl Fn(&Path) -> bool) -> Option<PathBuf> {
-        let mut refilled = false;
-        loop {
-            while let Some(path) = self.queue.pop_front() {
-                if !skip(&path) {
-                    self.last = Some(path.clone());
-                    return Some(path);
-                }
-            }
-            if refilled || self.entries.is_empty() {
-                return None;
-            }
-            self.refill();
-            refilled = true;
-        }
-    }
-
-    /// Starts a pass: list order, or a fresh shuffle that does not open with the last track.
-    fn refill(&mut self) {
-        let mut pass = self.entries.clone();
-        if self.shuffle {
-            for i in (1..pass.len()).rev() {
-                let j = self.rng.below(i + 1);
-                pass.swap(i, j);
-            }
-            if pass.len() > 1 && self.last.as_ref() == Some(&pass[0]) {
-                let j = 1 + self.rng.below(pass.len() - 1);
-                pass.swap(0, j);
-            }
-        }
-        self.queue = pass.into();
-    }
-}
-
-/// xorshift64*: enough randomness for a play order, without a dependency.
-struct XorShift(
-    /// Generator state; never zero.
-    u64,
-);
-
-impl XorShift {
-    /// Seeded from the clock and process id, so restarts play different orders.
-    fn from_clock() -> Self {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0);
-        Self::seeded(nanos ^ (u64::from(std::process::id()) << 32))
-    }
-
-    fn seeded(seed: u64) -> Self {
-        // splitmix64 spreads a low-entropy seed over all bits; the state must not be zero.
-        let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        Self((z ^ (z >> 31)) | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// A number in `0..n` (`n` > 0); the modulo bias is irrelevant at playlist sizes.
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     /// A scratch directory removed when dropped.
-    struct TempDir(
+    pub(super) struct TempDir(
         /// The directory.
-        PathBuf,
+        pub(super) PathBuf,
     );
 
     impl TempDir {
-        fn new(name: &str) -> Self {
+        pub(super) fn new(name: &str) -> Self {
             let dir = std::env::temp_dir().join(format!(
                 "cycast-playlist-{name}-{}-{:?}",
                 std::process::id(),
@@ -791,7 +536,7 @@ mod tests {
             Self(dir)
         }
 
-        fn write(&self, rel: &str, bytes: &[u8]) -> PathBuf {
+        pub(super) fn write(&self, rel: &str, bytes: &[u8]) -> PathBuf {
             let path = self.0.join(rel);
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(&path, bytes).unwrap();
@@ -805,139 +550,8 @@ mod tests {
         }
     }
 
-    fn paths(names: &[&str]) -> Vec<PathBuf> {
+    pub(super) fn paths(names: &[&str]) -> Vec<PathBuf> {
         names.iter().map(PathBuf::from).collect()
-    }
-
-    #[test]
-    fn shuffle_never_repeats_a_track_back_to_back() {
-        for n in [2usize, 3, 5] {
-            let names: Vec<String> = (0..n).map(|i| format!("t{i}.mp3")).collect();
-            let mut order = Order::new(true, true);
-            order.rng = XorShift::seeded(n as u64);
-            order.set_entries(names.iter().map(PathBuf::from).collect());
-            let mut prev: Option<PathBuf> = None;
-            let mut pass = HashSet::new();
-            for _ in 0..3000 {
-                let next = order.next(|_| false).unwrap();
-                assert_ne!(
-                    Some(&next),
-                    prev.as_ref(),
-                    "immediate repeat with {n} tracks"
-                );
-                // Every pass plays each track once.
-                assert!(pass.insert(next.clone()), "{next:?} twice in one pass");
-                if pass.len() == n {
-                    pass.clear();
-                }
-                prev = Some(next);
-            }
-        }
-    }
-
-    #[test]
-    fn shuffle_passes_differ() {
-        let mut order = Order::new(true, true);
-        order.rng = XorShift::seeded(7);
-        order.set_entries((0..8).map(|i| PathBuf::from(format!("{i}"))).collect());
-        let passes: HashSet<Vec<PathBuf>> = (0..10)
-            .map(|_| (0..8).map(|_| order.next(|_| false).unwrap()).collect())
-            .collect();
-        assert!(passes.len() > 5, "passes are not reshuffled");
-    }
-
-    #[test]
-    fn sorted_order_loops_and_follows_changes() {
-        let mut order = Order::new(false, true);
-        order.set_entries(paths(&["a", "c", "e"]));
-        assert_eq!(order.next(|_| false).unwrap(), PathBuf::from("a"));
-        assert_eq!(order.next(|_| false).unwrap(), PathBuf::from("c"));
-        // "c" was removed and "d" added: continue after where "c" was.
-        assert!(order.set_entries(paths(&["a", "b", "d", "e"])));
-        assert!(!order.set_entries(paths(&["a", "b", "d", "e"])));
-        let picks: Vec<PathBuf> = (0..5).map(|_| order.next(|_| false).unwrap()).collect();
-        assert_eq!(picks, paths(&["d", "e", "a", "b", "d"]));
-    }
-
-    #[test]
-    fn skipped_tracks_are_passed_over_and_all_bad_is_none() {
-        let mut order = Order::new(false, true);
-        order.set_entries(paths(&["a", "b", "c"]));
-        let not_b = |p: &Path| p == Path::new("b");
-        assert_eq!(order.next(not_b).unwrap(), PathBuf::from("a"));
-        assert_eq!(order.next(not_b).unwrap(), PathBuf::from("c"));
-        assert_eq!(order.next(not_b).unwrap(), PathBuf::from("a"));
-        assert_eq!(order.next(|_| true), None);
-        let mut empty = Order::new(true, true);
-        assert_eq!(empty.next(|_| false), None);
-    }
-
-    #[test]
-    fn shuffle_change_keeps_the_pass_and_adds_new_files() {
-        let mut order = Order::new(true, true);
-        order.rng = XorShift::seeded(1);
-        order.set_entries(paths(&["a", "b", "c"]));
-        let first = order.next(|_| false).unwrap();
-        let mut next = paths(&["a", "b", "c", "d"]);
-        next.retain(|p| *p != first || p == Path::new("d"));
-        order.set_entries(next.clone());
-        let rest: HashSet<PathBuf> = (0..3).map(|_| order.next(|_| false).unwrap()).collect();
-        assert_eq!(rest, next.into_iter().collect());
-    }
-
-    #[test]
-    fn m3u_parsing() {
-        let text = "\u{feff}#EXTM3U\r\n#EXTINF:123,Artist - Song\r\nsong one.mp3\r\n\r\n  sub/two.mp3  \n/abs/three.mp3\nfile:///abs/four%20x.mp3\nhttp://example.com/stream\n# comment\n";
-        let got = parse_m3u(text, Path::new("/lists"));
-        assert_eq!(
-            got,
-            paths(&[
-                "/lists/song one.mp3",
-                "/lists/sub/two.mp3",
-                "/abs/three.mp3",
-                "/abs/four x.mp3",
-            ])
-        );
-        assert!(parse_m3u("", Path::new("/")).is_empty());
-        assert_eq!(
-            parse_m3u("file:///a%2\nfile:///b%2B+c", Path::new("/")),
-            paths(&["/a%2", "/b++c"])
-        );
-    }
-
-    #[test]
-    fn scan_is_recursive_filtered_and_sorted() {
-        let dir = TempDir::new("scan");
-        dir.write("b.mp3", b"x");
-        dir.write("a.MP3", b"x");
-        dir.write("sub/deeper/c.Mp3", b"x");
-        dir.write("notes.txt", b"x");
-        dir.write(".hidden.mp3", b"x");
-        dir.write(".hidden-dir/d.mp3", b"x");
-        dir.write("e.ogg", b"x");
-        let exts = vec![".mp3".to_string()];
-        let got = scan_dir(&dir.0, &exts).unwrap();
-        let rel: Vec<PathBuf> = got
-            .iter()
-            .map(|p| p.strip_prefix(&dir.0).unwrap().to_path_buf())
-            .collect();
-        assert_eq!(rel, paths(&["a.MP3", "b.mp3", "sub/deeper/c.Mp3"]));
-        assert!(scan_dir(&dir.0.join("missing"), &exts).is_err());
-        assert!(has_extension("X.OGG", &[".ogg".into()]));
-    }
-
-    #[test]
-    fn m3u_listing_resolves_relative_to_the_file_and_drops_missing() {
-        let dir = TempDir::new("m3u");
-        dir.write("music/one.mp3", b"x");
-        dir.write("two.mp3", b"x");
-        let list = dir.write(
-            "lists/radio.m3u",
-            b"#EXTM3U\n../two.mp3\n../music/one.mp3\n../missing.mp3\n",
-        );
-        let got = Listing::M3u(list).scan(&[]).unwrap();
-        let names: Vec<_> = got.iter().map(|p| p.file_name().unwrap()).collect();
-        assert_eq!(names, ["two.mp3", "one.mp3"]);
     }
 
     fn frames(kbps: u32, count: usize) -> Vec<u8> {
