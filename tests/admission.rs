@@ -100,8 +100,9 @@ fn listener_ids(server: &Server, mount: &str, expected: usize) -> Vec<u64> {
 }
 
 /// A stream request whose connection is reset right after it is sent: the server finds it
-/// gone while reading the request, writing the response head, or in the fan-out.
-fn reset_during_head(server: &Server, mount: &str) {
+/// gone before admitting it or once it is in the fan-out (a reset while the head is being
+/// written has its own test).
+fn reset_after_request(server: &Server, mount: &str) {
     let mut stream = TcpStream::connect(server.listen).unwrap();
     socket2::SockRef::from(&stream)
         .set_linger(Some(Duration::ZERO))
@@ -167,11 +168,11 @@ fn every_departure_gives_its_place_back() {
             .count();
         assert_eq!(closed, 2, "round {round}: the two kicked listeners close");
 
-        // The last one hangs up; then requests reset before or during their response head.
+        // The last one hangs up; then requests reset right after they are sent.
         drop(listeners);
         for _ in 0..5 {
-            reset_during_head(&server, "/a");
-            reset_during_head(&server, "/b");
+            reset_after_request(&server, "/a");
+            reset_after_request(&server, "/b");
         }
         a.send_frames(frame, 5, 50.0);
         b.send_frames(frame, 5, 50.0);
@@ -183,5 +184,41 @@ fn every_departure_gives_its_place_back() {
     let (total, _, _) = counts(&server);
     assert_eq!(total, 3);
     drop(again);
+    wait_all_counted_out(&server, "the end");
+}
+
+#[test]
+fn a_listener_reset_while_its_response_head_is_stuck_is_counted_out() {
+    // A response head far larger than the socket buffers, so it cannot all go out to a client
+    // that does not read.
+    let description = "x".repeat(8 << 20);
+    let server = Server::start(&format!(
+        "{CONFIG}mount \"/big\" {{\n  station_description = \"{description}\"\n}}\n"
+    ));
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(&server.listen.into()).unwrap();
+    let mut stream = TcpStream::from(socket);
+    write!(stream, "GET /big HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    // Admitted, still writing its head: counted on the server and the mount, not yet on a shard.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (total, mounts, shards) = counts(&server);
+        let big = mounts.iter().find(|(m, _)| m == "/big").map(|(_, n)| *n);
+        if (total, big, shards) == (1, Some(1), 0) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "stuck head not counted: server {total}, mounts {mounts:?}, shards {shards}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    socket2::SockRef::from(&stream)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(stream);
+    wait_all_counted_out(&server, "after the reset");
+    drop(fill(&server, "/stream", 3));
     wait_all_counted_out(&server, "the end");
 }
