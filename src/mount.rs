@@ -195,8 +195,9 @@ impl Mount {
 
     /// Counts a listener in unless the mount already has `max` (0 = no limit) or has been
     /// removed. Sequentially consistent with [`MountTable::retire`]: either the join sees the
-    /// removal, or the removal sees the listener and is called off.
-    pub fn try_join(&self, max: u64) -> bool {
+    /// removal, or the removal sees the listener and is called off. Only
+    /// [`crate::shard::admission::Admission`] counts listeners, so each join has one leave.
+    pub(crate) fn try_join(&self, max: u64) -> bool {
         let now = self.listeners.fetch_add(1, Ordering::SeqCst) + 1;
         if (max != 0 && now > max) || self.removed.load(Ordering::SeqCst) {
             self.listeners.fetch_sub(1, Ordering::SeqCst);
@@ -211,8 +212,8 @@ impl Mount {
         self.removed.load(Ordering::SeqCst)
     }
 
-    /// Counts a departed listener.
-    pub fn listener_left(&self) {
+    /// Counts a departed listener (an [`crate::shard::admission::Admission`] dropped or moved).
+    pub(crate) fn listener_left(&self) {
         self.listeners.fetch_sub(1, Ordering::Relaxed);
     }
 }

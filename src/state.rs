@@ -60,6 +60,14 @@ pub struct ControlPlane {
     pub admin: Handler,
 }
 
+impl ControlPlane {
+    /// No control plane: every request is left to the port's own answers (unit tests).
+    pub const NONE: ControlPlane = ControlPlane {
+        pages: |_, _, _| None,
+        admin: |_, _, _| None,
+    };
+}
+
 impl Shared {
     /// The configuration in force now. Callers hold it for one request or pass, so a reload
     /// applies from the next one.

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{have, raw_exchange, Server, Source};
+use common::{have, raw_exchange, split_head, Server, Source};
 use rcgen::{
     date_time_ymd, BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair,
     KeyUsagePurpose,
@@ -391,32 +391,39 @@ fn ffmpeg_decodes_an_https_stream_with_icy_metadata() {
     );
 }
 
-#[test]
-fn shutdown_ends_tls_streams_with_close_notify() {
-    use std::io::Read;
-    use std::sync::Arc;
-    let (mut server, pki, _dir) = server_with_tls();
-    let https = https_addr(&server);
-    let mut source = Source::mp3(server.source, "/stream");
-    source.send_frames(0, 40, 50.0);
-    let mut roots = rustls::RootCertStore::empty();
-    let ca = std::fs::read(&pki.ca).unwrap();
+/// A TLS connection to `localhost` at `addr` trusting only `ca`, with a 10 s read timeout.
+fn tls_client(
+    addr: SocketAddr,
+    ca: &Path,
+) -> rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream> {
     use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    let ca = std::fs::read(ca).unwrap();
     for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&ca) {
         roots.add(cert.unwrap()).unwrap();
     }
     #[allow(deprecated)]
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();
     let name = "localhost".try_into().unwrap();
-    let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
-    let tcp = std::net::TcpStream::connect(https).unwrap();
+    let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+    let tcp = std::net::TcpStream::connect(addr).unwrap();
     tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    rustls::StreamOwned::new(conn, tcp)
+}
+
+#[test]
+fn shutdown_ends_tls_streams_with_close_notify() {
+    use std::io::Read;
+    let (mut server, pki, _dir) = server_with_tls();
+    let https = https_addr(&server);
+    let mut source = Source::mp3(server.source, "/stream");
+    source.send_frames(0, 40, 50.0);
+    let mut tls = tls_client(https, &pki.ca);
     std::io::Write::write_all(&mut tls, b"GET /stream HTTP/1.0\r\n\r\n").unwrap();
     let mut got = Vec::new();
     let mut buf = [0u8; 16384];
@@ -591,4 +598,131 @@ fn hls_playlists_and_segments_are_served_over_https_as_over_http() {
     let (code, part) = curl(https, &path, &pki.ca, &["-r", "10-99"]);
     assert_eq!(code, 0);
     assert_eq!(part, plain[10..100]);
+}
+
+/// Requests `path` over HTTPS; returns the connection and the response head.
+fn tls_listener(
+    addr: SocketAddr,
+    ca: &Path,
+    path: &str,
+) -> (
+    rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>,
+    String,
+) {
+    use std::io::{Read, Write};
+    let mut tls = tls_client(addr, ca);
+    write!(tls, "GET {path} HTTP/1.0\r\n\r\n").unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let n = tls.read(&mut byte).expect("response head");
+        assert!(n > 0, "closed before the head");
+        head.push(byte[0]);
+    }
+    (tls, String::from_utf8_lossy(&head).into_owned())
+}
+
+/// Server, per-mount and per-shard listener counts (admin stats and `/api/stats`).
+fn listener_counts(server: &Server) -> (u64, Vec<u64>, u64) {
+    let answer = raw_exchange(
+        server.listen,
+        b"GET /admin/stats.json HTTP/1.0\r\nAuthorization: Basic YWRtaW46YWRtaW5wdw==\r\n\r\n",
+        Duration::from_secs(5),
+    );
+    let (_, body) = split_head(&answer);
+    let stats: serde_json::Value = serde_json::from_slice(&body).expect("admin stats");
+    let mounts = stats["icestats"]["source"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["listeners"].as_u64().unwrap())
+        .collect();
+    let shards = server.stats()["total_listeners"].as_u64().unwrap();
+    (
+        stats["icestats"]["listeners"].as_u64().unwrap(),
+        mounts,
+        shards,
+    )
+}
+
+#[test]
+fn https_listeners_give_their_places_back_however_they_leave() {
+    use std::time::Instant;
+    let dir = tempfile::tempdir().unwrap();
+    let pki = make_pki(dir.path(), 2020, 2090);
+    let server = Server::start(&format!(
+        "server {{\n  shards = 2\n  admin_user = \"admin\"\n  admin_password = \"adminpw\"\n}}\n\
+         limits {{\n  max_listeners = 2\n}}\n{}",
+        tls_block(&pki.cert, &pki.key)
+    ));
+    let https = https_addr(&server);
+    let mut source = Source::mp3(server.source, "/stream");
+    source.send_frames(0, 20, 50.0);
+    let admitted = |n: usize| -> Vec<_> {
+        let listeners: Vec<_> = (0..n)
+            .map(|_| tls_listener(https, &pki.ca, "/stream"))
+            .collect();
+        for (_, head) in &listeners {
+            assert!(head.starts_with("HTTP/1.0 200"), "{head}");
+        }
+        let (_, head) = tls_listener(https, &pki.ca, "/stream");
+        assert!(
+            head.starts_with("HTTP/1.0 503"),
+            "over max_listeners: {head}"
+        );
+        listeners
+    };
+    for round in 0..2 {
+        let listeners = admitted(2);
+        // One is kicked, the other hangs up.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let id = loop {
+            let answer = raw_exchange(
+                server.listen,
+                b"GET /admin/listclients.json?mount=/stream HTTP/1.0\r\nAuthorization: Basic YWRtaW46YWRtaW5wdw==\r\n\r\n",
+                Duration::from_secs(5),
+            );
+            let (_, body) = split_head(&answer);
+            let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            let ids = json["icestats"]["source"][0]["listener"]
+                .as_array()
+                .cloned();
+            if let Some(ids) = ids.filter(|ids| ids.len() == 2) {
+                break ids[0]["ID"].as_u64().unwrap();
+            }
+            assert!(Instant::now() < deadline, "listeners not listed: {json}");
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let answer = raw_exchange(
+            server.listen,
+            format!("GET /admin/killclient?mount=/stream&id={id} HTTP/1.0\r\nAuthorization: Basic YWRtaW46YWRtaW5wdw==\r\n\r\n").as_bytes(),
+            Duration::from_secs(5),
+        );
+        assert!(String::from_utf8_lossy(&answer).contains("removed"));
+        source.send_frames(20 + round * 40, 20, 50.0);
+        drop(listeners);
+        // Requests reset right after they are sent.
+        for _ in 0..4 {
+            let mut tls = tls_client(https, &pki.ca);
+            let _ = std::io::Write::write_all(&mut tls, b"GET /stream HTTP/1.0\r\n\r\n");
+            let _ = std::io::Write::flush(&mut tls);
+            socket2::SockRef::from(&tls.sock)
+                .set_linger(Some(Duration::ZERO))
+                .unwrap();
+        }
+        source.send_frames(40 + round * 40, 20, 50.0);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let (total, mounts, shards) = listener_counts(&server);
+            if total == 0 && shards == 0 && mounts.iter().all(|n| *n == 0) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: server {total}, mounts {mounts:?}, shards {shards}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    drop(admitted(2));
 }

@@ -123,9 +123,9 @@ impl ShardStats {
         counter.fetch_add(n, Ordering::Relaxed);
     }
 
-    /// Counts a departure.
+    /// Counts a departure's reason; the listener count itself follows the listener's
+    /// admission (`shard::admission`).
     pub fn left(&self, reason: DisconnectReason) {
-        self.listeners.fetch_sub(1, Ordering::Relaxed);
         let counter = match reason {
             DisconnectReason::ClientClosed => &self.closed,
             DisconnectReason::TooSlow => &self.slow,

@@ -17,6 +17,7 @@ use std::time::Instant;
 
 mod tls;
 
+use super::admission::Admission;
 use super::icy::{IcyCursor, IcyPlan, Piece, TitleBlock};
 use super::sys::{Batch, Owner, Part, SendRing, Taskrun};
 use crate::config::{FanoutEngine, SlowListenerPolicy};
@@ -30,6 +31,9 @@ use crate::state::Shared;
 
 /// One connected listener, owned by exactly one shard.
 pub struct Listener {
+    /// Its place in the server's, mount's and shard's listener counts, given back when the
+    /// listener is dropped.
+    pub admission: Admission,
     /// The connection, non-blocking, past its response headers.
     pub socket: TcpStream,
     /// Stream offset of the next audio byte this listener gets.
@@ -157,7 +161,7 @@ pub struct Fanout {
     uring_submits_before: u64,
     /// This shard's counters, read by status pages.
     stats: Arc<ShardStats>,
-    /// Server-wide state: listener total for admission control.
+    /// Server-wide state: configuration and the mount table.
     shared: Arc<Shared>,
     /// Where departures are logged, when the access log is on.
     access_log: Option<Rc<AccessLog>>,
@@ -199,8 +203,10 @@ impl Fanout {
         }
     }
 
-    /// Adds a listener at the burst position and sends its first bytes right away.
-    pub fn join(&mut self, mount: &Arc<Mount>, mut listener: Listener) {
+    /// Adds a listener at the burst position of the mount it was admitted to and sends its
+    /// first bytes right away.
+    pub fn join(&mut self, mut listener: Listener) {
+        let mount = listener.admission.mount().clone();
         let ring = &mount.ring;
         let config = self.shared.config();
         // Before anything is published the first chunk will start at the edge.
@@ -208,17 +214,17 @@ impl Fanout {
             .join_position(config.burst_size(&mount.name) as u64)
             .unwrap_or_else(|| ring.committed());
         listener.aligned = true;
-        owe_headers(mount, &mut listener);
+        owe_headers(&mount, &mut listener);
         if listener.headers.is_none() {
             if let Some(intro) = super::intro::for_listener(&mount.name, ring, listener.cursor) {
                 listener.headers = Some((intro, 0));
                 listener.in_intro = true;
             }
         }
-        self.stats.listeners.fetch_add(1, Ordering::Relaxed);
+        listener.admission.count_on(&self.stats);
         ShardStats::add(&self.stats.connects, 1);
         let charset = Charset::from_name(&config.icy_charset(&mount.name)).unwrap_or_default();
-        slot(&mut self.mounts, mount, charset).counters.connects += 1;
+        slot(&mut self.mounts, &mount, charset).counters.connects += 1;
         if let Engine::Uring(ring) = &mut self.engine {
             ring.register(listener.socket.as_raw_fd());
         }
@@ -401,12 +407,14 @@ impl Fanout {
 
     fn move_listener(&mut self, from: MountId, mut listener: Listener, to: MountId) {
         // A destination removed meanwhile takes nobody (see `MountTable::retire`).
-        let Some(dest) = self.shared.mounts.get(to).filter(|d| d.try_join(0)) else {
+        let Some(dest) = self
+            .shared
+            .mounts
+            .get(to)
+            .filter(|dest| listener.admission.move_to(dest))
+        else {
             return self.depart(from, listener, DisconnectReason::Kicked);
         };
-        if let Some(source) = find(&mut self.mounts, from) {
-            source.mount.listener_left();
-        }
         listener.move_to = None;
         // The live edge: no second burst, and never audio the destination played before.
         listener.cursor = dest.ring.committed();
@@ -441,7 +449,7 @@ impl Fanout {
     }
 
     /// Ends every listener's response (FIN after the bytes already sent) for shutdown;
-    /// returns how many there were.
+    /// returns how many there were. Each is counted out as it is dropped.
     pub fn close_all(&mut self) -> usize {
         let mut closed = 0;
         for slot in self.mounts.iter_mut() {
@@ -453,9 +461,6 @@ impl Fanout {
                 if let Engine::Uring(ring) = &mut self.engine {
                     ring.unregister(listener.socket.as_raw_fd());
                 }
-                slot.mount.listener_left();
-                self.stats.listeners.fetch_sub(1, Ordering::Relaxed);
-                self.shared.listeners.fetch_sub(1, Ordering::Relaxed);
                 closed += 1;
             }
         }
@@ -548,6 +553,7 @@ impl Fanout {
             .collect()
     }
 
+    /// Ends a listener taken out of `mount`'s list; dropping it at the end counts it out.
     fn depart(&mut self, mount: MountId, listener: Listener, reason: DisconnectReason) {
         // The ring holds the socket open while it is registered.
         if let Engine::Uring(ring) = &mut self.engine {
@@ -563,10 +569,8 @@ impl Fanout {
                 Some(listener.connected_at.elapsed()),
             );
         }
-        self.shared.listeners.fetch_sub(1, Ordering::Relaxed);
         if let Some(slot) = find(&mut self.mounts, mount) {
             slot.counters.disconnects[reason as usize] += 1;
-            slot.mount.listener_left();
             tracing::debug!(
                 id = listener.id,
                 peer = %listener.peer,

@@ -5,11 +5,11 @@
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::Instant;
 
 use glommio::net::TcpStream;
 
+use super::admission::Admission;
 use super::conn::Conn;
 use super::fanout::Listener;
 use super::icy::IcyCursor;
@@ -120,8 +120,8 @@ async fn serve(ctx: Rc<ShardContext>, mut stream: Conn, request: Request, accept
         Route::Hls(answer) => {
             super::hls::respond(&ctx, &mut stream, answer, &request, client.ip()).await;
         }
-        Route::Stream { mount, metaint } => {
-            start_stream(&ctx, stream, &mount, &request, metaint, accepted, client).await
+        Route::Stream { admission, metaint } => {
+            start_stream(&ctx, stream, admission, &request, metaint, accepted, client).await
         }
     }
 }
@@ -132,10 +132,10 @@ enum Route {
     Reply(Vec<u8>),
     /// An HLS playlist or segment.
     Hls(super::hls::Answer),
-    /// The audio stream of a mount (the listener was admitted).
+    /// The audio stream of a mount.
     Stream {
-        /// The mount.
-        mount: Arc<Mount>,
+        /// The listener's place in the counts, on the mount it gets.
+        admission: Admission,
         /// ICY metadata interval, when the listener asked for it.
         metaint: Option<usize>,
     },
@@ -199,7 +199,7 @@ fn route(ctx: &Rc<ShardContext>, cfg: &Config, request: &Request) -> Route {
     if head_only {
         return Route::Reply(stream_headers(cfg, &mount, metaint).into_bytes());
     }
-    if !admit(ctx, &mount) {
+    let Some(admission) = Admission::admit(&ctx.shared, &mount) else {
         if mount.is_removed() {
             return not_found();
         }
@@ -214,8 +214,8 @@ fn route(ctx: &Rc<ShardContext>, cfg: &Config, request: &Request) -> Route {
             &[],
             "Server full: too many listeners\n",
         ));
-    }
-    Route::Stream { mount, metaint }
+    };
+    Route::Stream { admission, metaint }
 }
 
 /// Whether the listener asked for ICY metadata and the server offers it.
@@ -226,51 +226,30 @@ fn wants_icy(cfg: &Config, request: &Request) -> bool {
             .is_some_and(|v| v.trim() == "1")
 }
 
-/// Counts the listener in, unless the server or mount is full.
-fn admit(ctx: &ShardContext, mount: &Mount) -> bool {
-    let config = ctx.shared.config();
-    let max = config.max_listeners() as u64;
-    let before = ctx.shared.listeners.fetch_add(1, Ordering::Relaxed);
-    if max != 0 && before >= max {
-        ctx.shared.listeners.fetch_sub(1, Ordering::Relaxed);
-        return false;
-    }
-    let mount_max = config.mount.get(&mount.name).map_or(0, |m| m.max_listeners) as u64;
-    if !mount.try_join(mount_max) {
-        ctx.shared.listeners.fetch_sub(1, Ordering::Relaxed);
-        return false;
-    }
-    true
-}
-
-/// Undoes [`admit`] for a listener that never reached the fan-out.
-fn unadmit(ctx: &ShardContext, mount: &Mount) {
-    ctx.shared.listeners.fetch_sub(1, Ordering::Relaxed);
-    mount.listener_left();
-}
-
 async fn start_stream(
     ctx: &ShardContext,
     mut stream: Conn,
-    mount: &Arc<Mount>,
+    admission: Admission,
     request: &Request,
     metaint: Option<usize>,
     accepted: Instant,
     client: SocketAddr,
 ) {
     let cfg = ctx.shared.config();
+    let mount = admission.mount().clone();
+    // Returning early drops the admission, which counts the listener out.
     if stream
-        .write_all(stream_headers(&cfg, mount, metaint).as_bytes())
+        .write_all(stream_headers(&cfg, &mount, metaint).as_bytes())
         .await
         .is_err()
     {
-        return unadmit(ctx, mount);
+        return;
     }
     let socket = match crate::sys::detach_stream(&stream.stream) {
         Ok(socket) => socket,
         Err(e) => {
             tracing::warn!(shard = ctx.id, "cannot hand listener to the fan-out: {e}");
-            return unadmit(ctx, mount);
+            return;
         }
     };
     let tls = stream.tls.map(Box::new);
@@ -284,6 +263,7 @@ async fn start_stream(
         tracing::debug!(shard = ctx.id, "cannot limit a listener's send buffer: {e}");
     }
     let listener = Listener {
+        admission,
         socket,
         cursor: 0,
         aligned: true,
@@ -309,7 +289,7 @@ async fn start_stream(
         tls,
     };
     tracing::debug!(shard = ctx.id, id = listener.id, peer = %client, mount = %escape(&mount.name), "listener joined");
-    ctx.fanout.borrow_mut().join(mount, listener);
+    ctx.fanout.borrow_mut().join(listener);
 }
 
 /// The response head of a stream: Icecast's headers, never chunked, no length.

@@ -5,7 +5,12 @@
 //! [`listener`] answers a connection's request (the stream, status pages, admin API); a
 //! listener that gets the stream is handed to [`fanout`], which feeds it from the ring whenever
 //! the ingest core wakes this shard ([`icy`] interleaves metadata for players that ask).
+//! A listener is counted by the [`admission::Admission`] it holds, from its admission until it
+//! is dropped, so no departure path can forget the count. [`hls`] serves playlists and
+//! segments, [`intro`] a mount's intro, [`redirect`] the edges of a full mount, and [`conn`]
+//! is the plain or TLS connection the request handlers write to.
 
+pub mod admission;
 mod conn;
 pub mod fanout;
 pub mod hls;
