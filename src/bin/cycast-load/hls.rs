@@ -23,6 +23,8 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::player::Player;
+use super::report::{sample_proc, ServerUsage};
+use super::sys::clock_ticks_per_second;
 use super::{ListenOptions, Url};
 use cycast::ingest::adts::parse_adts_header;
 use cycast::ingest::frames::parse_header;
@@ -254,6 +256,9 @@ pub struct HlsReport {
     pub rebuffer_s: f64,
     /// Clients whose modelled player started.
     pub clients_playing: u64,
+    /// The server's CPU and memory from the end of the ramp to the end of the run, with
+    /// `--pid` (per GB of segment bytes fetched meanwhile).
+    pub server: Option<ServerUsage>,
     /// The first few problems seen, for the operator.
     pub first_errors: Vec<String>,
 }
@@ -283,6 +288,18 @@ impl HlsReport {
             u = self.underruns,
             rb = self.rebuffer_s,
         );
+        if let Some(u) = &self.server {
+            out.push_str(&format!(
+                "server     pid {}: {:.2} CPU s ({:.1}% of a core), {} CPU s/GB, RSS {:.1} -> {:.1} MB\n",
+                u.pid,
+                u.cpu_seconds,
+                u.cpu_share * 100.0,
+                u.cpu_seconds_per_gb
+                    .map_or("-".to_string(), |c| format!("{c:.2}")),
+                u.rss_start_mb,
+                u.rss_end_mb,
+            ));
+        }
         for e in &self.first_errors {
             out.push_str(&format!("  {e}\n"));
         }
@@ -401,9 +418,22 @@ pub fn run(opts: &ListenOptions) -> Result<HlsReport, String> {
             std::thread::spawn(move || worker(&shared))
         })
         .collect();
+    // The server is measured once every client has started (the steady phase).
+    let ticks = clock_ticks_per_second();
+    let steady_from = (start + Duration::from_secs_f64(opts.listeners as f64 / opts.ramp)).min(end);
+    let mut server_start = None;
     let mut last_progress = Instant::now();
     while Instant::now() < end {
-        std::thread::sleep(Duration::from_millis(200));
+        std::thread::sleep(
+            Duration::from_millis(200).min(end.saturating_duration_since(Instant::now())),
+        );
+        if let (Some(pid), None) = (opts.pid, &server_start) {
+            if Instant::now() >= steady_from {
+                let bytes = shared.report.lock().unwrap().bytes;
+                server_start =
+                    sample_proc(&pid.to_string(), ticks).map(|s| (s, Instant::now(), bytes));
+            }
+        }
         if !opts.quiet && last_progress.elapsed() >= Duration::from_secs(1) {
             last_progress = Instant::now();
             let r = shared.report.lock().unwrap();
@@ -427,6 +457,17 @@ pub fn run(opts: &ListenOptions) -> Result<HlsReport, String> {
     let now = Instant::now();
     let mut report = shared.report.lock().unwrap().clone();
     report.duration_s = (now - start).as_secs_f64();
+    if let Some(pid) = opts.pid {
+        match (server_start, sample_proc(&pid.to_string(), ticks)) {
+            (Some((a, at, bytes)), Some(b)) => {
+                let secs = (now - at).as_secs_f64();
+                report.server = Some(ServerUsage::between(pid, a, b, secs, report.bytes - bytes));
+            }
+            _ => eprintln!(
+                "cycast-load: could not read /proc/{pid} at both ends of the steady phase"
+            ),
+        }
+    }
     for client in &shared.clients {
         let mut c = client.lock().unwrap();
         c.player.finish(now);
