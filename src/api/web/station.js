@@ -174,7 +174,8 @@
   document.addEventListener('error', (ev) => {
     const audio = ev.target;
     if (!(audio instanceof HTMLAudioElement) || !audio.dataset.hls || audio.dataset.hlsFailed) return;
-    if (new URL(audio.currentSrc || audio.src).pathname !== audio.dataset.hls) return;
+    const playing = new URL(audio.currentSrc || audio.src, location.origin).pathname;
+    if (playing !== new URL(audio.dataset.hls, location.origin).pathname) return;
     audio.dataset.hlsFailed = '1';
     audio.src = audio.dataset.mount;
     audio.play().catch(() => {});
