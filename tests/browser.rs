@@ -431,6 +431,9 @@ fn station_page_follows_the_title_and_plays_the_stream() {
         native_hls || !fell_back,
         "fell back from HLS it never tried"
     );
+    eprintln!(
+        "station page player: claims native HLS {native_hls}, fell back to the stream {fell_back}"
+    );
     let playing = browser.eval(&format!("{player}.src"));
     if native_hls && !fell_back {
         assert_eq!(playing, json!(format!("{origin}/stream/index.m3u8")));
