@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what tests/browser.rs drives: Debian's Chromium, Node.js and playwright-core (which
-# controls that Chromium over CDP and never downloads a browser of its own).
+# controls that Chromium over CDP and never downloads a browser of its own), and hls.js, which
+# one test plays the HLS output with. Versions are pinned in tests/browser/package-lock.json.
 # Idempotent: installs only what is missing, so repeated runs cost nothing.
 set -euo pipefail
 
@@ -27,7 +28,8 @@ if [ "$node_major" -lt 20 ]; then
     exit 1
 fi
 
-if [ ! -f "$here/tests/browser/node_modules/playwright-core/package.json" ]; then
-    echo "installing playwright-core (npm)"
+modules="$here/tests/browser/node_modules"
+if [ ! -f "$modules/playwright-core/package.json" ] || [ ! -f "$modules/hls.js/package.json" ]; then
+    echo "installing playwright-core and hls.js (npm)"
     (cd "$here/tests/browser" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
 fi

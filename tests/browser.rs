@@ -386,10 +386,31 @@ fn station_page_follows_the_title_and_plays_the_stream() {
         "Second Artist - Evening Signal"
     );
 
-    // The player points at the stream and plays it.
-    let src = browser.eval("document.querySelector('audio[data-mount=\"/stream\"]').src");
-    assert_eq!(src, json!(format!("{origin}/stream")));
-    browser.eval("document.querySelector('audio[data-mount=\"/stream\"]').play().then(() => true)");
+    // The player points at the HLS playlist where the browser claims to play HLS, else at
+    // the stream, and plays.
+    let player = "document.querySelector('audio[data-mount=\"/stream\"]')";
+    assert_eq!(
+        browser.eval(&format!("{player}.dataset.hls")),
+        json!("/stream/index.m3u8")
+    );
+    let native_hls = browser.eval(&format!(
+        "!!{player}.canPlayType('application/vnd.apple.mpegurl')"
+    )) == json!(true);
+    let src = browser.eval(&format!("{player}.src"));
+    if native_hls {
+        assert_eq!(src, json!(format!("{origin}/stream/index.m3u8")));
+    } else {
+        assert_eq!(src, json!(format!("{origin}/stream")));
+    }
+    // A browser that claims HLS but cannot read packed audio rejects this first play; the
+    // page then falls back to the stream and plays that. (Played once the first segment is
+    // out, so the browser gets a playlist rather than a 404.)
+    wait_until(Duration::from_secs(15), "the first HLS segment", || {
+        http_get(server.listen, "/stream/index.m3u8")
+            .0
+            .starts_with("HTTP/1.1 200")
+    });
+    browser.eval(&format!("{player}.play().then(() => true, () => false)"));
     let first = browser.wait_for(
         "(() => { const a = document.querySelector('audio[data-mount=\"/stream\"]'); \
          return a.currentTime > 0.5 && !a.paused && a.currentTime; })()",
@@ -405,10 +426,27 @@ fn station_page_follows_the_title_and_plays_the_stream() {
     let error = browser
         .eval("document.querySelector('audio[data-mount=\"/stream\"]').error?.message ?? null");
     assert_eq!(error, Value::Null);
+    let fell_back = browser.eval(&format!("{player}.dataset.hlsFailed === '1'")) == json!(true);
+    assert!(
+        native_hls || !fell_back,
+        "fell back from HLS it never tried"
+    );
+    eprintln!(
+        "station page player: claims native HLS {native_hls}, fell back to the stream {fell_back}"
+    );
+    let playing = browser.eval(&format!("{player}.src"));
+    if native_hls && !fell_back {
+        assert_eq!(playing, json!(format!("{origin}/stream/index.m3u8")));
+    } else {
+        assert_eq!(playing, json!(format!("{origin}/stream")));
+    }
 
-    // The player counts as a listener, and the page shows it.
-    server.wait_stats(Duration::from_secs(5), "the browser's listener", |s| {
-        s["total_listeners"] == 1
+    // The player counts as a listener (an HLS session or a stream connection), and the page
+    // shows it. A failed HLS try counts as a session until it lapses (twice the 4 s target).
+    let hls_player = native_hls && !fell_back;
+    server.wait_stats(Duration::from_secs(12), "the browser's listener", |s| {
+        s["total_listeners"] == if hls_player { 0 } else { 1 }
+            && s["mounts"][0]["hls_listeners"] == if hls_player { 1 } else { 0 }
     });
     browser.wait_for(
         "document.getElementById('listeners').textContent === '1'",
@@ -428,8 +466,17 @@ fn station_page_follows_the_title_and_plays_the_stream() {
         Duration::from_secs(5),
         "a player for the new mount",
     );
-    let src = browser.eval("document.querySelector('audio[data-mount=\"/lounge\"]').src");
-    assert_eq!(src, json!(format!("{origin}/lounge")));
+    let lounge = "document.querySelector('audio[data-mount=\"/lounge\"]')";
+    assert_eq!(
+        browser.eval(&format!("{lounge}.dataset.hls")),
+        json!("/lounge/index.m3u8")
+    );
+    let src = browser.eval(&format!("{lounge}.src"));
+    if native_hls {
+        assert_eq!(src, json!(format!("{origin}/lounge/index.m3u8")));
+    } else {
+        assert_eq!(src, json!(format!("{origin}/lounge")));
+    }
     std::thread::sleep(Duration::from_secs(1));
 
     browser.screenshot("station-light.png");
@@ -437,6 +484,115 @@ fn station_page_follows_the_title_and_plays_the_stream() {
     let background = browser.eval("getComputedStyle(document.body).backgroundColor");
     assert_eq!(background, json!("rgb(15, 17, 21)"), "dark scheme colours");
     browser.screenshot("station-dark.png");
+    browser.assert_clean(&origin);
+}
+
+/// hls.js from npm (test-only, installed beside playwright-core), or why it is missing.
+fn hls_js() -> Result<PathBuf, String> {
+    let path = manifest_dir().join("tests/browser/node_modules/hls.js/dist/hls.min.js");
+    if path.exists() {
+        Ok(path)
+    } else {
+        Err(format!("{} not found", path.display()))
+    }
+}
+
+#[test]
+fn hls_js_plays_the_playlist_and_reports_the_id3_title() {
+    let hls_js = match hls_js() {
+        Ok(path) => path,
+        Err(why) => {
+            let msg = format!(
+                "the hls.js test needs hls.js ({why}): run ./scripts/install-browser-deps.sh"
+            );
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!("{msg}");
+            }
+            eprintln!("SKIPPED: {msg}");
+            return;
+        }
+    };
+    let Some(mut browser) = browser(json!({})) else {
+        return;
+    };
+    let server = Server::start(&config("hls {\n  segment_seconds = 2\n}\n"));
+    let _live = LiveSource::start(server.source, "/stream", "Morning Tone Band - First Light");
+    let origin = origin(&server);
+    wait_until(Duration::from_secs(15), "the first HLS segment", || {
+        http_get(server.listen, "/stream/index.m3u8")
+            .0
+            .starts_with("HTTP/1.1 200")
+    });
+
+    // The test page and hls.js come from the browser itself, on the server's origin.
+    let page = manifest_dir().join("tests/browser/hls-player.html");
+    browser.call(json!({"cmd": "route", "urlPath": "/test-hls/player.html", "path": page, "contentType": "text/html; charset=utf-8"}));
+    browser.call(json!({"cmd": "route", "urlPath": "/test-hls/hls.js", "path": hls_js, "contentType": "text/javascript"}));
+    assert_eq!(
+        browser.open(&format!(
+            "{origin}/test-hls/player.html?src=/stream/index.m3u8"
+        )),
+        json!(200)
+    );
+    assert_eq!(
+        browser.eval("report.supported"),
+        json!(true),
+        "hls.js finds no MediaSource"
+    );
+    browser.eval("audio.play().then(() => true)");
+    let first = browser.wait_for(
+        "audio.currentTime > 0.5 && !audio.paused && audio.currentTime",
+        Duration::from_secs(20),
+        "hls.js to start playing",
+    );
+    browser.wait_for(
+        &format!("audio.currentTime > {} + 1", first.as_f64().unwrap()),
+        Duration::from_secs(10),
+        "currentTime to advance",
+    );
+
+    // The title of the segments' ID3 tags, through hls.js's metadata event.
+    let has_title = |title: &str, artist: &str| {
+        format!(
+            "report.metadata.some(m => m.TIT2 === {} && m.TPE1 === {})",
+            json!(title),
+            json!(artist)
+        )
+    };
+    browser.wait_for(
+        &has_title("First Light", "Morning Tone Band"),
+        Duration::from_secs(10),
+        "the first title in hls.js's metadata",
+    );
+    set_title(server.source, "/stream", "Second Artist - Evening Signal");
+    browser.wait_for(
+        &has_title("Evening Signal", "Second Artist"),
+        Duration::from_secs(20),
+        "the new title in hls.js's metadata",
+    );
+    // Each segment's tag sits at its start: a later segment's tag has a later timestamp.
+    let metadata = browser.eval("report.metadata");
+    let tags: Vec<(u64, f64)> = metadata
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["sn"].as_u64().unwrap(), m["pts"].as_f64().unwrap()))
+        .collect();
+    assert!(
+        tags.windows(2).all(|w| w[1].0 <= w[0].0 || w[0].1 < w[1].1),
+        "metadata timestamps out of order: {metadata}"
+    );
+    let fatal = browser.eval("report.errors.filter(e => e.startsWith('fatal'))");
+    assert_eq!(fatal, json!([]), "hls.js gave up");
+    assert!(
+        browser.eval("audio.error") == Value::Null,
+        "the audio element failed"
+    );
+
+    // The player is an HLS session, not a stream connection.
+    server.wait_stats(Duration::from_secs(5), "the HLS session", |s| {
+        s["total_listeners"] == 0 && s["mounts"][0]["hls_listeners"] == 1
+    });
     browser.assert_clean(&origin);
 }
 

@@ -242,6 +242,23 @@ fn ogg_mounts_have_no_hls() {
         assert!(Instant::now() < deadline, "no clear 404: {head}{body}");
         std::thread::sleep(Duration::from_millis(50));
     }
+    // Neither the status nor the station page offers a playlist for it.
+    let (_, body) = server.get("/status-json.xsl");
+    let status: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let sources = match &status["icestats"]["source"] {
+        serde_json::Value::Array(all) => all.clone(),
+        one => vec![one.clone()],
+    };
+    let ogg = sources
+        .iter()
+        .find(|s| s["mount"] == "/radio.ogg")
+        .unwrap_or_else(|| panic!("no /radio.ogg in {status}"));
+    assert_eq!(ogg["hls_url"], serde_json::Value::Null, "{ogg}");
+    let (_, page) = server.get("/");
+    assert!(
+        !String::from_utf8_lossy(&page).contains("data-hls=\"/radio.ogg/"),
+        "the station page offers HLS for an Ogg mount"
+    );
 }
 
 #[test]
@@ -309,7 +326,18 @@ fn hls_players_are_counted_as_sessions_and_in_metrics() {
     let (_, body) = server.get("/status-json.xsl");
     let status: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(status["icestats"]["source"]["hls_listeners"], 4, "{status}");
+    assert_eq!(
+        status["icestats"]["source"]["hls_url"],
+        format!("http://{}/stream/index.m3u8", server.listen),
+        "{status}"
+    );
     assert_eq!(server.stats()["mounts"][0]["hls_listeners"], 4);
+    // The station page's player knows the playlist, for browsers that play HLS.
+    let (_, page) = server.get("/");
+    assert!(
+        String::from_utf8_lossy(&page).contains("data-hls=\"/stream/index.m3u8\""),
+        "no HLS playlist on the station page"
+    );
     // The admin console's source cards read it from here.
     let (_, body) = request(
         &server,

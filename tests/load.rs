@@ -319,3 +319,151 @@ fn cycast_with_a_real_time_source_shows_no_faults() {
     assert_eq!(q["underruns"], 0, "{r}");
     assert_eq!(r["throughput"]["bitrate_kbps"], 128, "{r}");
 }
+
+/// A fake HLS origin whose playlist never moves on: three 1 s segments (target 1 s) whose
+/// third timestamp is off by a second. Serves until the test process ends.
+fn frozen_hls_server() -> SocketAddr {
+    use cycast::hls::id3::segment_tag;
+    use cycast::ingest::mp3::silence_frame;
+    let frame = silence_frame(128, 44100, true);
+    // 38 frames of 1,152 samples: 0.992653 s, 89,338.8 ticks.
+    let segment = |timestamp: u64| {
+        let mut s = segment_tag(timestamp, "Frozen - Station");
+        for _ in 0..38 {
+            s.extend_from_slice(&frame);
+        }
+        s
+    };
+    let segments = [segment(0), segment(89_339), segment(2 * 89_339 + 90_000)];
+    let playlist = "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:1\n#EXT-X-MEDIA-SEQUENCE:0\n\
+                    #EXTINF:0.992653,\n0.mp3\n#EXTINF:0.992653,\n1.mp3\n#EXTINF:0.992653,\n2.mp3\n";
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { break };
+            let mut request = Vec::new();
+            let mut byte = [0u8; 1];
+            while !request.ends_with(b"\r\n\r\n") {
+                match conn.read(&mut byte) {
+                    Ok(1) => request.push(byte[0]),
+                    _ => break,
+                }
+            }
+            let request = String::from_utf8_lossy(&request);
+            let path = request.split_whitespace().nth(1).unwrap_or("");
+            let body: &[u8] = match path {
+                "/s/index.m3u8" => playlist.as_bytes(),
+                "/s/0.mp3" => &segments[0],
+                "/s/1.mp3" => &segments[1],
+                "/s/2.mp3" => &segments[2],
+                _ => b"",
+            };
+            let status = if body.is_empty() {
+                "404 Not Found"
+            } else {
+                "200 OK"
+            };
+            let _ = conn.write_all(
+                format!(
+                    "HTTP/1.0 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                )
+                .as_bytes(),
+            );
+            let _ = conn.write_all(body);
+        }
+    });
+    addr
+}
+
+#[test]
+fn hls_clients_see_a_frozen_playlist_and_a_timestamp_jump() {
+    let addr = frozen_hls_server();
+    let r = load(&[
+        "--hls",
+        "--url",
+        &format!("http://{addr}/s/index.m3u8"),
+        "--listeners",
+        "2",
+        "--duration",
+        "4",
+        "--quiet",
+    ]);
+    assert_eq!(
+        r["segments"], 6,
+        "each client fetches the three segments once: {r}"
+    );
+    assert_eq!(r["bad_segments"], 0, "{r}");
+    assert_eq!(r["extinf_mismatches"], 0, "{r}");
+    assert_eq!(
+        r["timestamp_breaks"], 2,
+        "the third segment jumps by 1 s: {r}"
+    );
+    assert_eq!(
+        r["clients_with_stalls"], 2,
+        "the playlist never moves on: {r}"
+    );
+    // Three seconds of audio, four seconds of run: every modelled player runs dry.
+    assert_eq!(r["underruns"], 2, "{r}");
+    assert!(r["playlist_requests"].as_u64().unwrap() >= 4, "{r}");
+}
+
+#[test]
+fn hls_clients_of_cycast_with_a_real_time_source_see_no_faults() {
+    let server = Server::start(
+        "playlist {\n  directory = \"/nonexistent\"\n}\nhls {\n  segment_seconds = 1\n  window = 4\n}\n",
+    );
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/music/01-morning-tone.mp3");
+    let _source = SourceProcess(
+        Command::new(env!("CARGO_BIN_EXE_cycast-load"))
+            .args(["source", "--url"])
+            .arg(format!("http://source:hackme@{}/stream", server.source))
+            .args(["--file", file, "--loop", "--duration", "40"])
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the source"),
+    );
+    // Players start three segments from the live edge: wait until there are three.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (head, body) = common::http_get(server.listen, "/stream/index.m3u8");
+        let segments = String::from_utf8_lossy(&body).matches("#EXTINF").count();
+        if head.starts_with("HTTP/1.1 200") && segments >= 3 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no HLS playlist with three segments; log:\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let r = load(&[
+        "--hls",
+        "--url",
+        &format!("http://{}/stream/index.m3u8", server.listen),
+        "--listeners",
+        "5",
+        "--duration",
+        "10",
+        "--quiet",
+    ]);
+    for field in [
+        "playlist_errors",
+        "segment_errors",
+        "bad_segments",
+        "timestamp_breaks",
+        "extinf_mismatches",
+        "stalls",
+        "underruns",
+    ] {
+        assert_eq!(r[field], 0, "{field}: {r}");
+    }
+    assert_eq!(r["clients_playing"], 5, "{r}");
+    // Three segments to start, then one a second for ten seconds.
+    assert!(r["segments"].as_u64().unwrap() >= 5 * 8, "{r}");
+    // Each client is its own session to the server.
+    let stats = server.stats();
+    assert_eq!(stats["mounts"][0]["hls_listeners"], 5, "{stats}");
+}

@@ -127,6 +127,9 @@ fn icecast_source(shared: &Shared, mount: &Mount) -> Value {
     if !info.title.is_empty() {
         source["title"] = json!(info.title);
     }
+    if let Some(path) = crate::shard::hls::playlist_path(&cfg, mount) {
+        source["hls_url"] = json!(format!("http://{listen_host}:{}{path}", shared.listen_port));
+    }
     source
 }
 

@@ -9,6 +9,7 @@ use std::sync::atomic::Ordering;
 
 use super::admin::is_admin;
 use crate::http::{response, unauthorized, Request};
+use crate::mount::Mount;
 use crate::state::Shared;
 
 const STATION_HTML: &str = include_str!("web/station.html");
@@ -116,8 +117,9 @@ fn station_page(shared: &Shared) -> String {
         let info = mount.info();
         players.push_str(&player(
             &mount.name,
+            crate::shard::hls::playlist_path(&config, mount).as_deref(),
             &info.title,
-            mount.listeners.load(Ordering::Relaxed),
+            mount_listeners(shared, mount),
             info.live,
             info.bitrate,
         ));
@@ -129,7 +131,7 @@ fn station_page(shared: &Shared) -> String {
         .mounts
         .all()
         .iter()
-        .map(|m| m.listeners.load(Ordering::Relaxed))
+        .map(|m| mount_listeners(shared, m))
         .sum();
     let warning = if config.default_source_password_exposed() {
         format!(
@@ -162,6 +164,12 @@ fn station_page(shared: &Shared) -> String {
         .replace("{{warning}}", &warning)
 }
 
+/// Everyone listening to `mount`: stream connections plus HLS sessions.
+fn mount_listeners(shared: &Shared, mount: &Mount) -> u64 {
+    mount.listeners.load(Ordering::Relaxed)
+        + crate::observability::stats::hls_listeners(&shared.shards, mount.id) as u64
+}
+
 fn mode_label(live: bool) -> &'static str {
     if live {
         "Live DJ"
@@ -170,15 +178,27 @@ fn mode_label(live: bool) -> &'static str {
     }
 }
 
-/// One mount's card; `station.js` builds the same markup for mounts that appear later.
-fn player(mount: &str, title: &str, listeners: u64, live: bool, bitrate: Option<u32>) -> String {
+/// One mount's card; `station.js` builds the same markup for mounts that appear later. The
+/// player starts on the stream, which plays without scripts; `station.js` switches it to
+/// `hls` (the playlist path, when the mount offers one) where the browser plays HLS itself.
+fn player(
+    mount: &str,
+    hls: Option<&str>,
+    title: &str,
+    listeners: u64,
+    live: bool,
+    bitrate: Option<u32>,
+) -> String {
     let mount = escape(mount);
     let id = mount_id(&mount);
+    let hls = hls
+        .map(|path| format!(" data-hls=\"{}\"", escape(path)))
+        .unwrap_or_default();
     format!(
         "<article class=\"card player\" data-mount=\"{mount}\" aria-labelledby=\"{id}\">\
 <header><h3 id=\"{id}\">{mount}</h3><span class=\"badge {class}\" data-field=\"mode\">{mode}</span></header>\
 <p class=\"player-title\" data-field=\"title\">{title}</p>\
-<audio controls preload=\"none\" src=\"{mount}\" data-mount=\"{mount}\" aria-labelledby=\"{id}\"></audio>\
+<audio controls preload=\"none\" src=\"{mount}\" data-mount=\"{mount}\"{hls} aria-labelledby=\"{id}\"></audio>\
 <p class=\"muted small\"><span data-field=\"listeners\">{listeners}</span> listening\
 <span data-field=\"bitrate\">{bitrate}</span></p></article>\n",
         class = if live { "live" } else { "auto" },
@@ -211,12 +231,22 @@ mod tests {
 
     #[test]
     fn player_markup_is_escaped() {
-        let card = player("/a\"b", "<b>x</b> & y", 3, true, Some(128));
+        let card = player(
+            "/a\"b",
+            Some("/a\"b/index.m3u8"),
+            "<b>x</b> & y",
+            3,
+            true,
+            Some(128),
+        );
         assert!(card.contains("data-mount=\"/a&quot;b\""));
+        assert!(card.contains("data-hls=\"/a&quot;b/index.m3u8\""));
         assert!(card.contains("&lt;b&gt;x&lt;/b&gt; &amp; y"));
         assert!(card.contains("Live DJ"));
         assert!(card.contains(" · 128 kbps"));
         assert!(!card.contains("<b>"));
+        let card = player("/ogg", None, "", 0, false, None);
+        assert!(!card.contains("data-hls"), "no HLS link without a playlist");
     }
 
     #[test]

@@ -75,6 +75,17 @@ pub enum Reply {
     },
 }
 
+/// Path of `mount`'s playlist when it offers HLS now: HLS is on for it and it carries MP3 or
+/// AAC. Pages and status APIs link it; `route` answers it.
+pub fn playlist_path(cfg: &Config, mount: &Mount) -> Option<String> {
+    let offered = cfg.hls_for(&mount.name).enabled
+        && matches!(
+            Format::from_content_type(&mount.info().content_type),
+            Format::Mp3 | Format::Aac
+        );
+    offered.then(|| format!("{}/{PLAYLIST}", mount.name))
+}
+
 /// Answers `request` if it is for a mount's playlist or segment; `None` for other paths.
 pub fn route(
     mounts: &crate::mount::MountTable,

@@ -54,6 +54,12 @@ const commands = {
       await new Promise((r) => setTimeout(r, 100));
     }
   },
+  // Answers requests for `urlPath` (any query) with a local file, so a test page and its
+  // scripts load from the server's origin without the server serving them.
+  async route({ urlPath, path, contentType }) {
+    await page.route((url) => url.pathname === urlPath, (r) => r.fulfill({ path, contentType }));
+    return null;
+  },
   async click({ selector }) {
     await page.click(selector, { timeout: 10000 });
     return null;

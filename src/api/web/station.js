@@ -44,12 +44,23 @@
     if (uptime) setText($('uptime'), duration(uptime[0] + (Date.now() - uptime[1]) / 1000));
   }
 
+  // HLS where the browser plays it itself (Safari, iOS): no connection held, and a CDN can
+  // carry it. Elsewhere the Icecast stream. Some browsers claim HLS yet cannot read packed
+  // audio; their error switches the player back to the stream (see the error listener).
+  const HLS_TYPE = 'application/vnd.apple.mpegurl';
+
+  function preferHls(audio) {
+    if (audio.dataset.hls && !audio.dataset.hlsFailed && audio.canPlayType(HLS_TYPE)) {
+      audio.src = audio.dataset.hls;
+    }
+  }
+
   function slug(mount) {
     return 'mount' + mount.replace(/[^A-Za-z0-9]/g, '-');
   }
 
   // Same markup as the server renders, for mounts that appear after the page loaded.
-  function playerCard(mount) {
+  function playerCard(mount, hls) {
     const card = document.createElement('article');
     card.className = 'card player';
     card.dataset.mount = mount;
@@ -71,6 +82,8 @@
     audio.preload = 'none';
     audio.src = mount;
     audio.dataset.mount = mount;
+    if (hls) audio.dataset.hls = hls;
+    preferHls(audio);
     audio.setAttribute('aria-labelledby', id);
     const meta = document.createElement('p');
     meta.className = 'muted small';
@@ -93,7 +106,8 @@
     for (const src of list) {
       let card = cards.get(src.mount);
       if (!card) {
-        card = playerCard(src.mount);
+        // Same-origin path of the playlist the status names (its host may be another name).
+        card = playerCard(src.mount, src.hls_url ? new URL(src.hls_url).pathname : null);
         players.append(card);
       }
       const field = (name) => card.querySelector(`[data-field="${name}"]`);
@@ -102,7 +116,7 @@
       badge.classList.toggle('live', !!src.live);
       badge.classList.toggle('auto', !src.live);
       setText(field('title'), src.title || '');
-      setText(field('listeners'), String(src.listeners ?? 0));
+      setText(field('listeners'), String((src.listeners ?? 0) + (src.hls_listeners ?? 0)));
       setText(field('bitrate'), src.bitrate ? ` · ${src.bitrate} kbps` : '');
     }
   }
@@ -113,7 +127,7 @@
     setText($('now-title'), title || (meta.artist ? '' : 'Nothing announced'));
     setText($('now-artist'), meta.artist || '');
     setMode($('mode'), $('mode-label'), !!api.source_connected);
-    setText($('listeners'), String(api.listeners ?? 0));
+    setText($('listeners'), String((api.listeners ?? 0) + (api.hls_listeners ?? 0)));
     if (api.station_name) {
       setText($('station-name'), api.station_name);
       if (document.title !== api.station_name) document.title = api.station_name;
@@ -155,6 +169,19 @@
     }
   }, true);
 
+  // A player that cannot read the HLS it was given falls back to the stream, once, and
+  // goes on playing: the error comes from the listener's own play.
+  document.addEventListener('error', (ev) => {
+    const audio = ev.target;
+    if (!(audio instanceof HTMLAudioElement) || !audio.dataset.hls || audio.dataset.hlsFailed) return;
+    const playing = new URL(audio.currentSrc || audio.src, location.origin).pathname;
+    if (playing !== new URL(audio.dataset.hls, location.origin).pathname) return;
+    audio.dataset.hlsFailed = '1';
+    audio.src = audio.dataset.mount;
+    audio.play().catch(() => {});
+  }, true);
+
+  for (const audio of document.querySelectorAll('audio[data-hls]')) preferHls(audio);
   setInterval(tickUptime, 1000);
   refresh();
 })();

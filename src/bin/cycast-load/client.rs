@@ -322,20 +322,7 @@ pub fn run(s: &Settings) -> io::Result<Report> {
     let run_seconds = (now - start).as_secs_f64();
     let server = match (s.pid, server_start, server_end) {
         (Some(pid), Some(a), Some(b)) => {
-            let cpu = b.cpu_seconds - a.cpu_seconds;
-            Some(ServerUsage {
-                pid,
-                cpu_seconds: cpu,
-                cpu_share: if steady_secs > 0.0 {
-                    cpu / steady_secs
-                } else {
-                    0.0
-                },
-                cpu_seconds_per_gb: (steady_bytes > 0).then(|| cpu / (steady_bytes as f64 / 1e9)),
-                rss_start_mb: a.rss_bytes as f64 / 1e6,
-                rss_end_mb: b.rss_bytes as f64 / 1e6,
-                rss_peak_mb: b.peak_rss_bytes as f64 / 1e6,
-            })
+            Some(ServerUsage::between(pid, a, b, steady_secs, steady_bytes))
         }
         (Some(pid), _, _) => {
             eprintln!("cycast-load: could not read /proc/{pid} at both ends of the steady phase");

@@ -11,12 +11,14 @@
 //! - [`verify`]: frame-chain checks; ICY blocks are checked by [`cycast::icy::IcyDemux`].
 //! - [`report`]: percentiles, `/proc` samples and the report.
 //! - [`source`]: the real-time source.
+//! - [`hls`]: `--hls`, clients that play an HLS playlist and check its segments.
 //! - [`sys`]: epoll and the clock tick rate, the only `unsafe` of this program.
 
 // `unsafe` only in `sys`, which opts back in.
 #![deny(unsafe_code)]
 
 mod client;
+mod hls;
 mod player;
 mod report;
 mod source;
@@ -77,6 +79,10 @@ pub struct ListenOptions {
     /// Ask for ICY metadata (`Icy-MetaData: 1`) and check every block.
     #[arg(long)]
     pub icy: bool,
+    /// Play an HLS playlist (`--url http://host:port/stream/index.m3u8`) like a player: poll
+    /// it, fetch and check every new segment, report stalls and underruns.
+    #[arg(long, conflicts_with = "icy")]
+    pub hls: bool,
     /// Check the frame chain of every Nth listener (1: all, 0: none).
     #[arg(long, default_value_t = 10)]
     pub verify_every: u32,
@@ -131,15 +137,27 @@ pub fn resolve_ipv4(url: &HttpUrl) -> Result<SocketAddr, String> {
 /// Runs the listeners and prints the report. Returns the process exit code: 0 when the run
 /// happened (whatever it measured), 2 for unusable options.
 pub fn main_listen(opts: ListenOptions) -> i32 {
-    match run_listeners(&opts) {
+    if opts.hls {
+        return print_report(hls::run(&opts), opts.json, hls::HlsReport::text);
+    }
+    print_report(run_listeners(&opts), opts.json, Report::text)
+}
+
+/// Prints a run's report (JSON or text) or its error; the process exit code.
+fn print_report<R: serde::Serialize>(
+    result: Result<R, String>,
+    json: bool,
+    text: fn(&R) -> String,
+) -> i32 {
+    match result {
         Ok(report) => {
-            if opts.json {
+            if json {
                 println!(
                     "{}",
                     serde_json::to_string(&report).expect("report serialises")
                 );
             } else {
-                print!("{}", report.text());
+                print!("{}", text(&report));
             }
             0
         }

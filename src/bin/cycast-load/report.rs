@@ -167,6 +167,23 @@ pub struct ServerUsage {
     pub rss_peak_mb: f64,
 }
 
+impl ServerUsage {
+    /// The usage of `pid` between samples `a` and `b`, `secs` apart, while `bytes` were
+    /// delivered.
+    pub fn between(pid: u32, a: ProcSample, b: ProcSample, secs: f64, bytes: u64) -> ServerUsage {
+        let cpu = b.cpu_seconds - a.cpu_seconds;
+        ServerUsage {
+            pid,
+            cpu_seconds: cpu,
+            cpu_share: if secs > 0.0 { cpu / secs } else { 0.0 },
+            cpu_seconds_per_gb: (bytes > 0).then(|| cpu / (bytes as f64 / 1e9)),
+            rss_start_mb: a.rss_bytes as f64 / 1e6,
+            rss_end_mb: b.rss_bytes as f64 / 1e6,
+            rss_peak_mb: b.peak_rss_bytes as f64 / 1e6,
+        }
+    }
+}
+
 /// Everything a run measured.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Report {
