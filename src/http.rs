@@ -297,6 +297,16 @@ pub fn response(status: u16, reason: &str, headers: &[(&str, &str)], body: &str)
     out.into_bytes()
 }
 
+/// A `401` asking for Basic credentials, as Icecast words it.
+pub fn unauthorized(body: &str) -> Vec<u8> {
+    response(
+        401,
+        "Authentication Required",
+        &[("WWW-Authenticate", "Basic realm=\"Icecast2 Server\"")],
+        body,
+    )
+}
+
 /// `Server:` header value and `server_id` in status pages.
 pub fn server_id() -> &'static str {
     concat!("cycast/", env!("CARGO_PKG_VERSION"))

@@ -63,6 +63,9 @@ pub struct Listener {
     pub deadline: Option<Instant>,
     /// The TLS session of a listener on the HTTPS port; its chunks are encrypted through it.
     pub tls: Option<Box<crate::tls::Session>>,
+    /// What the auth backend was told about this listener, so it is told when it leaves;
+    /// `None` on mounts without URL authentication.
+    pub auth: Option<Box<crate::auth::url::ListenerSession>>,
 }
 
 /// The listeners of one mount on this shard.
@@ -564,6 +567,14 @@ impl Fanout {
             );
         }
         self.shared.listeners.fetch_sub(1, Ordering::Relaxed);
+        if let Some(session) = listener.auth {
+            crate::auth::url::listener_left(
+                &self.shared.config(),
+                self.shared.listen_port,
+                *session,
+                listener.connected_at.elapsed(),
+            );
+        }
         if let Some(slot) = find(&mut self.mounts, mount) {
             slot.counters.disconnects[reason as usize] += 1;
             slot.mount.listener_left();

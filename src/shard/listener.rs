@@ -91,6 +91,23 @@ async fn serve(ctx: Rc<ShardContext>, mut stream: Conn, request: Request, accept
         Some(answer) => Route::Reply(answer),
         None => route(&ctx, &cfg, &request),
     };
+    // The slot stays taken while the backend is asked, so an admitted listener always fits.
+    let routed = match routed {
+        Route::Stream { mount, metaint, .. } => {
+            match super::auth::gate(&ctx, &cfg, &request, client.ip()).await {
+                Ok(pass) => Route::Stream {
+                    mount,
+                    metaint,
+                    pass,
+                },
+                Err(answer) => {
+                    unadmit(&ctx, &mount);
+                    Route::Reply(answer)
+                }
+            }
+        }
+        other => other,
+    };
     match routed {
         Route::Reply(answer) => {
             if crate::auth::is_unauthorized(&answer) {
@@ -121,8 +138,13 @@ async fn serve(ctx: Rc<ShardContext>, mut stream: Conn, request: Request, accept
         Route::Hls(answer) => {
             super::hls::respond(&ctx, &mut stream, answer, &request, client.ip()).await;
         }
-        Route::Stream { mount, metaint } => {
-            start_stream(&ctx, stream, &mount, &request, metaint, accepted, client).await
+        Route::Stream {
+            mount,
+            metaint,
+            pass,
+        } => {
+            let started = Started { accepted, client };
+            start_stream(&ctx, stream, &mount, &request, metaint, started, pass).await
         }
     }
 }
@@ -139,7 +161,17 @@ enum Route {
         mount: Arc<Mount>,
         /// ICY metadata interval, when the listener asked for it.
         metaint: Option<usize>,
+        /// What authentication settled.
+        pass: super::auth::Pass,
     },
+}
+
+/// When and from where a listener came.
+struct Started {
+    /// When its connection was accepted.
+    accepted: Instant,
+    /// Its address.
+    client: SocketAddr,
 }
 
 fn route(ctx: &Rc<ShardContext>, cfg: &Config, request: &Request) -> Route {
@@ -218,7 +250,11 @@ fn route(ctx: &Rc<ShardContext>, cfg: &Config, request: &Request) -> Route {
             "Server full: too many listeners\n",
         ));
     }
-    Route::Stream { mount, metaint }
+    Route::Stream {
+        mount,
+        metaint,
+        pass: super::auth::Pass::default(),
+    }
 }
 
 /// Whether the listener asked for ICY metadata and the server offers it.
@@ -258,8 +294,8 @@ async fn start_stream(
     mount: &Arc<Mount>,
     request: &Request,
     metaint: Option<usize>,
-    accepted: Instant,
-    client: SocketAddr,
+    Started { accepted, client }: Started,
+    pass: super::auth::Pass,
 ) {
     let cfg = ctx.shared.config();
     if stream
@@ -293,7 +329,7 @@ async fn start_stream(
         icy: metaint.map(IcyCursor::new),
         headers: None,
         move_to: None,
-        id: ctx.shared.next_listener_id.fetch_add(1, Ordering::Relaxed),
+        id: pass.id,
         peer: client,
         log_line: ctx.access_log.as_ref().map(|_| {
             Box::new((
@@ -305,11 +341,19 @@ async fn start_stream(
         connected_at: accepted,
         bytes_sent: 0,
         in_intro: false,
-        // An instant too far ahead to represent is no limit.
+        // An instant too far ahead to represent is no limit; the backend's limit counts from
+        // its answer, and the shorter one wins.
         deadline: cfg
             .max_listener_duration(&mount.name)
-            .and_then(|limit| accepted.checked_add(limit)),
+            .and_then(|limit| accepted.checked_add(limit))
+            .into_iter()
+            .chain(
+                pass.time_limit
+                    .and_then(|limit| Instant::now().checked_add(limit)),
+            )
+            .min(),
         tls,
+        auth: pass.session,
     };
     tracing::debug!(shard = ctx.id, id = listener.id, peer = %client, mount = %escape(&mount.name), "listener joined");
     ctx.fanout.borrow_mut().join(mount, listener);

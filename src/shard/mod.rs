@@ -6,6 +6,7 @@
 //! listener that gets the stream is handed to [`fanout`], which feeds it from the ring whenever
 //! the ingest core wakes this shard ([`icy`] interleaves metadata for players that ask).
 
+pub mod auth;
 mod conn;
 pub mod fanout;
 pub mod hls;
