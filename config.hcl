@@ -316,6 +316,9 @@ hls {
 #   timeout         = 5              # seconds for the whole exchange
 #   on_error        = "deny"         # "deny" or "allow" when the backend is unreachable,
 #                                    # times out, answers garbage or a 5xx
+#   users_file      = ""             # local accounts: "user:hash" lines, Argon2 PHC hashes
+#                                    # (`echo -n PASSWORD | argon2 SALT -id -e`); when set,
+#                                    # listeners log in with HTTP Basic before any listener_add
 #   max_pending     = 512            # checks in flight per shard; more get a 503
 # }
 #

@@ -512,3 +512,55 @@ fn two_hundred_listeners_wait_for_a_slow_backend_while_others_keep_streaming() {
     running.store(false, Ordering::Relaxed);
     feeder.join().unwrap();
 }
+
+/// An Argon2id PHC hash of `password`, with small costs so the test is quick.
+fn argon2_hash(password: &str) -> String {
+    use argon2::password_hash::{PasswordHasher, SaltString};
+    let params = argon2::Params::new(64, 1, 1, None).unwrap();
+    let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+    let salt = SaltString::from_b64("dGVzdHNhbHR0ZXN0").unwrap();
+    argon
+        .hash_password(password.as_bytes(), &salt)
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn local_accounts_admit_the_right_password_only() {
+    let accounts = tempfile::tempdir().unwrap();
+    let users = accounts.path().join("listeners");
+    let file = format!(
+        "# user:hash\nalice:{}\nbob:{}\n",
+        argon2_hash("open sesame"),
+        argon2_hash("builder")
+    );
+    assert!(!file.contains("open sesame"), "the file holds hashes only");
+    std::fs::write(&users, file).unwrap();
+    let config = format!(
+        "{BASE}mount \"/stream\" {{\n  auth {{ users_file = \"{}\" }}\n}}\n",
+        users.display()
+    );
+    let server = Server::start(&config);
+    let basic = |user: &str, pass: &str| {
+        use base64::Engine;
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+        format!("Authorization: Basic {token}\r\n")
+    };
+    let right = Listener::connect_with(server.listen, "/stream", &basic("alice", "open sesame"));
+    assert!(right.head.starts_with("HTTP/1.0 200"), "{}", right.head);
+    let wrong = Listener::connect_with(server.listen, "/stream", &basic("alice", "builder"));
+    assert!(wrong.head.starts_with("HTTP/1.0 401"), "{}", wrong.head);
+    let stranger = Listener::connect_with(server.listen, "/stream", &basic("mallory", "builder"));
+    assert!(
+        stranger.head.starts_with("HTTP/1.0 401"),
+        "{}",
+        stranger.head
+    );
+    let (missing, _) = server.get("/stream");
+    assert!(missing.starts_with("HTTP/1.0 401"), "{missing}");
+    assert!(missing.contains("WWW-Authenticate: Basic"), "{missing}");
+    // Accounts added to the file count at once.
+    std::fs::write(&users, format!("carol:{}\n", argon2_hash("new"))).unwrap();
+    let added = Listener::connect_with(server.listen, "/stream", &basic("carol", "new"));
+    assert!(added.head.starts_with("HTTP/1.0 200"), "{}", added.head);
+}

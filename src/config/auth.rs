@@ -53,6 +53,9 @@ pub struct AuthConfig {
     pub timeout: f64,
     /// `"deny"` or `"allow"`: what a listener gets when the backend gives no answer.
     pub on_error: OnError,
+    /// File of local listener accounts, `user:hash` lines with Argon2 PHC hashes; when set,
+    /// listeners must log in (HTTP Basic) with one of them, before any `listener_add` check.
+    pub users_file: String,
     /// Listener checks (and departure notices) in flight per shard; a listener arriving
     /// beyond this gets a 503, so a stalled backend cannot pile up connections without end.
     pub max_pending: usize,
@@ -73,6 +76,7 @@ impl Default for AuthConfig {
             headers_prefix: "ClientHeader.".into(),
             timeout: 5.0,
             on_error: OnError::Deny,
+            users_file: String::new(),
             max_pending: 512,
         }
     }
@@ -165,6 +169,7 @@ impl AuthConfig {
             &self.listener_remove,
             &self.mount_add,
             &self.mount_remove,
+            &self.users_file,
         ]
         .iter()
         .any(|url| !url.is_empty())
@@ -228,6 +233,9 @@ impl AuthConfig {
                 "timeout",
                 format!("must be between 0 and 300 seconds (got {})", self.timeout),
             );
+        }
+        if !self.users_file.is_empty() && self.users_file.trim().is_empty() {
+            return bad("users_file", "must be a file path".into());
         }
         if self.max_pending == 0 {
             return bad("max_pending", "must be at least 1".into());

@@ -6,9 +6,11 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::ShardContext;
-use crate::auth::url::{check_listener, Decision, ListenerParams, ListenerSession};
-use crate::config::Config;
+use crate::auth::url::{check_listener, Decision, ListenerParams, ListenerSession, Slot};
+use crate::auth::users;
+use crate::config::{AuthConfig, Config, OnError};
 use crate::http::{response, unauthorized, Request};
+use crate::logging::escape;
 
 /// What an admitted listener carries from authentication into the fan-out.
 #[derive(Debug, Default)]
@@ -36,6 +38,9 @@ pub async fn gate(
             ..Pass::default()
         });
     };
+    if !auth.users_file.is_empty() {
+        local_account(ctx, auth, request).await?;
+    }
     let params = ListenerParams::from_request(request, auth, id, ip);
     match check_listener(cfg, ctx.shared.listen_port, auth, &params).await {
         Decision::Admit(time_limit) => Ok(Pass {
@@ -46,18 +51,54 @@ pub async fn gate(
             })),
             time_limit,
         }),
-        Decision::Refuse => Err(unauthorized("You need to authenticate\n")),
-        Decision::Busy => {
-            tracing::warn!(
-                shard = ctx.id,
-                "listener refused: too many auth requests in flight"
-            );
-            Err(response(
-                503,
-                "Service Unavailable",
-                &[("Retry-After", "5")],
-                "Authentication busy, try again\n",
-            ))
+        Decision::Refuse => Err(refused()),
+        Decision::Busy => Err(busy(ctx)),
+    }
+}
+
+/// Checks the listener's Basic credentials against `users_file`.
+async fn local_account(
+    ctx: &ShardContext,
+    auth: &AuthConfig,
+    request: &Request,
+) -> Result<(), Vec<u8>> {
+    let Some((user, password)) = request.basic_credentials() else {
+        return Err(refused());
+    };
+    let Some(_slot) = Slot::take(auth.max_pending) else {
+        return Err(busy(ctx));
+    };
+    match users::check(&auth.users_file, &user, &password).await {
+        Ok(true) => Ok(()),
+        Ok(false) => {
+            tracing::info!(shard = ctx.id, user = %escape(&user), mount = %escape(&request.path), "listener refused: wrong user or password");
+            Err(refused())
+        }
+        Err(e) => {
+            tracing::warn!(shard = ctx.id, path = %auth.users_file, on_error = ?auth.on_error, "cannot read users_file: {e}");
+            match auth.on_error {
+                OnError::Allow => Ok(()),
+                OnError::Deny => Err(refused()),
+            }
         }
     }
+}
+
+/// The answer to a listener that may not listen.
+fn refused() -> Vec<u8> {
+    unauthorized("You need to authenticate\n")
+}
+
+/// The answer to a listener arriving while `max_pending` checks are in flight.
+fn busy(ctx: &ShardContext) -> Vec<u8> {
+    tracing::warn!(
+        shard = ctx.id,
+        "listener refused: too many auth requests in flight"
+    );
+    response(
+        503,
+        "Service Unavailable",
+        &[("Retry-After", "5")],
+        "Authentication busy, try again\n",
+    )
 }
