@@ -288,6 +288,16 @@ fn unadmit(ctx: &ShardContext, mount: &Mount) {
     mount.listener_left();
 }
 
+/// [`unadmit`] for a listener lost between its check and the fan-out: an auth backend that
+/// let it in hears that it left, so its count of sessions stays right.
+fn abandon(ctx: &ShardContext, mount: &Mount, pass: super::auth::Pass, accepted: Instant) {
+    unadmit(ctx, mount);
+    if let Some(session) = pass.session {
+        let cfg = ctx.shared.config();
+        crate::auth::url::listener_left(&cfg, ctx.shared.listen_port, *session, accepted.elapsed());
+    }
+}
+
 async fn start_stream(
     ctx: &ShardContext,
     mut stream: Conn,
@@ -303,13 +313,13 @@ async fn start_stream(
         .await
         .is_err()
     {
-        return unadmit(ctx, mount);
+        return abandon(ctx, mount, pass, accepted);
     }
     let socket = match crate::sys::detach_stream(&stream.stream) {
         Ok(socket) => socket,
         Err(e) => {
             tracing::warn!(shard = ctx.id, "cannot hand listener to the fan-out: {e}");
-            return unadmit(ctx, mount);
+            return abandon(ctx, mount, pass, accepted);
         }
     };
     let tls = stream.tls.map(Box::new);
