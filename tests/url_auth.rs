@@ -208,11 +208,13 @@ fn live_source(server: &Server) -> (Arc<AtomicBool>, std::thread::JoinHandle<()>
 #[test]
 fn requests_carry_icecasts_parameters_byte_for_byte() {
     let backend = Backend::start(|_| admit(""));
+    // A name, not an address: resolved off the shard, each address tried.
+    let by_name = format!("http://localhost:{}/mount", backend.addr.port());
     let config = format!(
         "{BASE}auth {{\n  listener_add = \"{}\"\n  listener_remove = \"{}\"\n  mount_add = \"{}\"\n  mount_remove = \"{}\"\n  username = \"cycast\"\n  password = \"s3cret\"\n  headers = [\"Referer\", \"X-Absent\"]\n}}\n",
         backend.url("/auth.php?station=7"),
         backend.url("/remove"),
-        backend.url("/mount"),
+        by_name,
         backend.url("/mount"),
     );
     let server = Server::start(&config);
@@ -225,6 +227,8 @@ fn requests_carry_icecasts_parameters_byte_for_byte() {
         added.body,
         format!("action=mount_add&mount=%2Fstream&server=127%2E0%2E0%2E1&port={port}")
     );
+    let host = format!("\r\nHost: localhost:{}\r\n", backend.addr.port());
+    assert!(added.head.contains(&host), "{}", added.head);
     drop(source);
     let removed = backend.wait_action("mount_remove", Duration::from_secs(10));
     assert_eq!(

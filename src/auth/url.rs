@@ -222,10 +222,7 @@ pub async fn post(
     let target = BackendUrl::parse(url).ok_or(BackendError::Url)?;
     let timeout = auth.timeout();
     let exchange = async {
-        let addr = resolve(&target.authority).await?;
-        let mut stream = TcpStream::connect_timeout(addr, timeout)
-            .await
-            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        let mut stream = connect(&target.authority, timeout).await?;
         let credentials = if !auth.username.is_empty() {
             Some(format!("{}:{}", auth.username, auth.password))
         } else {
@@ -277,17 +274,26 @@ pub async fn post(
     future::or(exchange, deadline).await
 }
 
-/// `host:port` to an address: literals directly, names on the executor's blocking thread so
-/// a slow resolver never stalls the executor.
-async fn resolve(authority: &str) -> Result<SocketAddr, BackendError> {
-    if let Ok(addr) = authority.parse::<SocketAddr>() {
-        return Ok(addr);
+/// Connects to `host:port`: a literal address directly, a name resolved on the executor's
+/// helper thread (so a slow resolver never stalls the executor), its addresses tried in turn.
+async fn connect(authority: &str, timeout: Duration) -> Result<TcpStream, BackendError> {
+    let addrs = match authority.parse::<SocketAddr>() {
+        Ok(addr) => vec![addr],
+        Err(_) => {
+            let name = authority.to_string();
+            glommio::executor()
+                .spawn_blocking(move || name.to_socket_addrs().map(Iterator::collect::<Vec<_>>))
+                .await?
+        }
+    };
+    let mut failure = std::io::Error::other("the backend's name has no address");
+    for addr in addrs {
+        match TcpStream::connect_timeout(addr, timeout).await {
+            Ok(stream) => return Ok(stream),
+            Err(e) => failure = std::io::Error::other(format!("{addr}: {e}")),
+        }
     }
-    let name = authority.to_string();
-    glommio::executor()
-        .spawn_blocking(move || name.to_socket_addrs().map(|mut addrs| addrs.next()))
-        .await?
-        .ok_or_else(|| std::io::Error::other("the backend's name has no address").into())
+    Err(failure.into())
 }
 
 /// What to do with a listener.
