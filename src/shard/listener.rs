@@ -92,21 +92,17 @@ async fn serve(ctx: Rc<ShardContext>, mut stream: Conn, request: Request, accept
         None => route(&ctx, &cfg, &request),
     };
     // The slot stays taken while the backend is asked, so an admitted listener always fits.
-    let routed = match routed {
-        Route::Stream { mount, metaint, .. } => {
+    let (routed, pass) = match routed {
+        Route::Stream { mount, metaint } => {
             match super::auth::gate(&ctx, &cfg, &request, client.ip()).await {
-                Ok(pass) => Route::Stream {
-                    mount,
-                    metaint,
-                    pass,
-                },
+                Ok(pass) => (Route::Stream { mount, metaint }, Some(pass)),
                 Err(answer) => {
                     unadmit(&ctx, &mount);
-                    Route::Reply(answer)
+                    (Route::Reply(answer), None)
                 }
             }
         }
-        other => other,
+        other => (other, None),
     };
     match routed {
         Route::Reply(answer) => {
@@ -138,12 +134,9 @@ async fn serve(ctx: Rc<ShardContext>, mut stream: Conn, request: Request, accept
         Route::Hls(answer) => {
             super::hls::respond(&ctx, &mut stream, answer, &request, client.ip()).await;
         }
-        Route::Stream {
-            mount,
-            metaint,
-            pass,
-        } => {
+        Route::Stream { mount, metaint } => {
             let started = Started { accepted, client };
+            let pass = pass.unwrap_or_default();
             start_stream(&ctx, stream, &mount, &request, metaint, started, pass).await
         }
     }
@@ -161,8 +154,6 @@ enum Route {
         mount: Arc<Mount>,
         /// ICY metadata interval, when the listener asked for it.
         metaint: Option<usize>,
-        /// What authentication settled.
-        pass: super::auth::Pass,
     },
 }
 
@@ -250,11 +241,7 @@ fn route(ctx: &Rc<ShardContext>, cfg: &Config, request: &Request) -> Route {
             "Server full: too many listeners\n",
         ));
     }
-    Route::Stream {
-        mount,
-        metaint,
-        pass: super::auth::Pass::default(),
-    }
+    Route::Stream { mount, metaint }
 }
 
 /// Whether the listener asked for ICY metadata and the server offers it.
