@@ -395,7 +395,8 @@ fn on_error_decides_for_unreachable_slow_and_garbled_backends() {
     let failing = Backend::start(|_| {
         Reply::Send("HTTP/1.0 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n".into())
     });
-    let unreachable = format!("http://127.0.0.1:{}/", closed_port());
+    // Credentials in a URL stay out of the log.
+    let unreachable = format!("http://user:pw-in-url@127.0.0.1:{}/", closed_port());
     let mount = |name: &str, url: &str, on_error: &str| {
         format!("mount \"{name}\" {{\n  auth {{\n    listener_add = \"{url}\"\n    on_error = \"{on_error}\"\n    timeout = 0.5\n  }}\n}}\n")
     };
@@ -427,6 +428,9 @@ fn on_error_decides_for_unreachable_slow_and_garbled_backends() {
         );
     }
     assert_eq!(slow.wait_posts(2, Duration::from_secs(5)).len(), 2);
+    let log = server.log();
+    assert!(log.contains("http://<redacted>@127.0.0.1:"), "{log}");
+    assert!(!log.contains("pw-in-url"), "{log}");
 }
 
 #[test]

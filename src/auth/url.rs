@@ -17,7 +17,7 @@ use glommio::net::TcpStream;
 use glommio::timer::Timer;
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 
-use crate::config::{AuthConfig, BackendUrl, Config, OnError};
+use crate::config::{redact_url, AuthConfig, BackendUrl, Config, OnError};
 use crate::logging::escape;
 
 /// Largest response head read from a backend.
@@ -351,7 +351,7 @@ pub async fn check_listener(
             (on_error(auth), "error")
         }
         Err(e) => {
-            tracing::warn!(mount = %mount, url = %escape(&auth.listener_add), on_error = ?auth.on_error, "auth backend unavailable: {}", escape(&e.to_string()));
+            tracing::warn!(mount = %mount, url = %redact_url(&auth.listener_add), on_error = ?auth.on_error, "auth backend unavailable: {}", escape(&e.to_string()));
             (on_error(auth), "error")
         }
     };
@@ -397,7 +397,14 @@ pub fn listener_left(
         &session.params,
         connected.as_secs(),
     );
-    notify(auth.clone(), "listener_remove", body, Some(session.params));
+    let url = auth.listener_remove.clone();
+    notify(
+        auth.clone(),
+        "listener_remove",
+        url,
+        body,
+        Some(session.params),
+    );
 }
 
 /// Tells the `mount_add` / `mount_remove` URL in force for `mount` that its source came or
@@ -415,11 +422,17 @@ pub fn mount_changed(config: &Config, listen_port: u16, mount: &str, live: bool)
         return;
     }
     let body = mount_body(action, mount, config.public_host(), listen_port);
-    notify(auth.clone(), action, body, None);
+    notify(auth.clone(), action, url.clone(), body, None);
 }
 
-/// Sends one notice in the background of the current executor.
-fn notify(auth: AuthConfig, action: &'static str, body: String, listener: Option<ListenerParams>) {
+/// POSTs one notice to `url` in the background of the current executor.
+fn notify(
+    auth: AuthConfig,
+    action: &'static str,
+    url: String,
+    body: String,
+    listener: Option<ListenerParams>,
+) {
     let Some(slot) = Slot::take(auth.max_pending) else {
         metrics::counter!("cycast_auth_requests_total", "action" => action, "result" => "dropped")
             .increment(1);
@@ -431,18 +444,13 @@ fn notify(auth: AuthConfig, action: &'static str, body: String, listener: Option
     };
     glommio::spawn_local(async move {
         let _slot = slot;
-        let url = match action {
-            "listener_remove" => &auth.listener_remove,
-            "mount_add" => &auth.mount_add,
-            _ => &auth.mount_remove,
-        };
         let credentials = listener
             .as_ref()
             .map(|p| (p.user.as_str(), p.pass.as_str()));
-        let outcome = match post(url, &auth, &body, credentials).await {
+        let outcome = match post(&url, &auth, &body, credentials).await {
             Ok(_) => "sent",
             Err(e) => {
-                tracing::warn!(action, url = %escape(url), "auth backend notice failed: {}", escape(&e.to_string()));
+                tracing::warn!(action, url = %redact_url(&url), "auth backend notice failed: {}", escape(&e.to_string()));
                 "error"
             }
         };

@@ -252,22 +252,26 @@ impl AuthConfig {
                 super::print::REDACTED.to_string()
             }
         };
-        // A URL may carry `user:pass@`.
-        let url = |u: &str| match u.strip_prefix("http://").and_then(|r| {
-            let end = r.find(['/', '?']).unwrap_or(r.len());
-            r[..end].rfind('@').map(|at| &r[at + 1..])
-        }) {
-            Some(rest) => format!("http://{}@{rest}", super::print::REDACTED),
-            None => u.to_string(),
-        };
         AuthConfig {
             password: hide(&self.password),
-            listener_add: url(&self.listener_add),
-            listener_remove: url(&self.listener_remove),
-            mount_add: url(&self.mount_add),
-            mount_remove: url(&self.mount_remove),
+            listener_add: redact_url(&self.listener_add),
+            listener_remove: redact_url(&self.listener_remove),
+            mount_add: redact_url(&self.mount_add),
+            mount_remove: redact_url(&self.mount_remove),
             ..self.clone()
         }
+    }
+}
+
+/// `url` with any `user:pass@` in it replaced, for printing and logging.
+pub fn redact_url(url: &str) -> String {
+    let userinfo_end = url.strip_prefix("http://").and_then(|rest| {
+        let end = rest.find(['/', '?']).unwrap_or(rest.len());
+        rest[..end].rfind('@').map(|at| &rest[at + 1..])
+    });
+    match userinfo_end {
+        Some(rest) => format!("http://{}@{rest}", super::print::REDACTED),
+        None => url.to_string(),
     }
 }
 

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use eval::{evaluate, one_line, Where};
 pub mod tls;
-pub use auth::{AuthConfig, BackendUrl, OnError};
+pub use auth::{redact_url, AuthConfig, BackendUrl, OnError};
 pub use tls::TlsConfig;
 
 /// The shipped default configuration, embedded so the server runs without a file.
