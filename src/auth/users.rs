@@ -4,7 +4,9 @@
 //! login on the executor's helper thread, with the hashing, so edits apply at once and a
 //! shard never waits on the disk or the hash.
 
-use argon2::password_hash::{PasswordHash, PasswordVerifier};
+use std::sync::OnceLock;
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 
 /// Whether `password` is `user`'s in the accounts `text`. Blank lines and `#` comments are
@@ -17,6 +19,10 @@ pub fn verify(text: &str, user: &str, password: &str) -> bool {
         .filter_map(|line| line.split_once(':'))
         .find_map(|(name, hash)| (name == user).then_some(hash))
     else {
+        // As slow as a wrong password, so timing does not tell which accounts exist.
+        if let Ok(dummy) = PasswordHash::new(dummy_hash()) {
+            let _ = Argon2::default().verify_password(password.as_bytes(), &dummy);
+        }
         return false;
     };
     match PasswordHash::new(hash) {
@@ -33,6 +39,18 @@ pub fn verify(text: &str, user: &str, password: &str) -> bool {
     }
 }
 
+/// A hash with the default costs that no password is checked against for real.
+fn dummy_hash() -> &'static str {
+    static DUMMY: OnceLock<String> = OnceLock::new();
+    DUMMY.get_or_init(|| {
+        let salt = SaltString::from_b64("bm8tc3VjaC11c2Vy").expect("a valid salt");
+        Argon2::default()
+            .hash_password(b"no such user", &salt)
+            .map(|hash| hash.to_string())
+            .unwrap_or_default()
+    })
+}
+
 /// Reads the accounts file at `path` and checks the credentials, off the executor's thread.
 pub async fn check(path: &str, user: &str, password: &str) -> std::io::Result<bool> {
     let (path, user, password) = (path.to_string(), user.to_string(), password.to_string());
@@ -47,7 +65,6 @@ pub async fn check(path: &str, user: &str, password: &str) -> std::io::Result<bo
 #[cfg(test)]
 mod tests {
     use super::*;
-    use argon2::password_hash::{PasswordHasher, SaltString};
 
     /// A cheap hash (tests only; real ones use the defaults or stronger).
     fn hash(password: &str) -> String {
