@@ -3,7 +3,8 @@
 //! shards and no lock is shared between them.
 //!
 //! [`listener`] answers a connection's request (the stream, status pages, admin API); a
-//! listener that gets the stream is handed to [`fanout`], which feeds it from the ring whenever
+//! listener of a mount with an `auth` block waits for its verdict ([`auth`]); one that gets
+//! the stream is handed to [`fanout`], which feeds it from the ring whenever
 //! the ingest core wakes this shard ([`icy`] interleaves metadata for players that ask).
 
 pub mod auth;
