@@ -272,6 +272,9 @@ hls {
 #   hls {                              # HLS settings of its own (same keys as hls below)
 #     window = 10
 #   }
+#   auth {                             # URL authentication of its own, replacing the
+#     listener_add = "http://127.0.0.1/paid.php"  # top-level auth block whole
+#   }
 # }
 #
 # Formats: audio/mpeg (MP3), audio/aac and audio/aacp (ADTS) and audio/ogg (Vorbis,
@@ -292,6 +295,38 @@ hls {
 #   reconnect_min  = 1.0     # seconds before the first reconnect; doubles per failure
 #   reconnect_max  = 30.0    # longest wait between reconnects
 # }
+
+# Listener authentication by URL, compatible with Icecast 2.4's auth_url, so existing
+# backends (AzuraCast, WHMCS modules, custom PHP) work unchanged. Here it covers every
+# mount; an `auth` block in a `mount` block replaces it for that mount (one without
+# any URL turns authentication off there). See docs/operations.md. None by default; an
+# example with the defaults:
+#
+# auth {
+#   listener_add    = "http://127.0.0.1/auth.php"  # asked about every new listener (POST
+#                                    # action=listener_add&server=&port=&client=&mount=
+#                                    # &user=&pass=&ip=&agent=); "" lets everyone in
+#   listener_remove = ""             # told when an authenticated listener leaves (adds
+#                                    # duration=<seconds>)
+#   mount_add       = ""             # told when a source starts feeding a mount
+#   mount_remove    = ""             # and when it leaves
+#   username        = ""             # HTTP Basic credentials for the backend; without
+#   password        = ""             # them (or user:pass@ in the URL) the listener's own go
+#   auth_header     = "icecast-auth-user: 1"   # response header that admits the listener
+#   timelimit_header = "icecast-auth-timelimit" # its value: seconds the listener may stay
+#   headers         = []             # listener request headers passed on, e.g. ["Referer"],
+#   headers_prefix  = "ClientHeader." # as &ClientHeader.Referer=...
+#   timeout         = 5              # seconds for the whole exchange
+#   on_error        = "deny"         # "deny" or "allow" when the backend is unreachable,
+#                                    # times out, answers garbage or a 5xx
+#   users_file      = ""             # local accounts: "user:hash" lines, Argon2 PHC hashes
+#                                    # (`echo -n PASSWORD | argon2 SALT -id -e`); when set,
+#                                    # listeners log in with HTTP Basic before any listener_add
+#   max_pending     = 512            # checks in flight per shard; more get a 503
+# }
+#
+# Backends are reached over plain http:// (no https). Use an IP address where you can:
+# a host name is resolved on a helper thread for every request.
 
 # HTTPS on its own port, served next to listen_port by every shard (see docs/operations.md).
 # None by default; an example:

@@ -3,6 +3,12 @@
 //! whole server (every shard and the source port), so spreading guesses over connections,
 //! cores or ports gains nothing. It is a fixed array of atomics: no lock, no allocation, and no
 //! cache line any core owns.
+//!
+//! Listener authentication by a station's backend is in [`url`], by local accounts in
+//! [`users`].
+
+pub mod url;
+pub mod users;
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;

@@ -31,7 +31,7 @@
 //! - [`server`]: binds the sockets, creates the executors and wires them together.
 //! - [`tls`]: HTTPS on the shards (rustls), the record path the fan-out encrypts through.
 //! - [`control`]: messages between cores (new data, operator actions).
-//! - [`auth`]: slowing down password guessing.
+//! - [`auth`]: slowing down password guessing; listener authentication by URL ([`auth::url`]).
 //! - [`http`]: request parsing and responses shared by both ports; [`sys`]: the only `unsafe`
 //!   besides the fan-out's io_uring ([`shard::sys`]).
 //! - [`url`]: `http://` URLs with optional credentials, for relays and `cycast-load`.

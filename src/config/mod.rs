@@ -7,6 +7,7 @@
 //! [`eval`] turns HCL text into values and locates errors, `validate` checks values
 //! deserialization cannot, and `print` writes the redacted effective config.
 
+mod auth;
 mod eval;
 mod print;
 mod validate;
@@ -24,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use eval::{evaluate, one_line, Where};
 pub mod hls;
 pub mod tls;
+pub use auth::{redact_url, AuthConfig, BackendUrl, OnError};
 pub use tls::TlsConfig;
 
 /// The shipped default configuration, embedded so the server runs without a file.
@@ -64,6 +66,9 @@ pub struct Config {
     /// HTTPS port and its certificate; absent, only plain HTTP is served.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsConfig>,
+    /// Listener authentication by URL for every mount without its own `auth` block.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth: Option<AuthConfig>,
     /// Dotted keys and blocks the operator set explicitly (written in the file, or given on
     /// the command line or in the environment), e.g. `server` and `server.admin_password`.
     /// A reload uses it to tell a deliberate change from an empty or truncated file.
@@ -121,6 +126,8 @@ pub struct MountConfig {
     pub dump_rotate: f64,
     /// HLS settings for this mount instead of the `hls` block's.
     pub hls: Option<crate::config::hls::HlsMountConfig>,
+    /// Listener authentication by URL for this mount instead of the top-level `auth` block.
+    pub auth: Option<AuthConfig>,
 }
 
 /// Station fields of one mount, resolved against the global ones.

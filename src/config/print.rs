@@ -21,6 +21,7 @@ impl Config {
             if mount.source_password.is_some() {
                 mount.source_password = Some(REDACTED.into());
             }
+            mount.auth = mount.auth.as_ref().map(|a| a.redacted());
         }
         // A relay URL may log in to its upstream: `http://user:password@host/mount`.
         for relay in c.relay.values_mut() {
@@ -34,6 +35,7 @@ impl Config {
                 }
             }
         }
+        c.auth = c.auth.as_ref().map(|a| a.redacted());
         let mut body = hcl::Body::builder();
         // One block per section, matching the layout of config.hcl.
         let sections = [
@@ -46,7 +48,8 @@ impl Config {
             ("metadata", hcl::to_value(&c.metadata)),
             ("advanced", hcl::to_value(&c.advanced)),
         ];
-        for (name, value) in sections {
+        let optional = c.auth.as_ref().map(|a| ("auth", hcl::to_value(a)));
+        for (name, value) in sections.into_iter().chain(optional) {
             let mut block = hcl::Block::builder(name);
             if let Ok(hcl::Value::Object(fields)) = value {
                 for (k, v) in fields {

@@ -258,6 +258,23 @@ impl<'a> LiveGuard<'a> {
             }
         }
         reclaim_listeners(self.ctx, self.mount);
+        self.tell_backend(true);
+    }
+
+    /// Tells the mount's auth backend (`mount_add` / `mount_remove`) without waiting.
+    fn tell_backend(&self, live: bool) {
+        // Once shutdown began there is no executor left to run the notice on.
+        if self
+            .ctx
+            .shared
+            .shutting_down
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return;
+        }
+        let config = self.ctx.shared.config();
+        let listen_port = self.ctx.shared.listen_port;
+        crate::auth::url::mount_changed(&config, listen_port, &self.feed.borrow().mount.name, live);
     }
 }
 
@@ -283,6 +300,8 @@ impl Drop for LiveGuard<'_> {
             }
         }
         tracing::info!(mount = %escape(&feed.mount.name), "source disconnected");
+        drop(feed);
+        self.tell_backend(false);
     }
 }
 

@@ -2,11 +2,14 @@
 //! mount's (the mount's `max_listeners`, status pages, relays on demand, mount removal) and,
 //! once it is in the fan-out, its shard's (status pages). An [`Admission`] is the only way in
 //! and its drop the only way out, so a listener is counted exactly as long as something holds
-//! its admission: no path can forget a decrement or make one twice.
+//! its admission: no path can forget a decrement or make one twice. The same holds for the
+//! URL-auth backend's `listener_remove`, sent from the drop.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Instant;
 
+use crate::auth::url::ListenerSession;
 use crate::mount::Mount;
 use crate::observability::stats::ShardStats;
 use crate::state::Shared;
@@ -19,6 +22,9 @@ pub struct Admission {
     mount: Arc<Mount>,
     /// The shard counting the listener, once it reached that shard's fan-out.
     shard: Option<Arc<ShardStats>>,
+    /// What the URL-auth backend was told of this listener and when it was accepted, so the
+    /// backend hears `listener_remove` with the duration however the listener leaves.
+    auth: Option<(Box<ListenerSession>, Instant)>,
 }
 
 impl Admission {
@@ -41,12 +47,19 @@ impl Admission {
             shared: shared.clone(),
             mount: mount.clone(),
             shard: None,
+            auth: None,
         })
     }
 
     /// The mount the listener is counted on.
     pub fn mount(&self) -> &Arc<Mount> {
         &self.mount
+    }
+
+    /// Notes the backend's session of a listener accepted at `accepted`, so dropping the
+    /// admission tells the backend it left.
+    pub fn authenticated(&mut self, session: Option<Box<ListenerSession>>, accepted: Instant) {
+        self.auth = session.map(|session| (session, accepted));
     }
 
     /// Counts the listener on `shard` as well, now that it is in that shard's fan-out.
@@ -75,6 +88,14 @@ impl Drop for Admission {
         }
         self.shared.listeners.fetch_sub(1, Ordering::Relaxed);
         self.mount.listener_left();
+        if let Some((session, accepted)) = self.auth.take() {
+            crate::auth::url::listener_left(
+                &self.shared.config(),
+                self.shared.listen_port,
+                *session,
+                accepted.elapsed(),
+            );
+        }
     }
 }
 

@@ -4,7 +4,6 @@
 
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use glommio::net::TcpStream;
@@ -90,6 +89,17 @@ async fn serve(ctx: Rc<ShardContext>, mut stream: Conn, request: Request, accept
         Some(answer) => Route::Reply(answer),
         None => route(&ctx, &cfg, &request),
     };
+    // The slot stays taken while the backend is asked, so an admitted listener always fits.
+    let (routed, pass) = match routed {
+        Route::Stream { admission, metaint } => {
+            match super::auth::gate(&ctx, &cfg, &request, client.ip()).await {
+                Ok(pass) => (Route::Stream { admission, metaint }, Some(pass)),
+                // Dropping the admission gives the place back.
+                Err(answer) => (Route::Reply(answer), None),
+            }
+        }
+        other => (other, None),
+    };
     match routed {
         Route::Reply(answer) => {
             if crate::auth::is_unauthorized(&answer) {
@@ -121,7 +131,9 @@ async fn serve(ctx: Rc<ShardContext>, mut stream: Conn, request: Request, accept
             super::hls::respond(&ctx, &mut stream, answer, &request, client.ip()).await;
         }
         Route::Stream { admission, metaint } => {
-            start_stream(&ctx, stream, admission, &request, metaint, accepted, client).await
+            let started = Started { accepted, client };
+            let pass = pass.unwrap_or_default();
+            start_stream(&ctx, stream, admission, &request, metaint, started, pass).await
         }
     }
 }
@@ -139,6 +151,14 @@ enum Route {
         /// ICY metadata interval, when the listener asked for it.
         metaint: Option<usize>,
     },
+}
+
+/// When and from where a listener came.
+struct Started {
+    /// When its connection was accepted.
+    accepted: Instant,
+    /// Its address.
+    client: SocketAddr,
 }
 
 fn route(ctx: &Rc<ShardContext>, cfg: &Config, request: &Request) -> Route {
@@ -229,13 +249,14 @@ fn wants_icy(cfg: &Config, request: &Request) -> bool {
 async fn start_stream(
     ctx: &ShardContext,
     mut stream: Conn,
-    admission: Admission,
+    mut admission: Admission,
     request: &Request,
     metaint: Option<usize>,
-    accepted: Instant,
-    client: SocketAddr,
+    Started { accepted, client }: Started,
+    pass: super::auth::Pass,
 ) {
     let cfg = ctx.shared.config();
+    admission.authenticated(pass.session, accepted);
     let mount = admission.mount().clone();
     // Returning early drops the admission, which counts the listener out.
     if stream
@@ -270,7 +291,7 @@ async fn start_stream(
         icy: metaint.map(IcyCursor::new),
         headers: None,
         move_to: None,
-        id: ctx.shared.next_listener_id.fetch_add(1, Ordering::Relaxed),
+        id: pass.id,
         peer: client,
         log_line: ctx.access_log.as_ref().map(|_| {
             Box::new((
@@ -282,10 +303,17 @@ async fn start_stream(
         connected_at: accepted,
         bytes_sent: 0,
         in_intro: false,
-        // An instant too far ahead to represent is no limit.
+        // An instant too far ahead to represent is no limit; the backend's limit counts from
+        // its answer, and the shorter one wins.
         deadline: cfg
             .max_listener_duration(&mount.name)
-            .and_then(|limit| accepted.checked_add(limit)),
+            .and_then(|limit| accepted.checked_add(limit))
+            .into_iter()
+            .chain(
+                pass.time_limit
+                    .and_then(|limit| Instant::now().checked_add(limit)),
+            )
+            .min(),
         tls,
     };
     tracing::debug!(shard = ctx.id, id = listener.id, peer = %client, mount = %escape(&mount.name), "listener joined");

@@ -3,7 +3,8 @@
 //! shards and no lock is shared between them.
 //!
 //! [`listener`] answers a connection's request (the stream, status pages, admin API); a
-//! listener that gets the stream is handed to [`fanout`], which feeds it from the ring whenever
+//! listener of a mount with an `auth` block waits for its verdict ([`auth`]); one that gets
+//! the stream is handed to [`fanout`], which feeds it from the ring whenever
 //! the ingest core wakes this shard ([`icy`] interleaves metadata for players that ask).
 //! A listener is counted by the [`admission::Admission`] it holds, from its admission until it
 //! is dropped, so no departure path can forget the count. [`hls`] serves playlists and
@@ -11,6 +12,7 @@
 //! is the plain or TLS connection the request handlers write to.
 
 pub mod admission;
+pub mod auth;
 mod conn;
 pub mod fanout;
 pub mod hls;
