@@ -429,7 +429,7 @@ fn on_error_decides_for_unreachable_slow_and_garbled_backends() {
     }
     assert_eq!(slow.wait_posts(2, Duration::from_secs(5)).len(), 2);
     let log = server.log();
-    assert!(log.contains("http://<redacted>@127.0.0.1:"), "{log}");
+    assert!(log.contains("http://user:***@127.0.0.1:"), "{log}");
     assert!(!log.contains("pw-in-url"), "{log}");
 }
 

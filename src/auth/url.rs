@@ -8,7 +8,7 @@
 
 use std::cell::Cell;
 use std::fmt::Write as _;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use base64::Engine;
@@ -17,8 +17,9 @@ use glommio::net::TcpStream;
 use glommio::timer::Timer;
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 
-use crate::config::{redact_url, AuthConfig, BackendUrl, Config, OnError};
+use crate::config::{redact_url, AuthConfig, Config, OnError};
 use crate::logging::escape;
+use crate::url::HttpUrl;
 
 /// Largest response head read from a backend.
 const MAX_HEAD: usize = 16 * 1024;
@@ -219,23 +220,24 @@ pub async fn post(
     body: &str,
     listener_credentials: Option<(&str, &str)>,
 ) -> Result<Answer, BackendError> {
-    let target = BackendUrl::parse(url).ok_or(BackendError::Url)?;
+    let target = HttpUrl::parse(url).map_err(|_| BackendError::Url)?;
     let timeout = auth.timeout();
     let exchange = async {
-        let mut stream = connect(&target.authority, timeout).await?;
+        let mut stream = connect(&target, timeout).await?;
         let credentials = if !auth.username.is_empty() {
             Some(format!("{}:{}", auth.username, auth.password))
         } else {
-            target.userinfo.clone().or_else(|| {
-                listener_credentials
-                    .filter(|(user, _)| !user.is_empty())
-                    .map(|(user, pass)| format!("{user}:{pass}"))
-            })
+            target
+                .credentials
+                .as_ref()
+                .map(|c| format!("{}:{}", c.user, c.password))
+                .or_else(|| {
+                    listener_credentials
+                        .filter(|(user, _)| !user.is_empty())
+                        .map(|(user, pass)| format!("{user}:{pass}"))
+                })
         };
-        let host = target
-            .authority
-            .strip_suffix(":80")
-            .unwrap_or(&target.authority);
+        let host = target.host_header();
         let mut request = format!(
             "POST {} HTTP/1.0\r\nHost: {host}\r\nUser-Agent: {}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n",
             target.path,
@@ -274,15 +276,15 @@ pub async fn post(
     future::or(exchange, deadline).await
 }
 
-/// Connects to `host:port`: a literal address directly, a name resolved on the executor's
+/// Connects to the URL's host: a literal address directly, a name resolved on the executor's
 /// helper thread (so a slow resolver never stalls the executor), its addresses tried in turn.
-async fn connect(authority: &str, timeout: Duration) -> Result<TcpStream, BackendError> {
-    let addrs = match authority.parse::<SocketAddr>() {
-        Ok(addr) => vec![addr],
+async fn connect(target: &HttpUrl, timeout: Duration) -> Result<TcpStream, BackendError> {
+    let addrs = match target.host.parse::<IpAddr>() {
+        Ok(ip) => vec![SocketAddr::new(ip, target.port)],
         Err(_) => {
-            let name = authority.to_string();
+            let target = target.clone();
             glommio::executor()
-                .spawn_blocking(move || name.to_socket_addrs().map(Iterator::collect::<Vec<_>>))
+                .spawn_blocking(move || target.socket_addrs().map(Iterator::collect::<Vec<_>>))
                 .await?
         }
     };

@@ -82,63 +82,6 @@ impl Default for AuthConfig {
     }
 }
 
-/// Where a backend URL points.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BackendUrl {
-    /// `host:port` (port 80 when the URL names none), to connect to.
-    pub authority: String,
-    /// The host as written, for the `Host` header.
-    pub host: String,
-    /// Path and query, at least `/`.
-    pub path: String,
-    /// `user:password` from the URL, decoded, when it carries them.
-    pub userinfo: Option<String>,
-}
-
-impl BackendUrl {
-    /// Parses `http://[user:pass@]host[:port][/path]`; `None` for anything else (`https://`
-    /// included: backends are reached in plain HTTP).
-    pub fn parse(url: &str) -> Option<BackendUrl> {
-        let rest = url.strip_prefix("http://")?;
-        let (authority, path) = match rest.find(['/', '?']) {
-            Some(i) if rest[i..].starts_with('?') => (&rest[..i], format!("/{}", &rest[i..])),
-            Some(i) => (&rest[..i], rest[i..].to_string()),
-            None => (rest, "/".to_string()),
-        };
-        let (userinfo, host_port) = match authority.rsplit_once('@') {
-            Some((user, host)) => (
-                Some(
-                    percent_encoding::percent_decode_str(user)
-                        .decode_utf8_lossy()
-                        .into_owned(),
-                ),
-                host,
-            ),
-            None => (None, authority),
-        };
-        let (host, port) = match host_port.rsplit_once(':') {
-            // `[::1]:8080`, `host:8080`; a bare `[::1]` has its colons inside the brackets.
-            Some((host, port)) if !port.contains(']') => (host, port.parse::<u16>().ok()?),
-            _ => (host_port, 80),
-        };
-        let bare = host.trim_start_matches('[').trim_end_matches(']');
-        if bare.is_empty()
-            || path.contains(|c: char| c.is_whitespace() || c.is_control())
-            || !bare
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':'))
-        {
-            return None;
-        }
-        Some(BackendUrl {
-            authority: format!("{host}:{port}"),
-            host: host.to_string(),
-            path,
-            userinfo,
-        })
-    }
-}
-
 impl AuthConfig {
     /// The backend's timeout.
     pub fn timeout(&self) -> Duration {
@@ -186,7 +129,7 @@ impl AuthConfig {
             ("mount_remove", &self.mount_remove),
         ];
         for (field, url) in urls {
-            if !url.is_empty() && BackendUrl::parse(url).is_none() {
+            if !url.is_empty() && crate::url::HttpUrl::parse(url).is_err() {
                 return bad(
                     field,
                     format!(
@@ -263,15 +206,12 @@ impl AuthConfig {
     }
 }
 
-/// `url` with any `user:pass@` in it replaced, for printing and logging.
+/// `url` with the password of any `user:pass@` in it replaced, for printing and logging.
 pub fn redact_url(url: &str) -> String {
-    let userinfo_end = url.strip_prefix("http://").and_then(|rest| {
-        let end = rest.find(['/', '?']).unwrap_or(rest.len());
-        rest[..end].rfind('@').map(|at| &rest[at + 1..])
-    });
-    match userinfo_end {
-        Some(rest) => format!("http://{}@{rest}", super::print::REDACTED),
-        None => url.to_string(),
+    match crate::url::HttpUrl::parse(url) {
+        Ok(parsed) if parsed.credentials.is_some() => parsed.redacted(),
+        // Unparsable (refused by validation) or without credentials: nothing to hide.
+        _ => url.to_string(),
     }
 }
 
@@ -314,39 +254,6 @@ mod tests {
 
     fn err(text: &str) -> String {
         Config::from_hcl_str(text).unwrap_err().to_string()
-    }
-
-    #[test]
-    fn backend_urls() {
-        let url = BackendUrl::parse("http://u:p%40ss@auth.example:8080/check.php?k=1").unwrap();
-        assert_eq!(url.authority, "auth.example:8080");
-        assert_eq!(url.host, "auth.example");
-        assert_eq!(url.path, "/check.php?k=1");
-        assert_eq!(url.userinfo.as_deref(), Some("u:p@ss"));
-        let url = BackendUrl::parse("http://127.0.0.1").unwrap();
-        assert_eq!(
-            (url.authority.as_str(), url.path.as_str()),
-            ("127.0.0.1:80", "/")
-        );
-        assert_eq!(
-            BackendUrl::parse("http://[::1]:81/a").unwrap().authority,
-            "[::1]:81"
-        );
-        assert_eq!(
-            BackendUrl::parse("http://[::1]").unwrap().authority,
-            "[::1]:80"
-        );
-        assert_eq!(BackendUrl::parse("http://h?x=1").unwrap().path, "/?x=1");
-        for bad in [
-            "https://h/",
-            "http://",
-            "http://h:99999/",
-            "http://h/a b",
-            "ftp://h",
-            "http://h\r\nX: y/",
-        ] {
-            assert!(BackendUrl::parse(bad).is_none(), "{bad}");
-        }
     }
 
     #[test]
@@ -404,7 +311,7 @@ mod tests {
             assert!(!printed.contains(secret), "{secret} printed:\n{printed}");
         }
         assert!(
-            printed.contains("http://<redacted>@127.0.0.1/a"),
+            printed.contains("http://bob:***@127.0.0.1:80/a"),
             "{printed}"
         );
         // What is printed loads again.

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use eval::{evaluate, one_line, Where};
 pub mod hls;
 pub mod tls;
-pub use auth::{redact_url, AuthConfig, BackendUrl, OnError};
+pub use auth::{redact_url, AuthConfig, OnError};
 pub use tls::TlsConfig;
 
 /// The shipped default configuration, embedded so the server runs without a file.
