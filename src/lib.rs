@@ -16,7 +16,8 @@
 //!   detect being lapped by re-reading the writer's `reserved` offset. [`mount`] names the rings.
 //! - [`shard`]: one executor per core. Accepts listeners on a SO_REUSEPORT socket, answers their
 //!   request ([`shard::listener`]) and feeds them from the ring ([`shard::fanout`]), with ICY
-//!   metadata interleaved for players that ask ([`shard::icy`]).
+//!   metadata interleaved for players that ask ([`shard::icy`]). A listener is counted by the
+//!   [`shard::admission::Admission`] it holds; [`shard::auth`] asks URL-auth backends first.
 //! - [`icy`]: the ICY metadata wire format, a leaf both the admin API and the shards use: the
 //!   title charsets ([`icy::Charset`], the one list of accepted names) and the metadata block.
 //! - [`api`]: the HTTP control plane on top: Icecast's admin API ([`api::admin`]), the public
@@ -25,8 +26,9 @@
 //!   tags and playlists; the shards serve them ([`shard::hls`]).
 //! - [`observability`]: per-shard and per-mount counters, Prometheus metrics and the access log.
 //! - [`state`]: what every core shares ([`state::Shared`]: configuration in force, mounts,
-//!   counters, shutdown flag) and the SIGHUP re-read hook; below the executors, the status
-//!   pages and [`reload`], so none of them imports [`server`].
+//!   counters, shutdown flag, the control plane's entry points) and the SIGHUP re-read hook;
+//!   below the executors, the status pages and [`reload`], so none of them imports [`server`]
+//!   and the ports reach [`api`] only through [`state::ControlPlane`].
 //! - [`reload`]: SIGHUP re-reads the configuration without dropping anyone.
 //! - [`server`]: binds the sockets, creates the executors and wires them together.
 //! - [`tls`]: HTTPS on the shards (rustls), the record path the fan-out encrypts through.
@@ -34,7 +36,8 @@
 //! - [`auth`]: slowing down password guessing; listener authentication by URL ([`auth::url`]).
 //! - [`http`]: request parsing and responses shared by both ports; [`sys`]: the only `unsafe`
 //!   besides the fan-out's io_uring ([`shard::sys`]).
-//! - [`url`]: `http://` URLs with optional credentials, for relays and `cycast-load`.
+//! - [`url`]: `http://` URLs with optional credentials, for relays, auth backends and
+//!   `cycast-load`.
 //!
 //! `cycast-load`, the load generator and real-time source, is its own program under
 //! `src/bin/cycast-load/` (its epoll `unsafe` in its `sys` module); it uses only the library's
