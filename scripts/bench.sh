@@ -44,7 +44,7 @@ OUT=${BENCH_OUT:-target/bench/$(date +%Y%m%d-%H%M%S)}
 BUILD=${BENCH_BUILD:-1}
 TABLE_ONLY=${BENCH_TABLE_ONLY:-0}         # 1: only print the table of the results in BENCH_OUT
 
-CYCAST=target/release/cycast
+CYCAST=${BENCH_CYCAST:-target/release/cycast}   # another build of cycast to measure (A/B of two commits)
 LOAD=target/release/cycast-load
 ICECAST_PORT=$((PORT + 100))
 PASSWORD=hackme

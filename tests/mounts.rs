@@ -449,7 +449,7 @@ fn a_relay_logs_in_with_the_url_credentials_and_never_logs_the_password() {
             .iter()
             .any(|m| m["mount"] == "/relayed" && m["live"] == true)
     });
-    let log = edge.log();
+    let log = edge.wait_log("relay connected");
     let shown = format!("http://relay user:***@127.0.0.1:{port}/stream");
     assert!(
         log.lines()

@@ -305,7 +305,7 @@ fn sighup_swaps_the_certificate_and_keeps_tls_listeners() {
     let other = make_pki(&dir.path().join("other").tap_mkdir(), 2020, 2090);
     std::fs::copy(&other.key, &old.key).unwrap();
     server.signal("HUP");
-    wait_log(&server, "TLS reload failed");
+    server.wait_log("TLS reload failed");
     assert!(server.log().contains("tls.key"), "{}", server.log());
     assert_eq!(curl(https, "/status-json.xsl", &old.ca, &[]).0, 0);
     // Then a good new pair: new handshakes get it, the old CA no longer verifies them.
@@ -313,7 +313,7 @@ fn sighup_swaps_the_certificate_and_keeps_tls_listeners() {
     std::fs::copy(&new.cert, &old.cert).unwrap();
     std::fs::copy(&new.key, &old.key).unwrap();
     server.signal("HUP");
-    wait_log(&server, "TLS certificates reloaded");
+    server.wait_log("TLS certificates reloaded");
     assert_eq!(curl(https, "/status-json.xsl", &new.ca, &[]).0, 0);
     assert_ne!(curl(https, "/status-json.xsl", &old.ca, &[]).0, 0);
     let at_reload = std::fs::metadata(&out).unwrap().len();
@@ -322,18 +322,6 @@ fn sighup_swaps_the_certificate_and_keeps_tls_listeners() {
     assert_eq!(listener.wait().unwrap().code(), Some(28));
     assert!(std::fs::metadata(&out).unwrap().len() > at_reload);
     drop(feeder);
-}
-
-fn wait_log(server: &Server, text: &str) {
-    let until = std::time::Instant::now() + Duration::from_secs(10);
-    while !server.log().contains(text) {
-        assert!(
-            std::time::Instant::now() < until,
-            "no {text:?} in {}",
-            server.log()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[test]

@@ -69,6 +69,22 @@ pub struct Listener {
     pub tls: Option<Box<crate::tls::Session>>,
 }
 
+impl Listener {
+    /// Accounts `n` bytes of audio the kernel took from a send aimed at `end`; `reached_end`
+    /// says whether all of it went, so the cursor sits on a chunk boundary.
+    fn took_audio(&mut self, n: usize, reached_end: bool, counters: &mut MountCounters) {
+        if n == 0 {
+            return;
+        }
+        if self.bytes_sent == 0 {
+            counters.first_byte_times.push(self.connected_at.elapsed());
+        }
+        self.cursor += n as u64;
+        self.bytes_sent += n as u64;
+        self.aligned = reached_end;
+    }
+}
+
 /// The listeners of one mount on this shard.
 struct MountListeners {
     /// The mount's ring.
@@ -776,16 +792,9 @@ impl Sender {
             Ok(n) => {
                 pass.sends += 1;
                 pass.bytes += n as u64;
-                if listener.bytes_sent == 0 && n > 0 {
-                    counters
-                        .first_byte_times
-                        .push(listener.connected_at.elapsed());
-                }
-                listener.cursor += n as u64;
-                listener.bytes_sent += n as u64;
                 // `end` is always a chunk boundary: the live edge, or the boundary a skip or a
                 // move stops at.
-                listener.aligned = n == bytes.len();
+                listener.took_audio(n, n == bytes.len(), counters);
                 Verdict::Keep
             }
             Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::Interrupted => {
@@ -1094,17 +1103,7 @@ fn take_in(
     }
     let n = carried - headers;
     pass.bytes += n as u64;
-    if n > 0 {
-        if listener.bytes_sent == 0 {
-            counters
-                .first_byte_times
-                .push(listener.connected_at.elapsed());
-        }
-        listener.cursor += n as u64;
-        listener.bytes_sent += n as u64;
-        // As in `serve`: the send ended on `end`, a chunk boundary, only if all of it went.
-        listener.aligned = n == pending.audio;
-    }
+    listener.took_audio(n, n == pending.audio, counters);
     Verdict::Keep
 }
 

@@ -167,6 +167,20 @@ impl Server {
         self.log.lock().unwrap().clone()
     }
 
+    /// Waits up to 10 s for a log line containing `text` (the log is read by another thread,
+    /// so a line can trail the state change it reports); returns the log.
+    pub fn wait_log(&self, text: &str) -> String {
+        let until = Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = self.log();
+            if log.contains(text) {
+                return log;
+            }
+            assert!(Instant::now() < until, "no {text:?} in {log}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// A path inside the server's temporary directory.
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)

@@ -102,17 +102,8 @@ impl Sender {
             Ok(_) => {
                 pass.sends += 1;
                 pass.bytes += audio_taken as u64;
-                if listener.bytes_sent == 0 && audio_taken > 0 {
-                    counters
-                        .first_byte_times
-                        .push(listener.connected_at.elapsed());
-                }
-                listener.cursor += audio_taken as u64;
-                listener.bytes_sent += audio_taken as u64;
-                if audio_taken > 0 {
-                    // As on the plain port: on a chunk boundary only once all of it went.
-                    listener.aligned = listener.cursor == end;
-                }
+                let reached_end = listener.cursor + audio_taken as u64 == end;
+                listener.took_audio(audio_taken, reached_end, counters);
                 Verdict::Keep
             }
             Err(_) => Verdict::Remove(DisconnectReason::ClientClosed),
