@@ -139,7 +139,7 @@ pub struct Station {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RelayConfig {
-    /// Upstream stream to pull, `http://host:port/mount`.
+    /// Upstream stream to pull, `http://host:port/mount` or `https://host:port/mount`.
     pub url: String,
     /// Pull only while the local mount has listeners.
     pub on_demand: bool,
@@ -149,6 +149,12 @@ pub struct RelayConfig {
     pub reconnect_min: f64,
     /// Longest wait between reconnects, in seconds.
     pub reconnect_max: f64,
+    /// PEM file of the certificate authorities an `https://` upstream is checked against,
+    /// for a private CA; absent: the system's trusted roots.
+    pub ca_file: Option<String>,
+    /// Check an `https://` upstream's certificate. `false` is for lab setups only (anyone on
+    /// the path could read and alter the stream) and is logged as a warning.
+    pub tls_verify: bool,
 }
 
 impl Default for RelayConfig {
@@ -159,6 +165,8 @@ impl Default for RelayConfig {
             relay_metadata: true,
             reconnect_min: 1.0,
             reconnect_max: 30.0,
+            ca_file: None,
+            tls_verify: true,
         }
     }
 }

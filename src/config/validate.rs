@@ -88,10 +88,20 @@ impl Config {
             if let Err(msg) = check_mount_name(name, MountNameRule::Strict) {
                 return bad(key, msg);
             }
-            if !r.url.starts_with("http://") || r.url.len() <= "http://".len() {
+            let rest = r
+                .url
+                .strip_prefix("http://")
+                .or_else(|| r.url.strip_prefix("https://"));
+            if !rest.is_some_and(|r| !r.is_empty()) {
                 return bad(
                     format!("{key}.url"),
-                    format!("{:?} is not an http:// URL", r.url),
+                    format!("{:?} is not an http:// or https:// URL", r.url),
+                );
+            }
+            if r.ca_file.as_deref().is_some_and(|f| f.trim().is_empty()) {
+                return bad(
+                    format!("{key}.ca_file"),
+                    "a PEM file path is required".into(),
                 );
             }
             if r.reconnect_min <= 0.0 || r.reconnect_max < r.reconnect_min {

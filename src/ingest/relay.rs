@@ -1,7 +1,8 @@
 //! Relays: a mount fed by pulling another Icecast-compatible server's stream, the way stations
 //! scale out (an origin plus relay edges behind a load balancer). The upstream's ICY titles
 //! become the local title. A relay holds its mount like a live source, reconnects with
-//! exponential backoff, and with `on_demand` pulls only while the mount has listeners.
+//! exponential backoff, and with `on_demand` pulls only while the mount has listeners. An
+//! `https://` upstream is pulled over TLS ([`tls_connect`]).
 
 use std::net::ToSocketAddrs;
 use std::rc::Rc;
@@ -9,7 +10,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use futures_lite::{future, AsyncReadExt, AsyncWriteExt};
+use futures_lite::future;
 use glommio::net::TcpStream;
 use glommio::timer::{sleep, Timer};
 
@@ -19,6 +20,7 @@ use super::IngestContext;
 use crate::config::RelayConfig;
 use crate::logging::escape;
 use crate::mount::{Mount, StreamInfo};
+use crate::tls::{ClientConn, ClientSession};
 
 /// Longest upstream response head accepted.
 const MAX_HEAD: usize = 16 * 1024;
@@ -32,9 +34,12 @@ const DEMAND_POLL: Duration = Duration::from_millis(500);
 /// Why a pull ended.
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
-    /// The URL is not `http://host[:port]/path`.
+    /// The URL is not `http[s]://host[:port]/path`.
     #[error("bad relay URL {0:?}")]
     Url(String),
+    /// The TLS client could not be set up, or the handshake failed.
+    #[error("TLS: {0}")]
+    Tls(String),
     /// Network trouble.
     #[error("{0}")]
     Io(#[from] std::io::Error),
@@ -54,6 +59,9 @@ pub async fn run(ctx: Rc<IngestContext>, mount: Arc<Mount>, relay: RelayConfig) 
     let min = Duration::from_secs_f64(relay.reconnect_min);
     let max = Duration::from_secs_f64(relay.reconnect_max);
     let mut delay = min;
+    if is_https(&relay.url) && !relay.tls_verify {
+        tracing::warn!(mount = %escape(&mount.name), url = %relay.url, "relay: tls_verify = false, the upstream's certificate is not checked");
+    }
     loop {
         if relay.on_demand {
             while mount.listeners.load(Ordering::Relaxed) == 0 {
@@ -88,9 +96,13 @@ async fn pull(
         .to_socket_addrs()?
         .next()
         .ok_or_else(|| RelayError::Url(relay.url.clone()))?;
-    let mut stream = TcpStream::connect_timeout(addr, CONNECT_TIMEOUT)
+    let stream = TcpStream::connect_timeout(addr, CONNECT_TIMEOUT)
         .await
         .map_err(|e| std::io::Error::other(e.to_string()))?;
+    let mut stream = ClientConn { stream, tls: None };
+    if is_https(&relay.url) {
+        stream.tls = Some(tls_connect(&mut stream.stream, &host, relay).await?);
+    }
     let request = format!(
         "GET {path} HTTP/1.0\r\nHost: {host}\r\nUser-Agent: {}\r\nIcy-MetaData: 1\r\nConnection: close\r\n\r\n",
         crate::http::server_id()
@@ -151,9 +163,41 @@ async fn pull(
     }
 }
 
-/// `http://host[:port]/path` → (`host:port`, `/path`).
+/// The TLS client session with the `https://` upstream at `authority` (`host:port`), set up
+/// within [`CONNECT_TIMEOUT`] and checked against the relay's `ca_file` or the system roots.
+async fn tls_connect(
+    stream: &mut TcpStream,
+    authority: &str,
+    relay: &RelayConfig,
+) -> Result<ClientSession, RelayError> {
+    let config = crate::tls::client::client_config(relay.ca_file.as_deref(), relay.tls_verify)
+        .map_err(RelayError::Tls)?;
+    let name = crate::tls::client::server_name(authority).map_err(RelayError::Tls)?;
+    let handshake = async {
+        // Its errors already say `TLS: ...`.
+        ClientSession::connect(stream, config, name)
+            .await
+            .map_err(RelayError::Io)
+    };
+    let deadline = async {
+        Timer::new(CONNECT_TIMEOUT).await;
+        Err(RelayError::Tls(format!(
+            "no handshake within {CONNECT_TIMEOUT:?}"
+        )))
+    };
+    future::or(handshake, deadline).await
+}
+
+fn is_https(url: &str) -> bool {
+    url.starts_with("https://")
+}
+
+/// `http://host[:port]/path` → (`host:port`, `/path`); `https://` defaults to port 443.
 fn split_url(url: &str) -> Option<(String, String)> {
-    let rest = url.strip_prefix("http://")?;
+    let (rest, default_port) = match url.strip_prefix("https://") {
+        Some(rest) => (rest, 443),
+        None => (url.strip_prefix("http://")?, 80),
+    };
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
@@ -165,7 +209,7 @@ fn split_url(url: &str) -> Option<(String, String)> {
     let host = if authority.rsplit(':').next()?.parse::<u16>().is_ok() && authority.contains(':') {
         authority.to_string()
     } else {
-        format!("{authority}:80")
+        format!("{authority}:{default_port}")
     };
     Some((host, path.to_string()))
 }
@@ -200,7 +244,7 @@ impl UpstreamHead {
 }
 
 /// Reads the upstream's response head; returns it and the audio that came with it.
-async fn read_head(stream: &mut TcpStream) -> Result<(UpstreamHead, Vec<u8>), RelayError> {
+async fn read_head(stream: &mut ClientConn) -> Result<(UpstreamHead, Vec<u8>), RelayError> {
     let mut buf = Vec::with_capacity(2048);
     let mut chunk = [0u8; 2048];
     let deadline = Instant::now() + CONNECT_TIMEOUT;
@@ -354,6 +398,14 @@ mod tests {
         assert_eq!(
             split_url("http://host:9000"),
             Some(("host:9000".into(), "/".into()))
+        );
+        assert_eq!(
+            split_url("https://radio.example/live"),
+            Some(("radio.example:443".into(), "/live".into()))
+        );
+        assert_eq!(
+            split_url("https://localhost:8443/stream"),
+            Some(("localhost:8443".into(), "/stream".into()))
         );
         assert_eq!(split_url("ftp://x/y"), None);
     }
