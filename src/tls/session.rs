@@ -644,6 +644,120 @@ impl<C: Side> Session<C> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Read;
+
+    /// A server configuration and a client trusting it, for a self-signed `localhost`.
+    fn pair() -> (Arc<rustls::ServerConfig>, rustls::ClientConnection) {
+        let provider = crate::tls::provider();
+        let certified = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        let cert = certified.cert.der().clone();
+        let key =
+            rustls::pki_types::PrivateKeyDer::Pkcs8(certified.signing_key.serialize_der().into());
+        let server = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.clone()], key)
+            .unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert).unwrap();
+        let client = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let name = ServerName::try_from("localhost").unwrap();
+        let client = rustls::ClientConnection::new(Arc::new(client), name).unwrap();
+        (Arc::new(server), client)
+    }
+
+    /// Everything the client has to send.
+    fn flight(client: &mut rustls::ClientConnection) -> Vec<u8> {
+        let mut out = Vec::new();
+        while client.wants_write() {
+            client.write_tls(&mut out).unwrap();
+        }
+        out
+    }
+
+    /// Hands `bytes` from the server to the client; returns the plaintext it can read.
+    fn to_client(client: &mut rustls::ClientConnection, mut bytes: &[u8]) -> Vec<u8> {
+        while !bytes.is_empty() {
+            client.read_tls(&mut bytes).unwrap();
+            client.process_new_packets().unwrap();
+        }
+        let mut plain = Vec::new();
+        let _ = client.reader().read_to_end(&mut plain);
+        plain
+    }
+
+    #[test]
+    fn a_head_with_audio_in_the_same_flight_keeps_the_audio_and_answers_after_the_tickets() {
+        let (config, mut client) = pair();
+        // Written before the handshake ends, so it goes out with the client's Finished: the
+        // head and 40 KB of audio in one flight, as a source that does not wait would send.
+        let audio: Vec<u8> = (0..40_000u32).map(|i| (i % 251) as u8).collect();
+        use std::io::Write as _;
+        client
+            .writer()
+            .write_all(b"PUT /live HTTP/1.1\r\nContent-Type: audio/mpeg\r\n\r\n")
+            .unwrap();
+        client.writer().write_all(&audio).unwrap();
+        let mut handshake = Handshake::new(config, 8192).unwrap();
+        let mut wire = flight(&mut client);
+        let request = loop {
+            match handshake.step().unwrap() {
+                Step::Again => {}
+                Step::Transmit => {
+                    to_client(&mut client, handshake.to_send());
+                    handshake.sent();
+                    wire.extend(flight(&mut client));
+                }
+                Step::NeedInput => {
+                    let room = handshake.input_room().unwrap();
+                    let n = room.len().min(wire.len());
+                    assert!(n > 0, "the server waits for bytes that were all sent");
+                    room[..n].copy_from_slice(&wire[..n]);
+                    wire.drain(..n);
+                    handshake.received(n);
+                }
+                Step::Done(request) => break request,
+            }
+        };
+        assert_eq!(
+            (request.method.as_str(), request.path.as_str()),
+            ("PUT", "/live")
+        );
+        let mut session = handshake.into_session();
+        // The audio past the head: in the body, in records already received, and on the wire.
+        let mut got = request.body.clone();
+        session.incoming.resize(RECORD_ROOM, 0);
+        while got.len() < audio.len() {
+            match session.decrypt().unwrap() {
+                Inbound::Progress => {
+                    got.extend_from_slice(&session.plain[session.taken..]);
+                    session.plain.clear();
+                }
+                Inbound::NeedInput => {
+                    let n = (session.incoming.len() - session.filled).min(wire.len());
+                    assert!(n > 0, "audio lost: {} of {} bytes", got.len(), audio.len());
+                    session.incoming[session.filled..session.filled + n]
+                        .copy_from_slice(&wire[..n]);
+                    wire.drain(..n);
+                    session.filled += n;
+                }
+                Inbound::Closed => panic!("closed"),
+            }
+        }
+        assert!(got == audio, "the audio arrived altered");
+        // The answer decrypts: the session tickets went out before it.
+        let mut out = Vec::new();
+        let n = session.seal(b"HTTP/1.1 200 OK\r\n\r\n", &mut out).unwrap();
+        assert_eq!(
+            to_client(&mut client, &out[..n]),
+            b"HTTP/1.1 200 OK\r\n\r\n"
+        );
+    }
 
     #[test]
     fn sealed_len_covers_record_overhead() {
