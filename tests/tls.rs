@@ -794,3 +794,72 @@ fn a_relay_pulls_an_https_upstream_checked_against_its_ca_file() {
     );
     assert!(lab.log().contains("tls_verify = false"), "{}", lab.log());
 }
+
+/// Runs cycast-load with `args`; returns its JSON report.
+fn cycast_load(args: &[&str]) -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_cycast-load"))
+        .args(args)
+        .args(["--json", "--quiet"])
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run cycast-load");
+    assert!(
+        out.status.success(),
+        "cycast-load failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON report")
+}
+
+#[test]
+fn cycast_load_listens_over_https_and_reports_handshakes_apart() {
+    let (server, pki, _dir) = server_with_tls();
+    let https = https_addr(&server);
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/music/01-morning-tone.mp3");
+    let mut source = Command::new(env!("CARGO_BIN_EXE_cycast-load"))
+        .args(["source", "--url"])
+        .arg(format!("http://source:hackme@{}/stream", server.source))
+        .args(["--file", file, "--loop", "--duration", "30"])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_log(&server, "source connected");
+    let url = format!("https://localhost:{}/stream", https.port());
+    let ca = pki.ca.to_str().unwrap();
+    let r = cycast_load(&[
+        "--url",
+        &url,
+        "--ca-file",
+        ca,
+        "--listeners",
+        "40",
+        "--ramp",
+        "400",
+        "--duration",
+        "4",
+        "--prebuffer",
+        "1",
+        "--verify-every",
+        "1",
+    ]);
+    // Without the test CA (system roots only) every handshake is refused.
+    let refused = cycast_load(&["--url", &url, "--listeners", "3", "--duration", "1"]);
+    let _ = source.kill();
+    let _ = source.wait();
+    let (c, q) = (&r["connects"], &r["quality"]);
+    assert_eq!(c["answered_200"], 40, "{r}");
+    assert_eq!(c["closed_early"], 0, "{r}");
+    assert_eq!(c["no_audio"], 0, "{r}");
+    assert_eq!(q["verified_listeners"], 40, "{r}");
+    assert_eq!(q["resyncs"], 0, "{r}");
+    assert_eq!(r["handshake"]["count"], 40, "{r}");
+    // The handshake is a part of the time to the first byte.
+    let handshake = r["handshake"]["max_ms"].as_f64().unwrap();
+    assert!(handshake > 0.0, "{r}");
+    assert!(r["ttfb"]["p50_ms"].as_f64().unwrap() >= r["handshake"]["p50_ms"].as_f64().unwrap());
+    assert_eq!(refused["connects"]["refused_connect"], 3, "{refused}");
+    assert!(
+        refused["connect_errors"].to_string().contains("TLS"),
+        "{refused}"
+    );
+}

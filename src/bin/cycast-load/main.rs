@@ -62,9 +62,16 @@ fn main() {
 /// Options of a listener run.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ListenOptions {
-    /// Stream URL, e.g. http://127.0.0.1:8001/stream (IPv4).
+    /// Stream URL, e.g. http://127.0.0.1:8001/stream or https://localhost:8443/stream (IPv4).
     #[arg(long, default_value = "http://127.0.0.1:8001/stream")]
     pub url: String,
+    /// For https:// URLs: PEM file of the CA the server's certificate is checked against
+    /// (default: the system's roots).
+    #[arg(long)]
+    pub ca_file: Option<String>,
+    /// For https:// URLs: accept any certificate (a lab server's self-signed one).
+    #[arg(long)]
+    pub insecure: bool,
     /// Listeners to connect.
     #[arg(long, default_value_t = 100)]
     pub listeners: u32,
@@ -120,25 +127,30 @@ pub struct SourceOptions {
     pub duration: Option<f64>,
 }
 
-/// A parsed `http://[user:pass@]host[:port]/path` URL.
+/// A parsed `http[s]://[user:pass@]host[:port]/path` URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Url {
+    /// `https://`: listeners speak TLS.
+    pub tls: bool,
     /// `user:password`, if given.
     pub credentials: Option<(String, String)>,
     /// Host as written, for the Host header.
     pub host: String,
-    /// Port (80 when omitted).
+    /// Port (80, or 443 for https, when omitted).
     pub port: u16,
     /// Path, starting with `/`.
     pub path: String,
 }
 
 impl Url {
-    /// Parses an `http://` URL.
+    /// Parses an `http://` or `https://` URL.
     pub fn parse(url: &str) -> Result<Url, String> {
-        let rest = url
-            .strip_prefix("http://")
-            .ok_or_else(|| format!("{url}: only http:// URLs are supported"))?;
+        let (tls, rest) = match (url.strip_prefix("https://"), url.strip_prefix("http://")) {
+            (Some(rest), _) => (true, rest),
+            (None, Some(rest)) => (false, rest),
+            (None, None) => return Err(format!("{url}: only http:// and https:// URLs")),
+        };
+        let default_port = if tls { 443 } else { 80 };
         let (authority, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/"),
@@ -157,12 +169,13 @@ impl Url {
         };
         let (host, port) = match hostport.rsplit_once(':') {
             Some((h, p)) => (h, p.parse().map_err(|_| format!("{url}: bad port {p:?}"))?),
-            None => (hostport, 80),
+            None => (hostport, default_port),
         };
         if host.is_empty() {
             return Err(format!("{url}: no host"));
         }
         Ok(Url {
+            tls,
             credentials,
             host: host.to_string(),
             port,
@@ -181,7 +194,7 @@ impl Url {
 
     /// `host:port` for the Host header.
     pub fn host_header(&self) -> String {
-        if self.port == 80 {
+        if self.port == if self.tls { 443 } else { 80 } {
             self.host.clone()
         } else {
             format!("{}:{}", self.host, self.port)
@@ -242,8 +255,18 @@ pub fn run_listeners(opts: &ListenOptions) -> Result<Report, String> {
             opts.listeners
         );
     }
+    let tls = match url.tls {
+        true => {
+            let config =
+                cycast::tls::client::client_config(opts.ca_file.as_deref(), !opts.insecure)?;
+            let name = cycast::tls::client::server_name(&url.host)?;
+            Some((config, name))
+        }
+        false => None,
+    };
     let settings = client::Settings {
         addr,
+        tls,
         request: client::request(&url, opts.icy),
         listeners: opts.listeners,
         ramp: opts.ramp,
@@ -279,7 +302,15 @@ mod tests {
         let u = Url::parse("http://localhost").unwrap();
         assert_eq!((u.port, u.path.as_str(), &u.credentials), (80, "/", &None));
         assert_eq!(u.host_header(), "localhost");
-        assert!(Url::parse("https://x/").is_err());
+        let u = Url::parse("https://localhost/live").unwrap();
+        assert_eq!(
+            (u.tls, u.port, u.host_header()),
+            (true, 443, "localhost".into())
+        );
+        let u = Url::parse("https://localhost:8443/live").unwrap();
+        assert_eq!(u.host_header(), "localhost:8443");
+        assert!(!Url::parse("http://x/").unwrap().tls);
+        assert!(Url::parse("ftp://x/").is_err());
         assert!(Url::parse("http://x:port/").is_err());
         assert!(Url::parse("http://:80/").is_err());
     }

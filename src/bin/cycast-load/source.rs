@@ -65,6 +65,13 @@ impl Frames {
 /// Runs the source mode; returns the exit code (0 done, 1 refused or failed, 2 bad options).
 pub fn main_source(opts: SourceOptions) -> i32 {
     let url = match Url::parse(&opts.url) {
+        Ok(u) if u.tls => {
+            eprintln!(
+                "cycast-load source: {}: the source mode speaks http:// only",
+                opts.url
+            );
+            return 2;
+        }
         Ok(u) => u,
         Err(e) => {
             eprintln!("cycast-load source: {e}");
