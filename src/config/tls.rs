@@ -107,6 +107,23 @@ mod tests {
     }
 
     #[test]
+    fn relays_take_https_urls_with_a_ca_file_and_verification_on_by_default() {
+        let c = Config::from_hcl_str(
+            "relay \"/r\" {\n  url = \"https://origin.example/stream\"\n  ca_file = \"/ca.pem\"\n}\n",
+        )
+        .unwrap();
+        let relay = &c.relay["/r"];
+        assert_eq!(relay.ca_file.as_deref(), Some("/ca.pem"));
+        assert!(relay.tls_verify);
+        assert!(err("relay \"/r\" {\n  url = \"https://\"\n}\n").contains("relay./r.url"));
+        assert!(err("relay \"/r\" {\n  url = \"ftp://x/y\"\n}\n").contains("relay./r.url"));
+        assert!(
+            err("relay \"/r\" {\n  url = \"https://o/s\"\n  ca_file = \" \"\n}\n")
+                .contains("relay./r.ca_file")
+        );
+    }
+
+    #[test]
     fn tls_block_is_optional_and_checked() {
         assert!(Config::from_hcl_str("").unwrap().tls.is_none());
         let c = Config::from_hcl_str(

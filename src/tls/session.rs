@@ -416,7 +416,12 @@ impl ClientSession {
                     }
                     session.filled += n;
                 }
-                Step::Done => return Ok(session),
+                Step::Done => {
+                    if queued > 0 {
+                        stream.write_all(&outgoing[..queued]).await?;
+                    }
+                    return Ok(session);
+                }
             }
         }
     }
