@@ -485,17 +485,26 @@ fn a_silent_or_trickling_tls_client_is_dropped_at_the_header_timeout() {
     let pki = make_pki(dir.path(), 2020, 2090);
     let server = Server::start(&format!(
         "limits {{\n  header_timeout = 1\n}}\n{}",
-        tls_block(&pki.cert, &pki.key)
+        tls_block(&pki.cert, &pki.key).replace("port = 0\n", "port = 0\n  source_port = 0\n")
     ));
-    let https = https_addr(&server);
-    // One connection sends nothing, one trickles the start of a ClientHello.
-    let mut silent = std::net::TcpStream::connect(https).unwrap();
-    let mut trickle = std::net::TcpStream::connect(https).unwrap();
+    // The listeners' HTTPS port and the TLS source port alike.
+    let ports = [https_addr(&server), logged_addr(&server, "tls_sources=")];
+    // One connection to each sends nothing, one trickles the start of a ClientHello.
+    let mut silent: Vec<_> = ports
+        .iter()
+        .map(|&addr| std::net::TcpStream::connect(addr).unwrap())
+        .collect();
+    let mut trickle: Vec<_> = ports
+        .iter()
+        .map(|&addr| std::net::TcpStream::connect(addr).unwrap())
+        .collect();
     for byte in [0x16u8, 0x03, 0x01, 0x02] {
-        let _ = trickle.write_all(&[byte]);
+        for stream in &mut trickle {
+            let _ = stream.write_all(&[byte]);
+        }
         std::thread::sleep(Duration::from_millis(300));
     }
-    for stream in [&mut silent, &mut trickle] {
+    for stream in silent.iter_mut().chain(trickle.iter_mut()) {
         stream
             .set_read_timeout(Some(Duration::from_secs(10)))
             .unwrap();
