@@ -55,7 +55,11 @@ pub async fn handle_tls(ctx: Rc<IngestContext>, mut stream: TcpStream) {
             };
             serve(ctx, conn, Some(request)).await
         }
-        Err(e) => tracing::debug!(peer = ?stream.peer_addr().ok(), "TLS source connection: {e}"),
+        Err(e) => {
+            let why = e.to_string();
+            let why = escape(&why);
+            tracing::debug!(peer = ?stream.peer_addr().ok(), "TLS source connection: {why}")
+        }
     }
 }
 
