@@ -613,7 +613,10 @@ fn server_with_tls_sources() -> (Server, Pki, tempfile::TempDir, SocketAddr) {
     let dir = tempfile::tempdir().unwrap();
     let pki = make_pki(dir.path(), 2020, 2090);
     let tls = tls_block(&pki.cert, &pki.key).replace("port = 0\n", "port = 0\n  source_port = 0\n");
-    let server = Server::start(&format!("server {{\n  shards = 2\n}}\n{tls}"));
+    // Without a source, silence: what listeners decode is the source's.
+    let server = Server::start(&format!(
+        "server {{\n  shards = 2\n}}\nplaylist {{ directory = \"/nonexistent/x\" }}\n{tls}"
+    ));
     let tls_sources = logged_addr(&server, "tls_sources=");
     (server, pki, dir, tls_sources)
 }
@@ -670,6 +673,9 @@ fn ffmpeg_streams_as_a_tls_source_and_a_plain_listener_decodes_it() {
         &pki.ca,
         &["--max-time", "10", "-u", "source:hackme"],
     );
+    // Read while the source is on air (without it the fallback takes over).
+    let status: serde_json::Value =
+        serde_json::from_slice(&server.get("/status-json.xsl").1).unwrap();
     let _ = source.kill();
     let _ = source.wait();
     assert!(
@@ -682,18 +688,23 @@ fn ffmpeg_streams_as_a_tls_source_and_a_plain_listener_decodes_it() {
         "{}",
         out.stdout.len()
     );
+    // The source's tone, not the fallback's silence.
+    let loudest = out
+        .stdout
+        .chunks_exact(2)
+        .map(|s| i16::from_le_bytes([s[0], s[1]]).unsigned_abs())
+        .max()
+        .unwrap_or(0);
+    assert!(loudest > 1000, "silence decoded (peak {loudest})");
     assert_eq!(
         code,
         0,
         "metadata over TLS: {}",
         String::from_utf8_lossy(&body)
     );
-    let status: serde_json::Value =
-        serde_json::from_slice(&server.get("/status-json.xsl").1).unwrap();
-    assert_eq!(
-        status["icestats"]["source"]["title"], "Over TLS",
-        "{status}"
-    );
+    let source_status = &status["icestats"]["source"];
+    assert_eq!(source_status["live"], true, "{status}");
+    assert_eq!(source_status["title"], "Over TLS", "{status}");
 }
 
 #[test]
