@@ -142,7 +142,7 @@ async fn serve(ctx: Rc<IngestContext>, mut conn: Conn, mut first: Option<Request
 /// into the equivalent `SOURCE` request so the usual checks apply.
 async fn shoutcast_login(
     ctx: &IngestContext,
-    stream: &mut Conn,
+    conn: &mut Conn,
     mut raw: Vec<u8>,
     peer: Option<SocketAddr>,
 ) -> Option<Request> {
@@ -159,10 +159,10 @@ async fn shoutcast_login(
                 Timer::new(delay).await;
             }
         }
-        let _ = stream.write_all(b"invalid password\r\n").await;
+        let _ = conn.write_all(b"invalid password\r\n").await;
         return None;
     }
-    stream.write_all(b"OK2\r\nicy-caps:11\r\n\r\n").await.ok()?;
+    conn.write_all(b"OK2\r\nicy-caps:11\r\n\r\n").await.ok()?;
     raw.drain(..=line_end);
     // The icy-* lines may come with the password or only after OK2.
     let deadline = Instant::now() + config.header_timeout();
@@ -193,7 +193,7 @@ async fn shoutcast_login(
             return None;
         }
         let left = deadline.checked_duration_since(Instant::now())?;
-        let n = future::or(async { stream.read(&mut chunk).await.ok() }, async {
+        let n = future::or(async { conn.read(&mut chunk).await.ok() }, async {
             Timer::new(left).await;
             None
         })
@@ -336,7 +336,7 @@ impl Drop for LiveGuard<'_> {
 
 async fn run_source(
     ctx: &IngestContext,
-    mut stream: Conn,
+    mut conn: Conn,
     request: Request,
     admitted: Admitted,
     peer: Option<SocketAddr>,
@@ -347,7 +347,7 @@ async fn run_source(
         .header("expect")
         .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
     if expects_continue
-        && stream
+        && conn
             .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
             .await
             .is_err()
@@ -355,7 +355,7 @@ async fn run_source(
         return;
     }
     // A Shoutcast login was already answered `OK2`.
-    if !request.shoutcast && stream.write_all(b"HTTP/1.0 200 OK\r\n\r\n").await.is_err() {
+    if !request.shoutcast && conn.write_all(b"HTTP/1.0 200 OK\r\n\r\n").await.is_err() {
         return;
     }
     let info = stream_info(&request, peer);
@@ -366,7 +366,7 @@ async fn run_source(
     }
     guard.go_live(info, format);
     let timeout = ctx.shared.config().source_timeout();
-    let _ = stream.stream.set_read_timeout(Some(timeout));
+    let _ = conn.stream.set_read_timeout(Some(timeout));
     let mut framer = Framer::new(format);
     let mut take = |bytes: &[u8], end: bool| framer.feed(bytes, end, &mut feed.borrow_mut());
     take(&request.body, false);
@@ -374,7 +374,7 @@ async fn run_source(
     let kill = ctx.watch_kill(mount);
     loop {
         let flush_due = feed.borrow().flush_due();
-        let read = async { Event::Read(stream.read(&mut buf).await) };
+        let read = async { Event::Read(conn.read(&mut buf).await) };
         let flush = async {
             match flush_due {
                 Some(due) => {
