@@ -294,6 +294,9 @@ hls {
 #   relay_metadata = true    # take the upstream's titles
 #   reconnect_min  = 1.0     # seconds before the first reconnect; doubles per failure
 #   reconnect_max  = 30.0    # longest wait between reconnects
+#   # https:// upstreams are checked against the system's roots, or:
+#   # ca_file      = "/etc/cycast/origin-ca.pem"   # PEM CA(s) of a private origin
+#   # tls_verify   = false   # lab use only: any certificate is accepted (logged as a warning)
 # }
 
 # Listener authentication by URL, compatible with Icecast 2.4's auth_url, so existing
@@ -333,6 +336,8 @@ hls {
 #
 # tls {
 #   port           = 8443                # HTTPS listeners, pages and APIs
+#   source_port    = 8444                # sources over TLS (ffmpeg -tls 1, Icecast 2.5
+#                                        # clients); absent: sources only on source_port
 #   certificate    = "/etc/letsencrypt/live/radio.example.org/fullchain.pem"
 #   key            = "/etc/letsencrypt/live/radio.example.org/privkey.pem"
 #   redirect_pages = false               # true: page requests on the plain port get a 301

@@ -107,6 +107,10 @@ fn keep_startup_values(current: &Config, next: &mut Config) -> Vec<&'static str>
             changed.push("tls.port");
             next.port = now.port;
         }
+        if now.source_port != next.source_port {
+            changed.push("tls.source_port");
+            next.source_port = now.source_port;
+        }
     }
     changed
 }

@@ -127,6 +127,12 @@ pub fn run(config: Config, reload: Reload) -> Result<(), StartError> {
         tls_sockets.resize_with(shard_count, || None);
     }
 
+    let tls_source_socket = match (&tls, config.tls.as_ref().and_then(|t| t.source_port)) {
+        (Some(_), Some(port)) => Some(bind("TLS sources", SocketAddr::new(host, port), backlog)?),
+        _ => None,
+    };
+    let tls_source_port = tls_source_socket.as_ref().map(local_port);
+
     let metrics_socket = match config.advanced.metrics_port {
         0 => None,
         port => Some(bind("metrics", SocketAddr::new(host, port), backlog)?),
@@ -179,7 +185,14 @@ pub fn run(config: Config, reload: Reload) -> Result<(), StartError> {
             .name("cycast-ingest")
             .io_memory(io_memory)
             .spawn(move || {
-                crate::ingest::serve(ingest_shared, source_socket, writers, senders, from_shards)
+                crate::ingest::serve(
+                    ingest_shared,
+                    source_socket,
+                    tls_source_socket,
+                    writers,
+                    senders,
+                    from_shards,
+                )
             })
             .map_err(|e| StartError::Executor {
                 what: "ingest".into(),
@@ -226,6 +239,9 @@ pub fn run(config: Config, reload: Reload) -> Result<(), StartError> {
     }
     if shared.tls.is_some() {
         tracing::info!(https = %SocketAddr::new(host, tls_port), "serving HTTPS");
+    }
+    if let Some(port) = tls_source_port {
+        tracing::info!(tls_sources = %SocketAddr::new(host, port), "accepting sources over TLS");
     }
     tracing::info!(
         listeners = %SocketAddr::new(host, listen_port),

@@ -1,7 +1,8 @@
-//! `http://` URLs as relays and `cycast-load` are given them: host, port, path and query, and
-//! the optional `user:password@` that becomes Basic auth to the server named.
+//! `http://` and `https://` URLs as relays, auth backends and `cycast-load` are given them:
+//! scheme, host, port, path and query, and the optional `user:password@` that becomes Basic
+//! auth to the server named.
 //!
-//! Hand-written rather than the `url` crate: only plain `http://` with these four parts is
+//! Hand-written rather than the `url` crate: only `http://` and `https://` with these parts are
 //! accepted, and `url` would bring international domain names, every scheme and relative
 //! references (and their Unicode tables) for none of that. `http::Uri` hides the user info
 //! that relays need. Percent-decoding is the `percent-encoding` crate's.
@@ -19,8 +20,8 @@ const REDACTED: &str = "***";
 /// Why a URL was refused. No variant quotes the credentials.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UrlError {
-    /// The scheme is not `http://`.
-    #[error("only http:// URLs are supported")]
+    /// The scheme is not `http://` or `https://`.
+    #[error("only http:// and https:// URLs are supported")]
     Scheme,
     /// A space or control character, which would break the request line.
     #[error("the URL holds a space or a control character")]
@@ -67,12 +68,14 @@ impl fmt::Debug for Credentials {
     }
 }
 
-/// A parsed `http://[user[:password]@]host[:port][/path][?query]` URL.
+/// A parsed `http[s]://[user[:password]@]host[:port][/path][?query]` URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpUrl {
+    /// `https://`: the connection speaks TLS.
+    pub tls: bool,
     /// Host name or address, IPv6 without its brackets.
     pub host: String,
-    /// Port; 80 when the URL names none.
+    /// Port; 80 (443 for `https://`) when the URL names none.
     pub port: u16,
     /// Path and query as written, the request target: starts with `/`; no fragment.
     pub path: String,
@@ -87,11 +90,16 @@ impl HttpUrl {
         if url.bytes().any(|b| b <= b' ' || b == 0x7f) {
             return Err(UrlError::Control);
         }
-        let rest = url
-            .get(..7)
-            .filter(|scheme| scheme.eq_ignore_ascii_case("http://"))
-            .map(|_| &url[7..])
-            .ok_or(UrlError::Scheme)?;
+        let scheme = |name: &str| {
+            url.get(..name.len())
+                .filter(|s| s.eq_ignore_ascii_case(name))
+                .map(|_| &url[name.len()..])
+        };
+        let (tls, rest) = match (scheme("http://"), scheme("https://")) {
+            (Some(rest), _) => (false, rest),
+            (None, Some(rest)) => (true, rest),
+            (None, None) => return Err(UrlError::Scheme),
+        };
         let rest = rest.split('#').next().unwrap_or_default();
         let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
         let (authority, target) = rest.split_at(authority_end);
@@ -105,8 +113,9 @@ impl HttpUrl {
             Some(at) => (Some(credentials(&authority[..at])?), &authority[at + 1..]),
             None => (None, authority),
         };
-        let (host, port) = host_and_port(host_port)?;
+        let (host, port) = host_and_port(host_port, if tls { 443 } else { 80 })?;
         Ok(HttpUrl {
+            tls,
             host,
             port,
             path,
@@ -114,10 +123,11 @@ impl HttpUrl {
         })
     }
 
-    /// The `Host` header value: the host (IPv6 in brackets), and the port unless it is 80.
+    /// The `Host` header value: the host (IPv6 in brackets), and the port unless it is the
+    /// scheme's default.
     pub fn host_header(&self) -> String {
         let host = self.bracketed_host();
-        if self.port == 80 {
+        if self.port == self.default_port() {
             host
         } else {
             format!("{host}:{}", self.port)
@@ -138,11 +148,21 @@ impl HttpUrl {
             None => String::new(),
         };
         format!(
-            "http://{user_info}{}:{}{}",
+            "{}://{user_info}{}:{}{}",
+            if self.tls { "https" } else { "http" },
             self.bracketed_host(),
             self.port,
             self.path
         )
+    }
+
+    /// The scheme's port: 80, or 443 for `https://`.
+    fn default_port(&self) -> u16 {
+        if self.tls {
+            443
+        } else {
+            80
+        }
     }
 
     /// The host as it goes in a URL or `Host` header.
@@ -170,8 +190,8 @@ fn credentials(user_info: &str) -> Result<Credentials, UrlError> {
     })
 }
 
-/// `host[:port]` or `[v6][:port]`.
-fn host_and_port(host_port: &str) -> Result<(String, u16), UrlError> {
+/// `host[:port]` or `[v6][:port]`; `default` when no port is named.
+fn host_and_port(host_port: &str, default: u16) -> Result<(String, u16), UrlError> {
     let (host, port) = if let Some(v6) = host_port.strip_prefix('[') {
         let (address, after) = v6
             .split_once(']')
@@ -205,7 +225,7 @@ fn host_and_port(host_port: &str) -> Result<(String, u16), UrlError> {
     }
     let port = match port {
         // RFC 3986 allows an empty port: the default.
-        None | Some("") => 80,
+        None | Some("") => default,
         Some(p) => p
             .parse::<u16>()
             .ok()
@@ -243,6 +263,17 @@ mod tests {
         let u = HttpUrl::parse("http://localhost").unwrap();
         assert_eq!(u.credentials, None);
         assert_eq!(u.host_header(), "localhost");
+        assert!(!u.tls);
+    }
+
+    #[test]
+    fn https_defaults_to_port_443() {
+        let u = HttpUrl::parse("HTTPS://localhost/live").unwrap();
+        assert!(u.tls);
+        assert_eq!((u.port, u.host_header()), (443, "localhost".to_string()));
+        let u = HttpUrl::parse("https://u:pw@localhost:8443/live").unwrap();
+        assert_eq!(u.host_header(), "localhost:8443");
+        assert_eq!(u.redacted(), "https://u:***@localhost:8443/live");
     }
 
     #[test]
@@ -307,7 +338,6 @@ mod tests {
     #[test]
     fn bad_input_is_an_error() {
         let cases = [
-            ("https://x/", UrlError::Scheme),
             ("ftp://x/y", UrlError::Scheme),
             ("http:/", UrlError::Scheme),
             ("", UrlError::Scheme),

@@ -1,6 +1,7 @@
 //! HTTPS on the shards: a CA and certificates made at test time, curl over TLS for pages and a
 //! byte-exact stream, each port refusing the other's protocol, bad certificates refused at
-//! start with one line naming the key.
+//! start with one line naming the key; ffmpeg as a source over TLS, and a relay pulling an
+//! `https://` upstream.
 
 mod common;
 
@@ -62,8 +63,13 @@ fn tls_block(cert: &Path, key: &Path) -> String {
 
 /// The HTTPS address from the start-up log.
 fn https_addr(server: &Server) -> SocketAddr {
+    logged_addr(server, "https=")
+}
+
+/// The address logged after `key` at start-up.
+fn logged_addr(server: &Server, key: &str) -> SocketAddr {
     let log = server.log();
-    let start = log.find("https=").expect("https address logged") + "https=".len();
+    let start = log.find(key).expect("address logged") + key.len();
     log[start..]
         .split_whitespace()
         .next()
@@ -474,17 +480,26 @@ fn a_silent_or_trickling_tls_client_is_dropped_at_the_header_timeout() {
     let pki = make_pki(dir.path(), 2020, 2090);
     let server = Server::start(&format!(
         "limits {{\n  header_timeout = 1\n}}\n{}",
-        tls_block(&pki.cert, &pki.key)
+        tls_block(&pki.cert, &pki.key).replace("port = 0\n", "port = 0\n  source_port = 0\n")
     ));
-    let https = https_addr(&server);
-    // One connection sends nothing, one trickles the start of a ClientHello.
-    let mut silent = std::net::TcpStream::connect(https).unwrap();
-    let mut trickle = std::net::TcpStream::connect(https).unwrap();
+    // The listeners' HTTPS port and the TLS source port alike.
+    let ports = [https_addr(&server), logged_addr(&server, "tls_sources=")];
+    // One connection to each sends nothing, one trickles the start of a ClientHello.
+    let mut silent: Vec<_> = ports
+        .iter()
+        .map(|&addr| std::net::TcpStream::connect(addr).unwrap())
+        .collect();
+    let mut trickle: Vec<_> = ports
+        .iter()
+        .map(|&addr| std::net::TcpStream::connect(addr).unwrap())
+        .collect();
     for byte in [0x16u8, 0x03, 0x01, 0x02] {
-        let _ = trickle.write_all(&[byte]);
+        for stream in &mut trickle {
+            let _ = stream.write_all(&[byte]);
+        }
         std::thread::sleep(Duration::from_millis(300));
     }
-    for stream in [&mut silent, &mut trickle] {
+    for stream in silent.iter_mut().chain(trickle.iter_mut()) {
         stream
             .set_read_timeout(Some(Duration::from_secs(10)))
             .unwrap();
@@ -713,4 +728,280 @@ fn https_listeners_give_their_places_back_however_they_leave() {
         }
     }
     drop(admitted(2));
+}
+
+/// A server with HTTPS and a TLS source port (both on ephemeral ports); the TLS source address.
+fn server_with_tls_sources() -> (Server, Pki, tempfile::TempDir, SocketAddr) {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = make_pki(dir.path(), 2020, 2090);
+    let tls = tls_block(&pki.cert, &pki.key).replace("port = 0\n", "port = 0\n  source_port = 0\n");
+    // Without a source, silence: what listeners decode is the source's.
+    let server = Server::start(&format!(
+        "server {{\n  shards = 2\n}}\nplaylist {{ directory = \"/nonexistent/x\" }}\n{tls}"
+    ));
+    let tls_sources = logged_addr(&server, "tls_sources=");
+    (server, pki, dir, tls_sources)
+}
+
+#[test]
+fn ffmpeg_streams_as_a_tls_source_and_a_plain_listener_decodes_it() {
+    if !have("ffmpeg") || !have("curl") {
+        eprintln!("skipped: no ffmpeg");
+        return;
+    }
+    let (server, pki, _dir, tls_sources) = server_with_tls_sources();
+    assert_ne!(tls_sources.port(), server.source.port());
+    let track = format!("{}/music/01-morning-tone.mp3", env!("CARGO_MANIFEST_DIR"));
+    // ffmpeg's icecast protocol over TLS (PUT with `Expect: 100-continue`), checking the
+    // server's certificate against the test CA.
+    let mut source = Command::new("ffmpeg")
+        .args([
+            "-nostdin",
+            "-v",
+            "error",
+            "-re",
+            "-stream_loop",
+            "-1",
+            "-i",
+            &track,
+        ])
+        .args(["-c", "copy", "-content_type", "audio/mpeg", "-f", "mp3"])
+        .args(["-tls", "1", "-tls_verify", "1", "-ca_file"])
+        .arg(&pki.ca)
+        .arg(format!(
+            "icecast://source:hackme@localhost:{}/stream",
+            tls_sources.port()
+        ))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    server.wait_stats(Duration::from_secs(10), "ffmpeg TLS source on air", |s| {
+        s["mounts"][0]["live"] == true
+    });
+    // A plain listener decodes what came in over TLS.
+    let out = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-i"])
+        .arg(format!("http://{}/stream", server.listen))
+        .args(["-t", "2", "-f", "s16le", "-ac", "2", "-ar", "44100", "-"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    // Title updates go to the port the source streams to, here over TLS too.
+    let (code, body) = curl(
+        tls_sources,
+        "/admin/metadata?mount=/stream&mode=updinfo&song=Over%20TLS",
+        &pki.ca,
+        &["--max-time", "10", "-u", "source:hackme"],
+    );
+    // Read while the source is on air (without it the fallback takes over).
+    let status: serde_json::Value =
+        serde_json::from_slice(&server.get("/status-json.xsl").1).unwrap();
+    let _ = source.kill();
+    let _ = source.wait();
+    assert!(
+        out.status.success(),
+        "ffmpeg listener failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stdout.len() >= 2 * 44_100 * 4 * 9 / 10,
+        "{}",
+        out.stdout.len()
+    );
+    // The source's tone, not the fallback's silence.
+    let loudest = out
+        .stdout
+        .chunks_exact(2)
+        .map(|s| i16::from_le_bytes([s[0], s[1]]).unsigned_abs())
+        .max()
+        .unwrap_or(0);
+    assert!(loudest > 1000, "silence decoded (peak {loudest})");
+    assert_eq!(
+        code,
+        0,
+        "metadata over TLS: {}",
+        String::from_utf8_lossy(&body)
+    );
+    let source_status = &status["icestats"]["source"];
+    assert_eq!(source_status["live"], true, "{status}");
+    assert_eq!(source_status["title"], "Over TLS", "{status}");
+}
+
+#[test]
+fn the_tls_source_port_refuses_plaintext_and_bad_credentials() {
+    if !have("curl") {
+        eprintln!("skipped: no curl");
+        return;
+    }
+    let (server, pki, _dir, tls_sources) = server_with_tls_sources();
+    // A plaintext source on the TLS source port: no HTTP answer, the mount stays off the air.
+    let answer = raw_exchange(
+        tls_sources,
+        format!(
+            "SOURCE /plain HTTP/1.0\r\n{}Content-Type: audio/mpeg\r\n\r\n",
+            common::SOURCE_AUTH
+        )
+        .as_bytes(),
+        Duration::from_secs(10),
+    );
+    assert!(!answer.starts_with(b"HTTP/"), "{answer:?}");
+    let status: serde_json::Value =
+        serde_json::from_slice(&server.get("/status-json.xsl").1).unwrap();
+    assert!(!status.to_string().contains("/plain"), "{status}");
+    // Over TLS, a wrong password gets the same 401 as on the plain port.
+    let (code, head) = curl(
+        tls_sources,
+        "/admin/metadata?mount=/stream&mode=updinfo&song=x",
+        &pki.ca,
+        &[
+            "--max-time",
+            "10",
+            "-u",
+            "source:wrong",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+        ],
+    );
+    assert_eq!(code, 0);
+    assert_eq!(String::from_utf8_lossy(&head), "401");
+    // The libshout probe is answered over TLS as in the clear.
+    let (code, head) = curl(
+        tls_sources,
+        "/",
+        &pki.ca,
+        &["--max-time", "10", "-X", "OPTIONS", "-i"],
+    );
+    assert_eq!(code, 0);
+    let head = String::from_utf8_lossy(&head);
+    assert!(head.starts_with("HTTP/1.0 200"), "{head}");
+    assert!(head.contains("SOURCE"), "{head}");
+}
+
+/// An edge relaying `/stream` of `origin_https` as `/relayed`, with `extra` relay settings.
+fn edge_relaying(origin_https: SocketAddr, extra: &str) -> Server {
+    Server::start(&format!(
+        "broadcaster {{ chunk_ms = 200 }}\nplaylist {{ directory = \"/nonexistent/x\" }}\nrelay \"/relayed\" {{\n  url = \"https://localhost:{}/stream\"\n  reconnect_min = 0.2\n  reconnect_max = 1.0\n{extra}}}\n",
+        origin_https.port()
+    ))
+}
+
+fn relayed_live(stats: &serde_json::Value) -> bool {
+    stats["mounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|m| m["mount"] == "/relayed" && m["live"] == true)
+}
+
+#[test]
+fn a_relay_pulls_an_https_upstream_checked_against_its_ca_file() {
+    let (origin, pki, _dir) = server_with_tls();
+    let https = https_addr(&origin);
+    let mut source = Source::mp3(origin.source, "/stream");
+    source.send_frames(1, 20, 20.0);
+    let edge = edge_relaying(https, &format!("  ca_file = \"{}\"\n", pki.ca.display()));
+    edge.wait_stats(Duration::from_secs(10), "relay connected", relayed_live);
+    let mut listener =
+        common::Listener::connect_with(edge.listen, "/relayed", "Icy-MetaData: 0\r\n");
+    assert!(
+        listener.head.starts_with("HTTP/1.0 200"),
+        "{}",
+        listener.head
+    );
+    source.send_frames(21, 60, 20.0);
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    while common::find_frame(&listener.body, 70).is_none() {
+        assert!(
+            std::time::Instant::now() < until,
+            "origin audio did not reach the edge listener ({} bytes)",
+            listener.body.len()
+        );
+        listener.read_for(Duration::from_millis(100));
+    }
+
+    // The system roots do not know the test CA: the upstream's certificate is refused.
+    let untrusting = edge_relaying(https, "");
+    untrusting.wait_log("relay: TLS: invalid peer certificate");
+    assert!(!relayed_live(&untrusting.stats()));
+    // Unless checking is turned off, which is logged as a warning.
+    let lab = edge_relaying(https, "  tls_verify = false\n");
+    lab.wait_stats(
+        Duration::from_secs(10),
+        "unverified relay connected",
+        relayed_live,
+    );
+    assert!(lab.log().contains("tls_verify = false"), "{}", lab.log());
+}
+
+/// Runs cycast-load with `args`; returns its JSON report.
+fn cycast_load(args: &[&str]) -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_cycast-load"))
+        .args(args)
+        .args(["--json", "--quiet"])
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run cycast-load");
+    assert!(
+        out.status.success(),
+        "cycast-load failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON report")
+}
+
+#[test]
+fn cycast_load_listens_over_https_and_reports_handshakes_apart() {
+    let (server, pki, _dir) = server_with_tls();
+    let https = https_addr(&server);
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/music/01-morning-tone.mp3");
+    let mut source = Command::new(env!("CARGO_BIN_EXE_cycast-load"))
+        .args(["source", "--url"])
+        .arg(format!("http://source:hackme@{}/stream", server.source))
+        .args(["--file", file, "--loop", "--duration", "30"])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    server.wait_log("source connected");
+    let url = format!("https://localhost:{}/stream", https.port());
+    let ca = pki.ca.to_str().unwrap();
+    let r = cycast_load(&[
+        "--url",
+        &url,
+        "--ca-file",
+        ca,
+        "--listeners",
+        "40",
+        "--ramp",
+        "400",
+        "--duration",
+        "4",
+        "--prebuffer",
+        "1",
+        "--verify-every",
+        "1",
+    ]);
+    // Without the test CA (system roots only) every handshake is refused.
+    let refused = cycast_load(&["--url", &url, "--listeners", "3", "--duration", "1"]);
+    let _ = source.kill();
+    let _ = source.wait();
+    let (c, q) = (&r["connects"], &r["quality"]);
+    assert_eq!(c["answered_200"], 40, "{r}");
+    assert_eq!(c["closed_early"], 0, "{r}");
+    assert_eq!(c["no_audio"], 0, "{r}");
+    assert_eq!(q["verified_listeners"], 40, "{r}");
+    assert_eq!(q["resyncs"], 0, "{r}");
+    assert_eq!(r["handshake"]["count"], 40, "{r}");
+    // The handshake is a part of the time to the first byte.
+    let handshake = r["handshake"]["max_ms"].as_f64().unwrap();
+    assert!(handshake > 0.0, "{r}");
+    assert!(r["ttfb"]["p50_ms"].as_f64().unwrap() >= r["handshake"]["p50_ms"].as_f64().unwrap());
+    assert_eq!(refused["connects"]["refused_connect"], 3, "{refused}");
+    assert!(
+        refused["connect_errors"].to_string().contains("TLS"),
+        "{refused}"
+    );
 }

@@ -129,7 +129,7 @@ impl AuthConfig {
             ("mount_remove", &self.mount_remove),
         ];
         for (field, url) in urls {
-            if !url.is_empty() && crate::url::HttpUrl::parse(url).is_err() {
+            if !url.is_empty() && !matches!(crate::url::HttpUrl::parse(url), Ok(u) if !u.tls) {
                 return bad(
                     field,
                     format!(

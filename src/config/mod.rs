@@ -147,8 +147,8 @@ pub struct Station {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RelayConfig {
-    /// Upstream stream to pull, `http://[user:password@]host[:port]/mount`; credentials go to
-    /// the upstream as Basic auth and are redacted wherever the URL is shown.
+    /// Upstream stream to pull, `http[s]://[user:password@]host[:port]/mount`; credentials go
+    /// to the upstream as Basic auth and are redacted wherever the URL is shown.
     pub url: String,
     /// Pull only while the local mount has listeners.
     pub on_demand: bool,
@@ -158,6 +158,12 @@ pub struct RelayConfig {
     pub reconnect_min: f64,
     /// Longest wait between reconnects, in seconds.
     pub reconnect_max: f64,
+    /// PEM file of the certificate authorities an `https://` upstream is checked against,
+    /// for a private CA; absent: the system's trusted roots.
+    pub ca_file: Option<String>,
+    /// Check an `https://` upstream's certificate. `false` is for lab setups only (anyone on
+    /// the path could read and alter the stream) and is logged as a warning.
+    pub tls_verify: bool,
 }
 
 impl Default for RelayConfig {
@@ -168,6 +174,8 @@ impl Default for RelayConfig {
             relay_metadata: true,
             reconnect_min: 1.0,
             reconnect_max: 30.0,
+            ca_file: None,
+            tls_verify: true,
         }
     }
 }
@@ -950,7 +958,7 @@ advanced {
     #[test]
     fn a_bad_relay_url_is_named_without_its_password() {
         for url in [
-            "https://u:s3cr3t@origin/m",
+            "ftp://u:s3cr3t@origin/m",
             "http://u:s3cr3t@origin:x/m",
             "http://u:s3cr3t@/m",
         ] {
@@ -959,7 +967,7 @@ advanced {
             assert!(!s.contains("s3cr3t"), "{s}");
         }
         assert!(Config::from_hcl_str(
-            "relay \"/r\" {\n  url = \"http://u:p%40ss@[::1]:8000/m\"\n}\n"
+            "relay \"/r\" {\n  url = \"http://u:p%40ss@[::1]:8000/m\"\n}\nrelay \"/s\" {\n  url = \"https://u:p@origin/m\"\n}\n"
         )
         .is_ok());
     }

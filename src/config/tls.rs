@@ -11,6 +11,11 @@ pub struct TlsConfig {
     /// Port HTTPS listeners, pages and APIs are served on (next to `server.listen_port`,
     /// because old players and hardware radios only speak plain HTTP).
     pub port: u16,
+    /// Port sources connect to over TLS (Icecast 2.5 clients, ffmpeg with `tls=1`), with the
+    /// same certificate and the same source protocol as `server.source_port`, which stays
+    /// open in the clear. Absent: no TLS source port.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_port: Option<u16>,
     /// PEM file with the certificate chain, the server's own certificate first (what certbot
     /// calls `fullchain.pem`).
     pub certificate: String,
@@ -28,6 +33,7 @@ impl Default for TlsConfig {
     fn default() -> Self {
         Self {
             port: 8443,
+            source_port: None,
             certificate: String::new(),
             key: String::new(),
             sni: Vec::new(),
@@ -58,6 +64,16 @@ impl TlsConfig {
                     self.port
                 ),
             ));
+        }
+        if let Some(port) = self.source_port.filter(|&p| p != 0) {
+            if port == listen_port || port == source_port || port == self.port {
+                return Err(ConfigError::invalid(
+                    "tls.source_port",
+                    format!(
+                        "{port} must differ from server.listen_port, server.source_port and tls.port"
+                    ),
+                ));
+            }
         }
         let files = [
             ("tls.certificate", &self.certificate),
@@ -91,6 +107,23 @@ mod tests {
     }
 
     #[test]
+    fn relays_take_https_urls_with_a_ca_file_and_verification_on_by_default() {
+        let c = Config::from_hcl_str(
+            "relay \"/r\" {\n  url = \"https://origin.example/stream\"\n  ca_file = \"/ca.pem\"\n}\n",
+        )
+        .unwrap();
+        let relay = &c.relay["/r"];
+        assert_eq!(relay.ca_file.as_deref(), Some("/ca.pem"));
+        assert!(relay.tls_verify);
+        assert!(err("relay \"/r\" {\n  url = \"https://\"\n}\n").contains("relay./r.url"));
+        assert!(err("relay \"/r\" {\n  url = \"ftp://x/y\"\n}\n").contains("relay./r.url"));
+        assert!(
+            err("relay \"/r\" {\n  url = \"https://o/s\"\n  ca_file = \" \"\n}\n")
+                .contains("relay./r.ca_file")
+        );
+    }
+
+    #[test]
     fn tls_block_is_optional_and_checked() {
         assert!(Config::from_hcl_str("").unwrap().tls.is_none());
         let c = Config::from_hcl_str(
@@ -110,5 +143,17 @@ mod tests {
         )
         .contains("tls.sni[0].key"));
         assert!(err("tls {\n  cert = \"/c\"\n}\n").contains("tls"));
+        assert_eq!(tls.source_port, None);
+        let c = Config::from_hcl_str(
+            "tls {\n  source_port = 9001\n  certificate = \"/c\"\n  key = \"/k\"\n}\n",
+        )
+        .unwrap();
+        assert_eq!(c.tls.unwrap().source_port, Some(9001));
+        for port in [8000, 8001, 8443] {
+            let text = format!(
+                "tls {{\n  source_port = {port}\n  certificate = \"/c\"\n  key = \"/k\"\n}}\n"
+            );
+            assert!(err(&text).contains("tls.source_port"), "{port}");
+        }
     }
 }

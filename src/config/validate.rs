@@ -92,6 +92,12 @@ impl Config {
             if let Err(e) = crate::url::HttpUrl::parse(&r.url) {
                 return bad(format!("{key}.url"), e.to_string());
             }
+            if r.ca_file.as_deref().is_some_and(|f| f.trim().is_empty()) {
+                return bad(
+                    format!("{key}.ca_file"),
+                    "a PEM file path is required".into(),
+                );
+            }
             if r.reconnect_min <= 0.0 || r.reconnect_max < r.reconnect_min {
                 return bad(
                     format!("{key}.reconnect_min"),

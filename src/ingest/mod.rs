@@ -1,5 +1,6 @@
-//! The ingest core: one executor, pinned, that accepts sources on `source_port`, keeps what is
-//! on air for every mount, and is the only writer of the mounts' rings.
+//! The ingest core: one executor, pinned, that accepts sources on `source_port` (and over TLS
+//! on `tls.source_port`), keeps what is on air for every mount, and is the only writer of the
+//! mounts' rings.
 //!
 //! Data path here: [`source`] reads a source's socket and checks the protocol, [`format`]
 //! picks a framer ([`mp3`] for MP3, [`adts`] for AAC, [`ogg`] for Ogg) that cuts the bytes
@@ -263,6 +264,7 @@ fn from_minutes(minutes: f64) -> Duration {
 pub async fn serve(
     shared: Arc<Shared>,
     socket: socket2::Socket,
+    tls_socket: Option<socket2::Socket>,
     writers: Vec<RingWriter>,
     senders: Vec<SharedSender<ShardMessage>>,
     from_shards: Vec<SharedReceiver<IngestMessage>>,
@@ -327,7 +329,29 @@ pub async fn serve(
             }
         }
     };
+    let tls_ctx = ctx.clone();
+    let accepting_tls = async move {
+        let Some(socket) = tls_socket else {
+            return futures_lite::future::pending().await;
+        };
+        let listener = crate::sys::glommio_listener(socket);
+        loop {
+            match listener.accept().await {
+                Ok(stream) => {
+                    glommio::spawn_local(source::handle_tls(tls_ctx.clone(), stream)).detach();
+                }
+                Err(e) => {
+                    tracing::warn!("TLS source accept failed: {e}; retrying in 100 ms");
+                    sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    };
     let shared = ctx.shared.clone();
     // Returning ends the ingest executor: sources are closed with their tasks.
-    futures_lite::future::or(accepting, shared.shutdown_requested()).await;
+    futures_lite::future::or(
+        futures_lite::future::or(accepting, accepting_tls),
+        shared.shutdown_requested(),
+    )
+    .await;
 }

@@ -1,14 +1,15 @@
 //! Relays: a mount fed by pulling another Icecast-compatible server's stream, the way stations
 //! scale out (an origin plus relay edges behind a load balancer). The upstream's ICY titles
 //! become the local title. A relay holds its mount like a live source, reconnects with
-//! exponential backoff, and with `on_demand` pulls only while the mount has listeners.
+//! exponential backoff, and with `on_demand` pulls only while the mount has listeners. An
+//! `https://` upstream is pulled over TLS ([`tls_connect`]).
 
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use futures_lite::{future, AsyncReadExt, AsyncWriteExt};
+use futures_lite::future;
 use glommio::net::TcpStream;
 use glommio::timer::{sleep, Timer};
 
@@ -19,6 +20,7 @@ use crate::config::RelayConfig;
 use crate::icy::{stream_title, IcyDemux};
 use crate::logging::escape;
 use crate::mount::{Mount, StreamInfo};
+use crate::tls::{ClientConn, ClientSession};
 use crate::url::{HttpUrl, UrlError};
 
 /// Longest upstream response head accepted.
@@ -33,12 +35,15 @@ const DEMAND_POLL: Duration = Duration::from_millis(500);
 /// Why a pull ended.
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
-    /// The URL is not `http://[user:password@]host[:port]/path`.
+    /// The URL is not `http[s]://[user:password@]host[:port]/path`.
     #[error("bad relay URL: {0}")]
     Url(#[from] UrlError),
     /// The host resolved to no address.
     #[error("{0} resolves to no address")]
     NoAddress(String),
+    /// The TLS client could not be set up, or the handshake failed.
+    #[error("TLS: {0}")]
+    Tls(String),
     /// Network trouble.
     #[error("{0}")]
     Io(#[from] std::io::Error),
@@ -68,6 +73,9 @@ pub async fn run(ctx: Rc<IngestContext>, mount: Arc<Mount>, relay: RelayConfig) 
     let min = Duration::from_secs_f64(relay.reconnect_min);
     let max = Duration::from_secs_f64(relay.reconnect_max);
     let mut delay = min;
+    if url.tls && !relay.tls_verify {
+        tracing::warn!(mount = %escape(&mount.name), url = %escape(&shown), "relay: tls_verify = false, the upstream's certificate is not checked");
+    }
     loop {
         if relay.on_demand {
             while mount.listeners.load(Ordering::Relaxed) == 0 {
@@ -102,9 +110,13 @@ async fn pull(
         .socket_addrs()?
         .next()
         .ok_or_else(|| RelayError::NoAddress(url.host.clone()))?;
-    let mut stream = TcpStream::connect_timeout(addr, CONNECT_TIMEOUT)
+    let stream = TcpStream::connect_timeout(addr, CONNECT_TIMEOUT)
         .await
         .map_err(|e| std::io::Error::other(e.to_string()))?;
+    let mut stream = ClientConn { stream, tls: None };
+    if url.tls {
+        stream.tls = Some(tls_connect(&mut stream.stream, url, relay).await?);
+    }
     stream.write_all(&upstream_request(url)).await?;
     let (head, body) = read_head(&mut stream).await?;
     let feed = ctx
@@ -179,6 +191,31 @@ fn upstream_request(url: &HttpUrl) -> Vec<u8> {
     request.into_bytes()
 }
 
+/// The TLS client session with the `https://` upstream `url`, set up
+/// within [`CONNECT_TIMEOUT`] and checked against the relay's `ca_file` or the system roots.
+async fn tls_connect(
+    stream: &mut TcpStream,
+    url: &HttpUrl,
+    relay: &RelayConfig,
+) -> Result<ClientSession, RelayError> {
+    let config = crate::tls::client::client_config(relay.ca_file.as_deref(), relay.tls_verify)
+        .map_err(RelayError::Tls)?;
+    let name = crate::tls::client::server_name(&url.host).map_err(RelayError::Tls)?;
+    let handshake = async {
+        // Its errors already say `TLS: ...`.
+        ClientSession::connect(stream, config, name)
+            .await
+            .map_err(RelayError::Io)
+    };
+    let deadline = async {
+        Timer::new(CONNECT_TIMEOUT).await;
+        Err(RelayError::Tls(format!(
+            "no handshake within {CONNECT_TIMEOUT:?}"
+        )))
+    };
+    future::or(handshake, deadline).await
+}
+
 /// What the upstream announced.
 struct UpstreamHead {
     content_type: String,
@@ -209,7 +246,7 @@ impl UpstreamHead {
 }
 
 /// Reads the upstream's response head; returns it and the audio that came with it.
-async fn read_head(stream: &mut TcpStream) -> Result<(UpstreamHead, Vec<u8>), RelayError> {
+async fn read_head(stream: &mut ClientConn) -> Result<(UpstreamHead, Vec<u8>), RelayError> {
     let mut buf = Vec::with_capacity(2048);
     let mut chunk = [0u8; 2048];
     let deadline = Instant::now() + CONNECT_TIMEOUT;

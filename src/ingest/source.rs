@@ -1,5 +1,6 @@
 //! The Icecast source protocol: `SOURCE` (ICE/1.0 or HTTP/1.0) and `PUT` (with or without
-//! `Expect: 100-continue`), Basic auth, the libshout probe, and then the audio itself.
+//! `Expect: 100-continue`), Basic auth, the libshout probe, and then the audio itself. The same
+//! over plain TCP (`server.source_port`) and TLS (`tls.source_port`), through [`Conn`].
 
 use std::cell::RefCell;
 use std::net::SocketAddr;
@@ -7,7 +8,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use futures_lite::{future, AsyncReadExt, AsyncWriteExt};
+use futures_lite::future;
 use glommio::net::TcpStream;
 use glommio::timer::Timer;
 
@@ -16,29 +17,67 @@ use super::format::{Format, Framer};
 use super::IngestContext;
 use crate::config::{check_mount_name, MountNameRule};
 use crate::control::Control;
-use crate::http::{read_request, response, secret_matches, unauthorized, Request, RequestError};
+use crate::http::{response, secret_matches, unauthorized, Request, RequestError};
 use crate::logging::escape;
 use crate::mount::{MountId, StreamInfo};
 use crate::observability::metrics;
+use crate::tls::{Conn, Session};
 
 /// Bytes read from a source socket at a time.
 const READ_SIZE: usize = 16 * 1024;
 
 /// Serves one connection on the source port until it ends.
-pub async fn handle(ctx: Rc<IngestContext>, mut stream: TcpStream) {
-    let peer = stream.peer_addr().ok();
+pub async fn handle(ctx: Rc<IngestContext>, stream: TcpStream) {
+    serve(ctx, Conn { stream, tls: None }, None).await
+}
+
+/// Serves one connection on the TLS source port: the handshake and first request head within
+/// the header timeout, then the same protocol as on the plain port. Anything but TLS (a
+/// plaintext request) fails the handshake and is closed unanswered.
+pub async fn handle_tls(ctx: Rc<IngestContext>, mut stream: TcpStream) {
+    let Some(certificates) = ctx.shared.tls.as_ref() else {
+        return;
+    };
+    let cfg = ctx.shared.config();
+    match Session::accept(
+        &mut stream,
+        certificates.server_config(),
+        cfg.limits.max_header_bytes,
+        cfg.header_timeout(),
+    )
+    .await
+    {
+        Ok((session, request)) => {
+            let conn = Conn {
+                stream,
+                tls: Some(session),
+            };
+            serve(ctx, conn, Some(request)).await
+        }
+        Err(e) => {
+            let why = e.to_string();
+            let why = escape(&why);
+            tracing::debug!(peer = ?stream.peer_addr().ok(), "TLS source connection: {why}")
+        }
+    }
+}
+
+/// The source protocol on `conn`, starting with `first` when the head was already read.
+async fn serve(ctx: Rc<IngestContext>, mut conn: Conn, mut first: Option<Request>) {
+    let peer = conn.stream.peer_addr().ok();
     let cfg = ctx.shared.config();
     loop {
-        let request = match read_request(
-            &mut stream,
-            cfg.limits.max_header_bytes,
-            cfg.header_timeout(),
-        )
-        .await
-        {
+        let next = match first.take() {
+            Some(request) => Ok(request),
+            None => {
+                conn.read_request(cfg.limits.max_header_bytes, cfg.header_timeout())
+                    .await
+            }
+        };
+        let request = match next {
             Ok(request) => request,
             Err(RequestError::NotHttp(raw)) => {
-                match shoutcast_login(&ctx, &mut stream, raw, peer).await {
+                match shoutcast_login(&ctx, &mut conn, raw, peer).await {
                     Some(request) => request,
                     None => return,
                 }
@@ -46,7 +85,7 @@ pub async fn handle(ctx: Rc<IngestContext>, mut stream: TcpStream) {
             Err(e) => {
                 tracing::debug!(?peer, "source connection: {e}");
                 if let Some(answer) = e.response() {
-                    let _ = stream.write_all(&answer).await;
+                    let _ = conn.write_all(&answer).await;
                 }
                 return;
             }
@@ -60,7 +99,7 @@ pub async fn handle(ctx: Rc<IngestContext>, mut stream: TcpStream) {
                     if let Some(peer) = peer {
                         ctx.shared.auth_failures.succeeded(peer.ip());
                     }
-                    run_source(&ctx, stream, request, admitted, peer).await;
+                    run_source(&ctx, conn, request, admitted, peer).await;
                     return;
                 }
                 Err(refusal) => refusal,
@@ -91,7 +130,7 @@ pub async fn handle(ctx: Rc<IngestContext>, mut stream: TcpStream) {
                 }
             }
         }
-        if stream.write_all(&answer).await.is_err() || !keep_alive {
+        if conn.write_all(&answer).await.is_err() || !keep_alive {
             return;
         }
     }
@@ -102,7 +141,7 @@ pub async fn handle(ctx: Rc<IngestContext>, mut stream: TcpStream) {
 /// into the equivalent `SOURCE` request so the usual checks apply.
 async fn shoutcast_login(
     ctx: &IngestContext,
-    stream: &mut TcpStream,
+    conn: &mut Conn,
     mut raw: Vec<u8>,
     peer: Option<SocketAddr>,
 ) -> Option<Request> {
@@ -119,10 +158,10 @@ async fn shoutcast_login(
                 Timer::new(delay).await;
             }
         }
-        let _ = stream.write_all(b"invalid password\r\n").await;
+        let _ = conn.write_all(b"invalid password\r\n").await;
         return None;
     }
-    stream.write_all(b"OK2\r\nicy-caps:11\r\n\r\n").await.ok()?;
+    conn.write_all(b"OK2\r\nicy-caps:11\r\n\r\n").await.ok()?;
     raw.drain(..=line_end);
     // The icy-* lines may come with the password or only after OK2.
     let deadline = Instant::now() + config.header_timeout();
@@ -153,7 +192,7 @@ async fn shoutcast_login(
             return None;
         }
         let left = deadline.checked_duration_since(Instant::now())?;
-        let n = future::or(async { stream.read(&mut chunk).await.ok() }, async {
+        let n = future::or(async { conn.read(&mut chunk).await.ok() }, async {
             Timer::new(left).await;
             None
         })
@@ -307,7 +346,7 @@ impl Drop for LiveGuard<'_> {
 
 async fn run_source(
     ctx: &IngestContext,
-    mut stream: TcpStream,
+    mut conn: Conn,
     request: Request,
     admitted: Admitted,
     peer: Option<SocketAddr>,
@@ -318,7 +357,7 @@ async fn run_source(
         .header("expect")
         .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
     if expects_continue
-        && stream
+        && conn
             .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
             .await
             .is_err()
@@ -326,7 +365,7 @@ async fn run_source(
         return;
     }
     // A Shoutcast login was already answered `OK2`.
-    if !request.shoutcast && stream.write_all(b"HTTP/1.0 200 OK\r\n\r\n").await.is_err() {
+    if !request.shoutcast && conn.write_all(b"HTTP/1.0 200 OK\r\n\r\n").await.is_err() {
         return;
     }
     let info = stream_info(&request, peer);
@@ -337,7 +376,7 @@ async fn run_source(
     }
     guard.go_live(info, format);
     let timeout = ctx.shared.config().source_timeout();
-    let _ = stream.set_read_timeout(Some(timeout));
+    let _ = conn.stream.set_read_timeout(Some(timeout));
     let mut framer = Framer::new(format);
     let mut take = |bytes: &[u8], end: bool| framer.feed(bytes, end, &mut feed.borrow_mut());
     take(&request.body, false);
@@ -345,7 +384,7 @@ async fn run_source(
     let kill = ctx.watch_kill(mount);
     loop {
         let flush_due = feed.borrow().flush_due();
-        let read = async { Event::Read(stream.read(&mut buf).await) };
+        let read = async { Event::Read(conn.read(&mut buf).await) };
         let flush = async {
             match flush_due {
                 Some(due) => {

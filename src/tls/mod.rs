@@ -6,6 +6,8 @@
 //! async tasks, then the record path the fan-out encrypts each chunk through. All record
 //! handling is in [`session`], so a kernel TLS offload could later take its place.
 
+pub mod client;
+pub mod conn;
 pub mod session;
 
 use std::path::Path;
@@ -21,7 +23,8 @@ use rustls::sign::CertifiedKey;
 
 use crate::config::{ConfigError, TlsConfig};
 
-pub use session::Session;
+pub use conn::{ClientConn, Conn};
+pub use session::{ClientSession, Session};
 
 /// The certificates in force and what every shard's handshakes are configured with.
 pub struct Certificates {

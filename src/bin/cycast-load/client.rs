@@ -9,7 +9,10 @@ use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsFd;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use rustls::pki_types::ServerName;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -35,6 +38,8 @@ const EVENT_BATCH: usize = 1024;
 pub struct Settings {
     /// Server address.
     pub addr: SocketAddr,
+    /// For `https://`: the client configuration and the name the certificate must hold.
+    pub tls: Option<(Arc<rustls::ClientConfig>, ServerName<'static>)>,
     /// The request every listener sends.
     pub request: Vec<u8>,
     /// Listeners to connect.
@@ -140,6 +145,10 @@ struct Listener {
     icy: Option<Box<IcyDemux>>,
     /// Audio handling.
     sink: AudioSink,
+    /// The TLS connection, for `https://`.
+    tls: Option<Box<rustls::ClientConnection>>,
+    /// Whether the TLS handshake finished (its time is counted once).
+    handshaken: bool,
 }
 
 /// Run-wide counters updated as listeners change phase.
@@ -159,6 +168,8 @@ struct Totals {
     bytes: u64,
     /// Times to first audio byte, microseconds.
     ttfb_us: Vec<u32>,
+    /// Times from connect start to the end of the TLS handshake, microseconds.
+    handshake_us: Vec<u32>,
     /// Bitrate of the stream as first learned (option, icy-br or frame).
     bitrate: Option<u32>,
 }
@@ -347,6 +358,10 @@ pub fn run(s: &Settings) -> io::Result<Report> {
         other_statuses: statuses,
         connect_errors: totals.connect_errors.into_iter().collect(),
         ttfb: Ttfb::from_micros(totals.ttfb_us),
+        handshake: s
+            .tls
+            .is_some()
+            .then(|| Ttfb::from_micros(totals.handshake_us)),
         throughput: Throughput {
             total_bytes: totals.bytes,
             aggregate_mbit_s: totals.bytes as f64 * 8.0 / 1e6 / run_seconds.max(1e-9),
@@ -404,7 +419,22 @@ fn connect(s: &Settings, token: u64, epoll: &Epoll, totals: &mut Totals) -> List
             player,
             checker: verify.then(|| Box::new(FrameChecker::new())),
         },
+        tls: None,
+        handshaken: false,
     };
+    if let Some((config, name)) = &s.tls {
+        // The request waits in rustls until the handshake is done.
+        match rustls::ClientConnection::new(config.clone(), name.clone()) {
+            Ok(mut conn) => {
+                let _ = conn.writer().write_all(&s.request);
+                l.tls = Some(Box::new(conn));
+            }
+            Err(e) => {
+                totals.connect_failed(&io::Error::other(format!("TLS: {e}")));
+                return l;
+            }
+        }
+    }
     match start_connect(s.addr) {
         Ok(stream) => match epoll.add(stream.as_fd(), token, READABLE | WRITABLE | HANGUP | EDGE) {
             Ok(()) => {
@@ -440,6 +470,7 @@ fn close(l: &mut Listener, totals: &mut Totals) {
     }
     l.phase = Phase::Done;
     l.stream = None;
+    l.tls = None;
     l.head = Vec::new();
 }
 
@@ -452,6 +483,9 @@ fn handle(
     buf: &mut [u8],
     totals: &mut Totals,
 ) {
+    if l.tls.is_some() {
+        return handle_tls(l, events, now, s, buf, totals);
+    }
     if l.phase == Phase::Connecting {
         if events & (WRITABLE | HANGUP) == 0 {
             return;
@@ -496,6 +530,83 @@ fn handle(
             Phase::Head => on_head_bytes(l, data, now, s, totals),
             Phase::Streaming => on_body(l, data, now, s.stall, totals),
             Phase::Connecting | Phase::Done => return,
+        }
+    }
+}
+
+/// Handles readiness `events` of an HTTPS listener: whatever rustls has to send (handshake,
+/// request) goes out as the socket takes it, and what arrives is decrypted into `buf`.
+fn handle_tls(
+    l: &mut Listener,
+    events: u32,
+    now: Instant,
+    s: &Settings,
+    buf: &mut [u8],
+    totals: &mut Totals,
+) {
+    if l.phase == Phase::Connecting {
+        if events & (WRITABLE | HANGUP) == 0 {
+            return;
+        }
+        let error = match l.stream.as_ref().map(TcpStream::take_error) {
+            Some(Ok(None)) => None,
+            Some(Ok(Some(e)) | Err(e)) => Some(e),
+            None => return,
+        };
+        if let Some(e) = error {
+            totals.connect_failed(&e);
+            close(l, totals);
+            return;
+        }
+        l.phase = Phase::Head;
+    }
+    loop {
+        let (Some(mut stream), Some(tls)) = (l.stream.as_ref(), l.tls.as_mut()) else {
+            return;
+        };
+        while tls.wants_write() {
+            match tls.write_tls(&mut stream) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return end_of_stream(l, totals),
+            }
+        }
+        match tls.read_tls(&mut stream) {
+            Ok(0) => return end_of_stream(l, totals),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return end_of_stream(l, totals),
+        }
+        if let Err(e) = tls.process_new_packets() {
+            let failed = io::Error::other(format!("TLS: {e}"));
+            if l.handshaken {
+                return end_of_stream(l, totals);
+            }
+            totals.connect_failed(&failed);
+            return close(l, totals);
+        }
+        if !l.handshaken && !tls.is_handshaking() {
+            l.handshaken = true;
+            let us = (now - l.started).as_micros().min(u32::MAX as u128) as u32;
+            totals.handshake_us.push(us);
+        }
+        loop {
+            let Some(tls) = l.tls.as_mut() else {
+                return;
+            };
+            let n = match tls.reader().read(buf) {
+                Ok(0) => return end_of_stream(l, totals),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(_) => return end_of_stream(l, totals),
+            };
+            match l.phase {
+                Phase::Head => on_head_bytes(l, &buf[..n], now, s, totals),
+                Phase::Streaming => on_body(l, &buf[..n], now, s.stall, totals),
+                Phase::Connecting | Phase::Done => return,
+            }
         }
     }
 }

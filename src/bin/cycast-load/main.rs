@@ -64,9 +64,16 @@ fn main() {
 /// Options of a listener run.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ListenOptions {
-    /// Stream URL, e.g. http://127.0.0.1:8001/stream (IPv4).
+    /// Stream URL, e.g. http://127.0.0.1:8001/stream or https://localhost:8443/stream (IPv4).
     #[arg(long, default_value = "http://127.0.0.1:8001/stream")]
     pub url: String,
+    /// For https:// URLs: PEM file of the CA the server's certificate is checked against
+    /// (default: the system's roots).
+    #[arg(long)]
+    pub ca_file: Option<String>,
+    /// For https:// URLs: accept any certificate (a lab server's self-signed one).
+    #[arg(long)]
+    pub insecure: bool,
     /// Listeners to connect.
     #[arg(long, default_value_t = 100)]
     pub listeners: u32,
@@ -200,8 +207,18 @@ pub fn run_listeners(opts: &ListenOptions) -> Result<Report, String> {
             opts.listeners
         );
     }
+    let tls = match url.tls {
+        true => {
+            let config =
+                cycast::tls::client::client_config(opts.ca_file.as_deref(), !opts.insecure)?;
+            let name = cycast::tls::client::server_name(&url.host)?;
+            Some((config, name))
+        }
+        false => None,
+    };
     let settings = client::Settings {
         addr,
+        tls,
         request: client::request(&url, opts.icy),
         listeners: opts.listeners,
         ramp: opts.ramp,

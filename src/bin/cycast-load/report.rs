@@ -75,7 +75,8 @@ pub struct Connects {
     pub pending: u64,
 }
 
-/// Time from connect start to first audio byte, in milliseconds.
+/// Latencies from connect start (to the first audio byte, or to the end of the TLS handshake),
+/// in milliseconds.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Ttfb {
     /// Listeners that received audio.
@@ -205,6 +206,9 @@ pub struct Report {
     pub connect_errors: Vec<(String, u64)>,
     /// Time to first audio byte.
     pub ttfb: Ttfb,
+    /// For `https://`: time from connect start to the end of the TLS handshake (part of the
+    /// time to first byte, reported apart).
+    pub handshake: Option<Ttfb>,
     /// Bytes delivered.
     pub throughput: Throughput,
     /// Stalls, underruns, frame and metadata integrity.
@@ -248,6 +252,16 @@ impl Report {
             opt(self.ttfb.max_ms, " ms"),
             self.ttfb.count
         );
+        if let Some(h) = &self.handshake {
+            let _ = writeln!(
+                s,
+                "handshake p50 {}  p99 {}  max {}  ({} listeners)",
+                opt(h.p50_ms, " ms"),
+                opt(h.p99_ms, " ms"),
+                opt(h.max_ms, " ms"),
+                h.count
+            );
+        }
         let _ = writeln!(
             s,
             "bytes     total {:.1} MB  aggregate {:.2} Mbit/s  steady {:.1} s  slowest {} vs {} kbps (ratio {})",

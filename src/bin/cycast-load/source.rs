@@ -64,6 +64,13 @@ impl Frames {
 /// Runs the source mode; returns the exit code (0 done, 1 refused or failed, 2 bad options).
 pub fn main_source(opts: SourceOptions) -> i32 {
     let url = match HttpUrl::parse(&opts.url) {
+        Ok(u) if u.tls => {
+            eprintln!(
+                "cycast-load source: {}: the source mode speaks http:// only",
+                u.redacted()
+            );
+            return 2;
+        }
         Ok(u) => u,
         Err(e) => {
             eprintln!("cycast-load source: --url: {e}");
