@@ -33,7 +33,8 @@
 //! - [`control`]: messages between cores (new data, operator actions).
 //! - [`auth`]: slowing down password guessing.
 //! - [`http`]: request parsing and responses shared by both ports; [`sys`]: the only `unsafe`
-//!   besides the fan-out's io_uring ([`shard::sys`]).
+//!   besides the fan-out's io_uring ([`shard::sys`]) and the ingest core's MP3 decoder
+//!   ([`ingest::sys`], for dead-air detection in [`ingest::silence`]).
 //!
 //! `cycast-load`, the load generator and real-time source, is its own program under
 //! `src/bin/cycast-load/` (its epoll `unsafe` in its `sys` module); it uses only the library's

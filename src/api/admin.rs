@@ -315,6 +315,7 @@ fn stats(shared: &Shared) -> Value {
                 "server_type": info.content_type,
                 "bitrate": info.bitrate,
                 "live": info.live,
+                "silent": m.silent.load(Ordering::Relaxed),
                 "source_ip": info.source_addr.map(|a| a.ip().to_string()),
                 "user_agent": info.source_agent,
                 "total_bytes_read": m.bytes_in.load(Ordering::Relaxed),

@@ -22,7 +22,9 @@ use serde::de::IntoDeserializer;
 use serde::{Deserialize, Serialize};
 
 use eval::{evaluate, one_line, Where};
+pub mod silence;
 pub mod tls;
+pub use silence::{SilenceConfig, SilenceSettings};
 pub use tls::TlsConfig;
 
 /// The shipped default configuration, embedded so the server runs without a file.
@@ -55,6 +57,8 @@ pub struct Config {
     pub advanced: AdvancedConfig,
     /// HLS output of MP3 and AAC mounts.
     pub hls: crate::hls::config::HlsConfig,
+    /// Dead-air fallback defaults: when a silent live source counts as gone.
+    pub silence: SilenceConfig,
     /// Extra mounts and per-mount settings, `mount "/name" { … }`; `server.mount_point` stays
     /// the default mount of old configs.
     pub mount: BTreeMap<String, MountConfig>,
@@ -120,6 +124,11 @@ pub struct MountConfig {
     pub dump_rotate: f64,
     /// HLS settings for this mount instead of the `hls` block's.
     pub hls: Option<crate::hls::config::HlsMountConfig>,
+    /// Seconds of silence from a live MP3 source before this mount switches to its playlist
+    /// or fallback mount, instead of `silence.seconds`; 0 = never here.
+    pub silence_seconds: Option<f64>,
+    /// Level (dBFS) below which this mount's live audio is silence, instead of `silence.db`.
+    pub silence_db: Option<f64>,
 }
 
 /// Station fields of one mount, resolved against the global ones.

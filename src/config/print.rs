@@ -33,6 +33,7 @@ impl Config {
             ("playlist", hcl::to_value(&c.playlist)),
             ("metadata", hcl::to_value(&c.metadata)),
             ("advanced", hcl::to_value(&c.advanced)),
+            ("silence", hcl::to_value(&c.silence)),
         ];
         for (name, value) in sections {
             let mut block = hcl::Block::builder(name);

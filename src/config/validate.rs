@@ -107,6 +107,7 @@ impl Config {
     /// Checks every value that deserialization alone cannot; the first problem is returned.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.validate_mounts()?;
+        self.validate_silence()?;
         if let Some(tls) = &self.tls {
             tls.validate(self.server.listen_port, self.server.source_port)?;
         }
