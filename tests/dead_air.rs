@@ -435,3 +435,45 @@ fn silence_seconds_zero_never_switches() {
     );
     assert!(!server.log().contains("dead air"), "{}", server.log());
 }
+
+#[test]
+fn without_a_playlist_listeners_go_to_the_fallback_mount_and_come_back() {
+    if !ffmpeg_or_skip() {
+        return;
+    }
+    let music = music_dir();
+    let work = tempfile::tempdir().unwrap();
+    let live = tone_silence_tone(work.path());
+    let server = Server::start(&config(
+        music.path(),
+        "mount \"/live\" {\n  fallback_mount = \"/stream\"\n  fallback_override = true\n}\n",
+    ));
+    let source = LiveSource::start(&server, "/live", live);
+    let timeout = Duration::from_secs(15);
+    wait_status(&server, "/live", timeout, "the source on air", |s| {
+        s["live"] == true
+    });
+    let capture = Capture::start(&server, "/live");
+    wait_status(&server, "/live", timeout, "dead air", |s| {
+        s["silent"] == true
+    });
+    wait_metric(&server, "/live", 1.0);
+    wait_status(&server, "/live", timeout, "the source back", |s| {
+        s["silent"] == false && s["live"] == true
+    });
+    source.wait_sent();
+    sleep(Duration::from_millis(3 * CHUNK_MS));
+    let bytes = capture.finish();
+    source.hang_up();
+    let order: Vec<u32> = bitrate_runs(&frames_of(&bytes))
+        .iter()
+        .map(|r| r.0)
+        .collect();
+    assert_eq!(
+        order,
+        [LIVE_KBPS, PLAYLIST_KBPS, LIVE_KBPS],
+        "live, the fallback mount's playlist through the dead air, live again"
+    );
+    let log = server.log();
+    assert!(log.contains("listeners moved to the fallback"), "{log}");
+}
