@@ -477,3 +477,56 @@ fn without_a_playlist_listeners_go_to_the_fallback_mount_and_come_back() {
     let log = server.log();
     assert!(log.contains("listeners moved to the fallback"), "{log}");
 }
+
+#[test]
+fn a_silent_source_can_still_be_killed() {
+    if !ffmpeg_or_skip() {
+        return;
+    }
+    let music = music_dir();
+    let work = tempfile::tempdir().unwrap();
+    let live = tone_silence_tone(work.path());
+    let server = Server::start(&config(music.path(), ""));
+    let mut source = Source::mp3(server.source, "/stream");
+    let sender = std::thread::spawn(move || {
+        let start = Instant::now();
+        let mut audio_time = Duration::ZERO;
+        for (at, h) in frames_of(&live) {
+            if source
+                .stream
+                .write_all(&live[at..at + h.frame_len])
+                .is_err()
+            {
+                return true;
+            }
+            audio_time += Duration::from_micros(h.duration_micros());
+            sleep((start + audio_time).saturating_duration_since(Instant::now()));
+        }
+        // Whether the server closed the connection: a read sees the end.
+        source
+            .stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        matches!(source.stream.read(&mut [0u8; 1]), Ok(0) | Err(_))
+    });
+    let timeout = Duration::from_secs(15);
+    wait_status(&server, "/stream", timeout, "dead air", |s| {
+        s["silent"] == true
+    });
+    let request = "GET /admin/killsource?mount=/stream HTTP/1.1\r\nHost: localhost\r\n\
+                   Authorization: Basic YWRtaW46cHc=\r\nConnection: close\r\n\r\n";
+    let answer = raw_exchange(server.listen, request.as_bytes(), Duration::from_secs(5));
+    let (head, body) = split_head(&answer);
+    assert!(
+        head.contains(" 200 "),
+        "{head}{}",
+        String::from_utf8_lossy(&body)
+    );
+    assert!(sender.join().unwrap(), "the source was not disconnected");
+    wait_status(&server, "/stream", timeout, "the source gone", |s| {
+        s["silent"] == false && s["live"] == false
+    });
+    let log = server.log();
+    assert!(log.contains("source removed by an operator"), "{log}");
+    assert!(log.contains("source disconnected"), "{log}");
+}

@@ -55,7 +55,8 @@ pub fn handle(shared: &Shared, request: &Request, control: &dyn Control) -> Opti
             kill_client(shared, request, m, control)
         }),
         "killsource" => with_mount(shared, request, |m| {
-            if !m.info().live {
+            // A source silent long enough to be off the air (dead air) is still connected.
+            if !m.info().live && !m.silent.load(Ordering::Relaxed) {
                 return Err((400, "Source is not connected".into()));
             }
             control.kill_source(m.id);
