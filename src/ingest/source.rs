@@ -276,10 +276,12 @@ impl<'a> LiveGuard<'a> {
         self.put_on_air(&mut self.feed.borrow_mut(), info, format, "");
     }
 
+    /// Describes the source's program on the mount, with `title`, and takes listeners back.
     fn put_on_air(&self, feed: &mut MountFeed, info: StreamInfo, format: Format, title: &str) {
         // What was gathered before belongs to the previous program.
         feed.flush();
-        // Its title is unknown until the source or an operator sets one.
+        // A new program's title is unknown (empty) until the source or an operator sets one;
+        // a source back from dead air gets its own again.
         feed.mount.set_info(info, Some(title));
         if format != Format::Ogg {
             feed.mount.clear_stream_headers();
