@@ -1,5 +1,5 @@
 #!/bin/bash
-# CPU the dead-air detector costs: the ingest thread's CPU time (schedstat, ns) while one
+# CPU the dead-air detector costs: the ingest threads' CPU time (schedstat, ns) while one
 # 128 kb/s stereo MP3 source streams in real time, with silence.seconds = 15 (every frame
 # decoded and measured) and 0 (detector off), on one release cycast:
 #   scripts/dead-air-cpu.sh [SECONDS]      (default 60)
@@ -13,6 +13,16 @@ server=
 cleanup() { [ -n "$server" ] && kill "$server" 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
 mkdir "$work/empty"
+# CPU nanoseconds of the ingest executor's threads (glommio names them cycast-ingest-N).
+ingest_ns() {
+  local total=0 task
+  for task in /proc/$server/task/*; do
+    if grep -q '^cycast-ingest' "$task/comm"; then
+      total=$((total + $(cut -d' ' -f1 "$task/schedstat")))
+    fi
+  done
+  echo $total
+}
 ffmpeg -nostdin -v error -f lavfi \
   -i "anoisesrc=color=pink:amplitude=0.3:sample_rate=44100:duration=$secs" \
   -ac 2 -c:a libmp3lame -b:a 128k -f mp3 "$work/noise.mp3"
@@ -33,12 +43,11 @@ HCL
   server=$!
   until grep -q 'sources=' "$work/server.log"; do sleep 0.1; done
   source_addr=$(grep -o 'sources=[0-9.:]*' "$work/server.log" | head -1 | cut -d= -f2)
-  tid=$(grep -l '^cycast-ingest$' /proc/$server/task/*/comm | head -1 | cut -d/ -f5)
-  before=$(cut -d' ' -f1 /proc/$server/task/$tid/schedstat)
+  before=$(ingest_ns)
   ffmpeg -nostdin -v error -re -i "$work/noise.mp3" -c copy -content_type audio/mpeg \
     -f mp3 "icecast://source:hackme@$source_addr/stream"
-  after=$(cut -d' ' -f1 /proc/$server/task/$tid/schedstat)
+  after=$(ingest_ns)
   kill "$server"; wait "$server" 2>/dev/null || true; server=
   python3 -c "ns=$after-$before
-print('silence.seconds=%-3s ingest thread cpu_s=%.3f over %ss = %.2f %% of a core' % ('$seconds', ns/1e9, $secs, ns/1e7/$secs))"
+print('silence.seconds=%-3s ingest cpu_s=%.3f over %ss = %.2f %% of a core' % ('$seconds', ns/1e9, $secs, ns/1e7/$secs))"
 done
