@@ -53,10 +53,15 @@ fn music_dir() -> tempfile::TempDir {
 
 /// Tone 0-2 s, digital silence 2-6 s, tone 6-10 s: MP3, 96 kbps stereo 44.1 kHz, no tags.
 fn tone_silence_tone(dir: &Path) -> Vec<u8> {
+    tone_then_silence_until(dir, 6, 10)
+}
+
+/// Tone until 2 s, digital silence until `silence_end` s, tone until `total` s.
+fn tone_then_silence_until(dir: &Path, silence_end: u32, total: u32) -> Vec<u8> {
     let path = dir.join("live.mp3");
     let made = Command::new("ffmpeg")
         .args(["-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i"])
-        .arg("sine=frequency=440:sample_rate=44100:duration=10,volume=volume=0:enable=between(t\\,2\\,6)")
+        .arg(format!("sine=frequency=440:sample_rate=44100:duration={total},volume=volume=0:enable=between(t\\,2\\,{silence_end})"))
         .args(["-ac", "2", "-c:a", "libmp3lame", "-b:a", "96k"])
         .args(["-write_xing", "0", "-id3v2_version", "0", "-f", "mp3"])
         .arg(&path)
@@ -169,7 +174,7 @@ impl Capture {
 }
 
 /// A source streaming `audio` in real time to `mount` from a thread; after the last frame it
-/// stays connected until [`LiveSource::hang_up`].
+/// stays connected until [`LiveSource::hang_up`], which also cuts the sending short.
 struct LiveSource {
     /// Tells the thread to close the connection.
     hang_up: mpsc::Sender<()>,
@@ -187,6 +192,9 @@ impl LiveSource {
             let start = Instant::now();
             let mut audio_time = Duration::ZERO;
             for (at, h) in frames_of(&audio) {
+                if hung_up.try_recv().is_ok() {
+                    return;
+                }
                 source
                     .stream
                     .write_all(&audio[at..at + h.frame_len])
@@ -529,4 +537,33 @@ fn a_silent_source_can_still_be_killed() {
     let log = server.log();
     assert!(log.contains("source removed by an operator"), "{log}");
     assert!(log.contains("source disconnected"), "{log}");
+}
+
+#[test]
+fn turning_the_detector_off_by_reload_puts_a_silent_source_back() {
+    if !ffmpeg_or_skip() {
+        return;
+    }
+    let music = music_dir();
+    let work = tempfile::tempdir().unwrap();
+    // Silence from 2 s to 30 s: only the reload can bring the source back within the wait.
+    let live = tone_then_silence_until(work.path(), 30, 32);
+    let server = Server::start(&config(music.path(), ""));
+    let source = LiveSource::start(&server, "/stream", live);
+    let timeout = Duration::from_secs(15);
+    wait_status(&server, "/stream", timeout, "dead air", |s| {
+        s["silent"] == true
+    });
+    let off = config(
+        music.path(),
+        "mount \"/stream\" {\n  silence_seconds = 0\n}\n",
+    );
+    std::fs::write(server.path("cycast.hcl"), off).unwrap();
+    server.signal("HUP");
+    let back = wait_status(&server, "/stream", timeout, "the source back", |s| {
+        s["silent"] == false && s["live"] == true
+    });
+    assert_eq!(back["live"], true, "{back}");
+    wait_metric(&server, "/stream", 0.0);
+    source.hang_up();
 }

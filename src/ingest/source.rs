@@ -439,9 +439,9 @@ impl<'g, 'a> DeadAir<'g, 'a> {
         mount.silent.store(false, Ordering::Relaxed);
         let name = escape(&mount.name);
         if self.guard.step_back(feed) {
-            tracing::info!(mount = %name, "sound is back: live source on air again");
+            tracing::info!(mount = %name, "dead air over: live source on air again");
         } else {
-            tracing::info!(mount = %name, "sound is back, but another source holds the mount now");
+            tracing::info!(mount = %name, "dead air over, but another source holds the mount now");
             self.superseded = true;
         }
     }
