@@ -156,6 +156,25 @@ playlist {
   rescan_interval = 10.0
 }
 
+# Dead-air fallback: a live source that stays silent is treated as gone (a DJ whose
+# microphone died). Its mount switches to its playlist or fallback mount, exactly as if the
+# source had disconnected, while the source stays connected and its audio keeps being
+# measured; once it has sent sound again for 1 s it is back on air, as if it had just
+# connected (that first second is not aired). Status pages show "silent": true meanwhile,
+# and the metric cycast_source_silent{mount} is 1. Only MP3 sources are measured (each frame
+# is decoded); AAC, Ogg and relays are never switched. A mount with neither playlist nor
+# fallback keeps airing its source, flagged silent. A mount block's silence_seconds and
+# silence_db override these.
+silence {
+  # Seconds of silence before the switch, 0 to 86400 (fractions allowed); 0 turns the
+  # detector and its decoding off. Default 15.
+  seconds = 15
+
+  # Level in dBFS (RMS of each decoded frame) below which audio counts as silence, -120 up
+  # to (not including) 0. Default -50.
+  db = -50
+}
+
 metadata {
   # Station name (icy-name header, status page). Default "Cycast Radio".
   station_name = "Cycast Radio"
@@ -266,6 +285,8 @@ hls {
 #                                      # counted in cycast_dump_errors_total, never felt by
 #                                      # listeners
 #   dump_rotate = 60                   # minutes per file (fractions allowed), 0 = one file
+#   silence_seconds = 15               # dead air: default silence.seconds, 0 = off here
+#   silence_db      = -50              # default silence.db
 #   playlist {                         # a playlist of its own (same keys as above)
 #     directory = "./music/live"
 #   }

@@ -35,8 +35,9 @@
 //! - [`control`]: messages between cores (new data, operator actions).
 //! - [`auth`]: slowing down password guessing; listener authentication by URL ([`auth::url`]).
 //! - [`http`]: request parsing and responses shared by both ports; [`sys`]: the only `unsafe`
-//!   besides the fan-out's io_uring ([`shard::sys`]).
-//! - [`url`]: `http://` URLs with optional credentials, for relays, auth backends and
+//!   besides the fan-out's io_uring ([`shard::sys`]) and the ingest core's MP3 decoder
+//!   ([`ingest::sys`], for dead-air detection in [`ingest::silence`]).
+//! - [`url`]: `http://` and `https://` URLs with optional credentials, for relays, auth backends and
 //!   `cycast-load`.
 //!
 //! `cycast-load`, the load generator and real-time source, is its own program under

@@ -80,6 +80,9 @@ pub struct Mount {
     pub stream_headers: ArcSwap<Vec<Arc<StreamHeaders>>>,
     /// HLS segments cut from the ring, written by the mount's feed.
     pub hls: crate::hls::segment::SegmentLog,
+    /// A live source is connected but has been silent for `silence_seconds`: its mount is on
+    /// its playlist or fallback (dead air), shown in status pages and metrics.
+    pub silent: AtomicBool,
     /// Set when the mount is taken out of the table (or about to be): no listener may join.
     removed: AtomicBool,
 }
@@ -325,6 +328,7 @@ impl MountTable {
             bytes_in: AtomicU64::new(0),
             stream_headers: ArcSwap::from_pointee(Vec::new()),
             hls: Default::default(),
+            silent: AtomicBool::new(false),
             removed: AtomicBool::new(false),
         });
         let mut next = Vec::clone(&current);

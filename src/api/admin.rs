@@ -55,7 +55,8 @@ pub fn handle(shared: &Shared, request: &Request, control: &dyn Control) -> Opti
             kill_client(shared, request, m, control)
         }),
         "killsource" => with_mount(shared, request, |m| {
-            if !m.info().live {
+            // A source silent long enough to be off the air (dead air) is still connected.
+            if !m.info().live && !m.silent.load(Ordering::Relaxed) {
                 return Err((400, "Source is not connected".into()));
             }
             control.kill_source(m.id);
@@ -301,6 +302,7 @@ fn stats(shared: &Shared) -> Value {
                 "server_type": info.content_type,
                 "bitrate": info.bitrate,
                 "live": info.live,
+                "silent": m.silent.load(Ordering::Relaxed),
                 "source_ip": info.source_addr.map(|a| a.ip().to_string()),
                 "user_agent": info.source_agent,
                 "total_bytes_read": m.bytes_in.load(Ordering::Relaxed),

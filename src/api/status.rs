@@ -117,6 +117,7 @@ fn icecast_source(shared: &Shared, mount: &Mount) -> Value {
         "server_url": or(&info.url, &station.url),
         "dummy": null,
         "live": info.live,
+        "silent": mount.silent.load(Ordering::Relaxed),
         "mount": mount.name,
     });
     if let Some(since) = info.since {
@@ -219,6 +220,7 @@ fn api_stats(shared: &Shared) -> Value {
             "listeners": m.listeners.load(Ordering::Relaxed),
             "hls_listeners": crate::observability::stats::hls_listeners(&shared.shards, m.id),
             "live": m.info().live,
+            "silent": m.silent.load(Ordering::Relaxed),
             "write_position": m.ring.committed(),
             "bytes_in": m.bytes_in.load(Ordering::Relaxed),
         })).collect::<Vec<_>>(),

@@ -24,8 +24,10 @@ use serde::{Deserialize, Serialize};
 
 use eval::{evaluate, one_line, Where};
 pub mod hls;
+pub mod silence;
 pub mod tls;
 pub use auth::{redact_url, AuthConfig, OnError};
+pub use silence::{SilenceConfig, SilenceSettings};
 pub use tls::TlsConfig;
 
 /// The shipped default configuration, embedded so the server runs without a file.
@@ -58,6 +60,8 @@ pub struct Config {
     pub advanced: AdvancedConfig,
     /// HLS output of MP3 and AAC mounts.
     pub hls: crate::config::hls::HlsConfig,
+    /// Dead-air fallback defaults: when a silent live source counts as gone.
+    pub silence: SilenceConfig,
     /// Extra mounts and per-mount settings, `mount "/name" { … }`; `server.mount_point` stays
     /// the default mount of old configs.
     pub mount: BTreeMap<String, MountConfig>,
@@ -128,6 +132,11 @@ pub struct MountConfig {
     pub hls: Option<crate::config::hls::HlsMountConfig>,
     /// Listener authentication by URL for this mount instead of the top-level `auth` block.
     pub auth: Option<AuthConfig>,
+    /// Seconds of silence from a live MP3 source before this mount switches to its playlist
+    /// or fallback mount, instead of `silence.seconds`; 0 = never here.
+    pub silence_seconds: Option<f64>,
+    /// Level (dBFS) below which this mount's live audio is silence, instead of `silence.db`.
+    pub silence_db: Option<f64>,
 }
 
 /// Station fields of one mount, resolved against the global ones.

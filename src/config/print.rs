@@ -47,6 +47,7 @@ impl Config {
             ("playlist", hcl::to_value(&c.playlist)),
             ("metadata", hcl::to_value(&c.metadata)),
             ("advanced", hcl::to_value(&c.advanced)),
+            ("silence", hcl::to_value(&c.silence)),
         ];
         let optional = c.auth.as_ref().map(|a| ("auth", hcl::to_value(a)));
         for (name, value) in sections.into_iter().chain(optional) {

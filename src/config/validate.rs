@@ -112,6 +112,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.validate_mounts()?;
         self.validate_auth()?;
+        self.validate_silence()?;
         if let Some(tls) = &self.tls {
             tls.validate(self.server.listen_port, self.server.source_port)?;
         }

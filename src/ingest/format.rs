@@ -41,6 +41,24 @@ impl Format {
     }
 }
 
+/// Decides, frame by frame, whether a live MP3 frame goes on air: the dead-air fallback holds
+/// back a silent source's frames (see [`super::silence`]). Other formats are not gated.
+pub trait FrameGate {
+    /// Whether `frame`, lasting `micros`, is published; may first change what is on air,
+    /// through `feed`.
+    fn admit(&mut self, frame: &[u8], micros: u64, feed: &mut MountFeed) -> bool;
+}
+
+/// The gate of a source without dead-air detection: every frame goes on air.
+pub struct Ungated;
+
+impl FrameGate for Ungated {
+    #[inline]
+    fn admit(&mut self, _frame: &[u8], _micros: u64, _feed: &mut MountFeed) -> bool {
+        true
+    }
+}
+
 /// The framer of one source connection.
 pub enum Framer {
     /// MP3 frames.
@@ -67,6 +85,18 @@ impl Framer {
     /// Takes `bytes` from the source (`end`: the source finished cleanly, so the last unit is
     /// whole) and hands every complete unit to `feed`.
     pub fn feed(&mut self, bytes: &[u8], end: bool, feed: &mut MountFeed) {
+        self.feed_gated(bytes, end, feed, &mut Ungated);
+    }
+
+    /// As [`feed`](Self::feed), with each MP3 frame first passed to `gate`, which may hold it
+    /// back.
+    pub fn feed_gated(
+        &mut self,
+        bytes: &[u8],
+        end: bool,
+        feed: &mut MountFeed,
+        gate: &mut impl FrameGate,
+    ) {
         match self {
             Framer::Mp3(framer) => {
                 framer.push(bytes);
@@ -74,13 +104,17 @@ impl Framer {
                     framer.finish();
                 }
                 while let Some((header, frame)) = framer.next_frame() {
+                    let micros = header.duration_micros();
+                    if !gate.admit(frame, micros, feed) {
+                        continue;
+                    }
                     let timing = FrameTiming {
                         codec: Codec::Mp3,
                         samples: header.samples,
                         sample_rate: header.sample_rate,
                         channels: header.channels,
                     };
-                    feed.push_timed_frame(frame, timing, header.duration_micros());
+                    feed.push_timed_frame(frame, timing, micros);
                 }
             }
             Framer::Aac(framer) => {

@@ -6,7 +6,8 @@
 //! picks a framer ([`mp3`] for MP3, [`adts`] for AAC, [`ogg`] for Ogg) that cuts the bytes
 //! into whole audio frames (dropping tags and garbage; [`lockon`] holds the frame lock-on and
 //! input buffer they share), [`feed`] gathers frames into frame-aligned chunks, publishes them
-//! to the ring and wakes the shards.
+//! to the ring and wakes the shards. [`silence`] decodes live MP3 (the only `unsafe` here is
+//! minimp3's decoder, in [`sys`]) to take a silent source off the air.
 
 pub mod adts;
 pub mod feed;
@@ -19,7 +20,10 @@ pub mod pacing;
 pub mod playlist;
 pub mod record;
 pub mod relay;
+pub mod silence;
 pub mod source;
+#[allow(unsafe_code)]
+pub mod sys;
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};

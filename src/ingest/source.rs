@@ -2,9 +2,10 @@
 //! `Expect: 100-continue`), Basic auth, the libshout probe, and then the audio itself. The same
 //! over plain TCP (`server.source_port`) and TLS (`tls.source_port`), through [`Conn`].
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -13,9 +14,10 @@ use glommio::net::TcpStream;
 use glommio::timer::Timer;
 
 use super::feed::MountFeed;
-use super::format::{Format, Framer};
+use super::format::{Format, FrameGate, Framer};
+use super::silence::{SilenceWatch, Switch};
 use super::IngestContext;
-use crate::config::{check_mount_name, MountNameRule};
+use crate::config::{check_mount_name, Config, MountNameRule};
 use crate::control::Control;
 use crate::http::{response, secret_matches, unauthorized, Request, RequestError};
 use crate::logging::escape;
@@ -272,6 +274,13 @@ pub(super) struct LiveGuard<'a> {
     feed: Rc<RefCell<MountFeed>>,
     /// The held mount.
     mount: MountId,
+    /// Whether this source holds the mount and its frames go on air; false while the
+    /// dead-air fallback has taken the mount from it.
+    on_air: Cell<bool>,
+    /// What the source announced, put back when it returns from dead air.
+    program: RefCell<Option<(StreamInfo, Format)>>,
+    /// The title on air when dead air took the mount, put back with the source.
+    title: RefCell<String>,
 }
 
 impl<'a> LiveGuard<'a> {
@@ -281,23 +290,35 @@ impl<'a> LiveGuard<'a> {
         feed: Rc<RefCell<MountFeed>>,
         mount: MountId,
     ) -> Self {
-        Self { ctx, feed, mount }
+        Self {
+            ctx,
+            feed,
+            mount,
+            on_air: Cell::new(true),
+            program: RefCell::new(None),
+            title: RefCell::new(String::new()),
+        }
     }
 
     /// Puts a new program on air: describes it and takes listeners back from the fallback.
     pub(super) fn go_live(&self, info: StreamInfo, format: Format) {
-        {
-            let mut feed = self.feed.borrow_mut();
-            // What was gathered before belongs to the previous program.
-            feed.flush();
-            // Its title is unknown until the source or an operator sets one.
-            feed.mount.set_info(info, Some(""));
-            if format != Format::Ogg {
-                feed.mount.clear_stream_headers();
-            }
+        *self.program.borrow_mut() = Some((info.clone(), format));
+        self.put_on_air(&mut self.feed.borrow_mut(), info, format, "");
+        // The source is connected (a return from dead air is not a new one).
+        self.tell_backend(true);
+    }
+
+    /// Describes the source's program on the mount, with `title`, and takes listeners back.
+    fn put_on_air(&self, feed: &mut MountFeed, info: StreamInfo, format: Format, title: &str) {
+        // What was gathered before belongs to the previous program.
+        feed.flush();
+        // A new program's title is unknown (empty) until the source or an operator sets one;
+        // a source back from dead air gets its own again.
+        feed.mount.set_info(info, Some(title));
+        if format != Format::Ogg {
+            feed.mount.clear_stream_headers();
         }
         reclaim_listeners(self.ctx, self.mount);
-        self.tell_backend(true);
     }
 
     /// Tells the mount's auth backend (`mount_add` / `mount_remove`) without waiting.
@@ -315,11 +336,53 @@ impl<'a> LiveGuard<'a> {
         let listen_port = self.ctx.shared.listen_port;
         crate::auth::url::mount_changed(&config, listen_port, &self.feed.borrow().mount.name, live);
     }
-}
 
-impl Drop for LiveGuard<'_> {
-    fn drop(&mut self) {
-        let mut feed = self.feed.borrow_mut();
+    /// Whether this source's frames go on air.
+    fn on_air(&self) -> bool {
+        self.on_air.get()
+    }
+
+    /// Whether the mount has something to play in this source's place: a playlist or a
+    /// fallback mount.
+    fn can_step_aside(&self, feed: &MountFeed) -> bool {
+        let config = self.ctx.shared.config();
+        config.playlist_for(&feed.mount.name).is_some()
+            || self
+                .ctx
+                .shared
+                .mounts
+                .fallback_of(&config, &feed.mount)
+                .is_some()
+    }
+
+    /// Takes this source off the air as if it had disconnected (the dead-air fallback):
+    /// the mount is released to its playlist, or its listeners go down the fallback chain.
+    fn step_aside(&self, feed: &mut MountFeed) {
+        *self.title.borrow_mut() = feed.mount.info().title.clone();
+        self.leave(feed);
+    }
+
+    /// Puts this source back on air after dead air, as when it connected. False when another
+    /// source took the mount meanwhile.
+    fn step_back(&self, feed: &mut MountFeed) -> bool {
+        if self.on_air.get() {
+            return true;
+        }
+        if !self.ctx.claim(self.mount) {
+            return false;
+        }
+        self.on_air.set(true);
+        if let Some((info, format)) = self.program.borrow().clone() {
+            let since = Some(SystemTime::now());
+            let title = self.title.borrow().clone();
+            self.put_on_air(feed, StreamInfo { since, ..info }, format, &title);
+        }
+        true
+    }
+
+    /// What a source leaving does to its mount.
+    fn leave(&self, feed: &mut MountFeed) {
+        self.on_air.set(false);
         // Whole frames already gathered are good audio: publish them rather than lose them.
         feed.flush();
         let info = feed.mount.info();
@@ -338,9 +401,112 @@ impl Drop for LiveGuard<'_> {
                 self.ctx.move_clients(self.mount, target.id);
             }
         }
+    }
+}
+
+impl Drop for LiveGuard<'_> {
+    fn drop(&mut self) {
+        let mut feed = self.feed.borrow_mut();
+        // Dead air already took the mount from this source (and another may hold it now).
+        if self.on_air.get() {
+            self.leave(&mut feed);
+        }
+        feed.mount.silent.store(false, Ordering::Relaxed);
         tracing::info!(mount = %escape(&feed.mount.name), "source disconnected");
         drop(feed);
         self.tell_backend(false);
+    }
+}
+
+/// The dead-air fallback of one source session: measures each MP3 frame, takes the source
+/// off the air when it has been silent too long and puts it back when sound returns.
+struct DeadAir<'g, 'a> {
+    /// The session's hold on the mount.
+    guard: &'g LiveGuard<'a>,
+    /// The detector; `None` while the feature is off for the mount or the format is not MP3.
+    watch: Option<SilenceWatch>,
+    /// The source sends MP3, the only format measured.
+    mp3: bool,
+    /// The configuration the settings were taken from, to notice a reload.
+    config: Arc<Config>,
+    /// Another source took the mount during dead air: this session must end.
+    superseded: bool,
+}
+
+impl<'g, 'a> DeadAir<'g, 'a> {
+    fn new(guard: &'g LiveGuard<'a>, format: Format, mount: &str) -> Self {
+        let config = guard.ctx.shared.config();
+        let mp3 = format == Format::Mp3;
+        let watch = config
+            .silence_for(mount)
+            .filter(|_| mp3)
+            .map(SilenceWatch::new);
+        Self {
+            guard,
+            watch,
+            mp3,
+            config,
+            superseded: false,
+        }
+    }
+
+    /// Takes up settings a reload changed; turned off during dead air, the source returns.
+    fn refresh(&mut self, feed: &mut MountFeed) {
+        let config = self.guard.ctx.shared.config();
+        if Arc::ptr_eq(&config, &self.config) || !self.mp3 {
+            return;
+        }
+        let settings = config.silence_for(&feed.mount.name);
+        self.config = config;
+        match (&mut self.watch, settings) {
+            (Some(watch), Some(settings)) => watch.reconfigure(settings),
+            (None, Some(settings)) => self.watch = Some(SilenceWatch::new(settings)),
+            (watch @ Some(_), None) => {
+                let was_silent = watch.as_ref().is_some_and(SilenceWatch::is_silent);
+                *watch = None;
+                if was_silent {
+                    self.on_sound(feed);
+                }
+            }
+            (None, None) => {}
+        }
+    }
+
+    fn on_silence(&mut self, feed: &mut MountFeed) {
+        let mount = feed.mount.clone();
+        mount.silent.store(true, Ordering::Relaxed);
+        let name = escape(&mount.name);
+        if self.guard.can_step_aside(feed) {
+            tracing::warn!(mount = %name, "dead air: live source silent; fallback on air, source kept connected");
+            self.guard.step_aside(feed);
+        } else {
+            tracing::warn!(mount = %name, "dead air: live source silent, and the mount has no playlist or fallback to play instead");
+        }
+    }
+
+    fn on_sound(&mut self, feed: &mut MountFeed) {
+        let mount = feed.mount.clone();
+        mount.silent.store(false, Ordering::Relaxed);
+        let name = escape(&mount.name);
+        if self.guard.step_back(feed) {
+            tracing::info!(mount = %name, "dead air over: live source on air again");
+        } else {
+            tracing::info!(mount = %name, "dead air over, but another source holds the mount now");
+            self.superseded = true;
+        }
+    }
+}
+
+impl FrameGate for DeadAir<'_, '_> {
+    fn admit(&mut self, frame: &[u8], micros: u64, feed: &mut MountFeed) -> bool {
+        if let Some(watch) = &mut self.watch {
+            match watch.observe(frame, micros) {
+                Some(Switch::Silent) => self.on_silence(feed),
+                Some(Switch::Sound) => self.on_sound(feed),
+                None => {}
+            }
+        }
+        self.guard.on_air()
     }
 }
 
@@ -378,7 +544,13 @@ async fn run_source(
     let timeout = ctx.shared.config().source_timeout();
     let _ = conn.stream.set_read_timeout(Some(timeout));
     let mut framer = Framer::new(format);
-    let mut take = |bytes: &[u8], end: bool| framer.feed(bytes, end, &mut feed.borrow_mut());
+    let mut dead_air = DeadAir::new(&guard, format, &request.path);
+    let mut take = |bytes: &[u8], end: bool| {
+        let mut feed = feed.borrow_mut();
+        dead_air.refresh(&mut feed);
+        framer.feed_gated(bytes, end, &mut feed, &mut dead_air);
+        dead_air.superseded
+    };
     take(&request.body, false);
     let mut buf = vec![0u8; READ_SIZE];
     let kill = ctx.watch_kill(mount);
@@ -395,8 +567,11 @@ async fn run_source(
             Event::FlushDue
         };
         let killed = async {
-            kill.recv().await;
-            Event::Killed
+            match kill.recv().await {
+                Some(()) => Event::Killed,
+                // Another session registered its own switch: it took the mount.
+                None => Event::Superseded,
+            }
         };
         match future::or(read, future::or(flush, killed)).await {
             Event::FlushDue => feed.borrow_mut().flush(),
@@ -404,12 +579,20 @@ async fn run_source(
                 tracing::info!(mount = %escape(&request.path), "source removed by an operator");
                 break;
             }
+            Event::Superseded => {
+                tracing::info!(mount = %escape(&request.path), "another source took the mount during dead air");
+                break;
+            }
             Event::Read(Ok(0)) => {
                 // A clean end: the last frame has all its bytes, release it.
                 take(&[], true);
                 break;
             }
-            Event::Read(Ok(n)) => take(&buf[..n], false),
+            Event::Read(Ok(n)) => {
+                if take(&buf[..n], false) {
+                    break;
+                }
+            }
             Event::Read(Err(e)) => {
                 if e.kind() == std::io::ErrorKind::TimedOut {
                     tracing::warn!(mount = %escape(&request.path), "source silent for {timeout:?}: dropped");
@@ -453,6 +636,8 @@ enum Event {
     FlushDue,
     /// An operator removed the source.
     Killed,
+    /// Another source holds the mount now (it took it while this one was dead air).
+    Superseded,
 }
 
 /// The mount's description from the source's `ice-*` / `icy-*` headers.

@@ -91,6 +91,10 @@ fn describe() {
         "cycast_source_connected",
         "1 while a live source feeds the mount."
     );
+    describe_gauge!(
+        "cycast_source_silent",
+        "1 while the mount's live source is connected but silent (dead air): its playlist or fallback plays instead."
+    );
     describe_counter!(
         "cycast_source_bytes_received_total",
         Unit::Bytes,
@@ -160,6 +164,8 @@ pub fn flush_ingest(mounts: &[std::sync::Arc<Mount>]) {
     for mount in mounts {
         let labels = [("mount", mount.name.clone())];
         gauge!("cycast_source_connected", &labels).set(if mount.info().live { 1.0 } else { 0.0 });
+        let silent = mount.silent.load(Ordering::Relaxed);
+        gauge!("cycast_source_silent", &labels).set(if silent { 1.0 } else { 0.0 });
         counter!("cycast_source_bytes_received_total", &labels)
             .absolute(mount.bytes_in.load(Ordering::Relaxed));
         gauge!("cycast_ring_write_position_bytes", &labels).set(mount.ring.committed() as f64);

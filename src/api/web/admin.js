@@ -124,7 +124,10 @@
       if (await command('killsource', { mount })) poll();
     });
     const card = el('article', { class: 'card mount', data: { mount }, 'aria-labelledby': `m${id}` },
-      el('header', {}, el('h3', { id: `m${id}` }, mount), el('span', { class: 'badge auto', data: { field: 'mode' } }, '')),
+      el('header', {}, el('h3', { id: `m${id}` }, mount),
+        el('span', { class: 'badges' },
+          el('span', { class: 'badge silent', data: { field: 'silent' }, hidden: true, title: 'The live source is connected but silent: the playlist or fallback plays until sound returns' }, 'Dead air'),
+          el('span', { class: 'badge auto', data: { field: 'mode' } }, ''))),
       el('dl', {},
         el('dt', {}, 'Now playing'), field('title'),
         el('dt', {}, 'Source'), field('agent'),
@@ -155,7 +158,10 @@
       badge.classList.toggle('live', !!src.live);
       badge.classList.toggle('auto', !src.live);
       setText(f('title'), src.title || '—');
-      setText(f('agent'), src.live ? (src.user_agent || 'unknown client') : 'Playlist (AutoDJ)');
+      // A silent source is still connected: it stays shown, and can still be killed.
+      f('silent').hidden = !src.silent;
+      const connected = src.live || src.silent;
+      setText(f('agent'), connected ? (src.user_agent || 'unknown client') : 'Playlist (AutoDJ)');
       setText(f('ip'), src.source_ip || '—');
       if (src.stream_start_iso8601) {
         const since = new Date(src.stream_start_iso8601.replace(/([+-]\d\d)(\d\d)$/, '$1:$2'));
@@ -167,7 +173,7 @@
       const hls = src.hls_listeners ? `, HLS ${src.hls_listeners}` : '';
       setText(f('listeners'), `${src.listeners} (peak ${src.listener_peak})${hls}`);
       setText(f('received'), bytes(src.total_bytes_read));
-      card.querySelector('[data-action="killsource"]').disabled = !src.live;
+      card.querySelector('[data-action="killsource"]').disabled = !connected;
     }
   }
 
