@@ -123,10 +123,25 @@ impl RequestError {
     }
 }
 
+/// Where a request head is read from: a plain socket, or a connection with TLS in between.
+pub trait ReadSome {
+    /// Reads what is there into `buf`; 0 at the end of the stream.
+    fn read_some(
+        &mut self,
+        buf: &mut [u8],
+    ) -> impl std::future::Future<Output = std::io::Result<usize>>;
+}
+
+impl ReadSome for TcpStream {
+    async fn read_some(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.read(buf).await
+    }
+}
+
 /// Reads one request head, giving up after `timeout` overall (a peer trickling bytes does not
 /// extend it) or when the head is longer than `max_bytes`, however the bytes were split.
 pub async fn read_request(
-    stream: &mut TcpStream,
+    stream: &mut impl ReadSome,
     max_bytes: usize,
     timeout: Duration,
 ) -> Result<Request, RequestError> {
@@ -134,7 +149,7 @@ pub async fn read_request(
         let mut buf = Vec::with_capacity(1024);
         let mut chunk = [0u8; 4096];
         loop {
-            let n = stream.read(&mut chunk).await?;
+            let n = stream.read_some(&mut chunk).await?;
             if n == 0 {
                 return Err(RequestError::Closed);
             }

@@ -5,14 +5,13 @@
 use std::io;
 use std::time::Duration;
 
-use futures_lite::{future, AsyncReadExt, AsyncWriteExt};
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
-use glommio::timer::Timer;
 use rustls::client::UnbufferedClientConnection;
 use rustls::server::UnbufferedServerConnection;
 
 use super::session::{Session, Side};
-use crate::http::{parse_head_within, read_request, Request, RequestError};
+use crate::http::{read_request, ReadSome, Request, RequestError};
 
 /// A connection: plain, or with the TLS session its bytes go through (the server end by
 /// default, the client end for a relay).
@@ -43,34 +42,18 @@ impl<C: Side> Conn<C> {
         }
     }
 
-    /// Reads a request head within `max_bytes` and `timeout`, as
-    /// [`read_request`](crate::http::read_request) does on a plain socket.
+    /// Reads a request head within `max_bytes` and `timeout`, as on a plain socket.
     pub async fn read_request(
         &mut self,
         max_bytes: usize,
         timeout: Duration,
     ) -> Result<Request, RequestError> {
-        if self.tls.is_none() {
-            return read_request(&mut self.stream, max_bytes, timeout).await;
-        }
-        let read = async {
-            let mut buf = Vec::with_capacity(1024);
-            let mut chunk = [0u8; 4096];
-            loop {
-                let n = self.read(&mut chunk).await?;
-                if n == 0 {
-                    return Err(RequestError::Closed);
-                }
-                buf.extend_from_slice(&chunk[..n]);
-                if let Some(request) = parse_head_within(&buf, max_bytes)? {
-                    return Ok(request);
-                }
-            }
-        };
-        let deadline = async {
-            Timer::new(timeout).await;
-            Err(RequestError::Timeout(timeout))
-        };
-        future::or(read, deadline).await
+        read_request(self, max_bytes, timeout).await
+    }
+}
+
+impl<C: Side> ReadSome for Conn<C> {
+    async fn read_some(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.read(buf).await
     }
 }
