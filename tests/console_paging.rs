@@ -18,7 +18,10 @@ server {
   admin_user = "admin"
   admin_password = "adminpw"
 }
-limits { max_listeners = 1000 }
+limits {
+  max_listeners = 1000
+  slow_listener = "skip"
+}
 broadcaster { chunk_ms = 200 }
 playlist { directory = "/nonexistent/cycast-test-music" }
 mount "/stream" {
@@ -33,8 +36,8 @@ const ADMIN_AUTH: &str = "Authorization: Basic YWRtaW46YWRtaW5wdw==\r\n";
 /// Listeners in each of the three groups below.
 const GROUP: usize = 100;
 
-/// A listener on `mount` from the local address `from` with `agent` as its software. No
-/// source plays, so nothing is sent and an unread socket is never too slow.
+/// A listener on `mount` from the local address `from` with `agent` as its software. Only the
+/// playlist's silence plays, and `slow_listener = "skip"` keeps an unread socket connected.
 fn listen(server: SocketAddr, from: &str, mount: &str, agent: &str) -> TcpStream {
     let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
     let local: SocketAddr = format!("{from}:0").parse().unwrap();
