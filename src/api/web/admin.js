@@ -315,14 +315,18 @@
   }
 
   async function pollAdmin() {
-    const stats = await getJSON('/admin/stats.json');
-    const tree = (stats && stats.icestats) || {};
-    const list = tree.source || [];
-    renderMounts(list);
     const asked = { offset: view.offset, q: view.q };
     const params = { offset: String(asked.offset), limit: String(PAGE_ROWS) };
     if (asked.q) params.q = asked.q;
-    const clients = await getJSON('/admin/listclients.json', params);
+    // The page of listeners covers every mount, so both requests go at once.
+    const [stats, clients] = await Promise.all([
+      getJSON('/admin/stats.json'),
+      getJSON('/admin/listclients.json', params),
+    ]);
+    const tree = (stats && stats.icestats) || {};
+    const list = tree.source || [];
+    renderMounts(list);
+    setText($('summary'), `${tree.listeners ?? 0} listeners · ${list.length} mount${list.length === 1 ? '' : 's'} · ${tree.server_id || ''}`);
     // The search or page changed meanwhile: this answer is for a view no longer shown.
     if (asked.offset !== view.offset || asked.q !== view.q) { poll(); return; }
     const page = (clients && clients.icestats) || {};
@@ -338,7 +342,6 @@
     renderListeners(listeners);
     const all = sources.reduce((n, s) => n + (Number(s.Listeners) || 0), 0);
     renderPager(listeners.length, total, all);
-    setText($('summary'), `${tree.listeners ?? 0} listeners · ${list.length} mount${list.length === 1 ? '' : 's'} · ${tree.server_id || ''}`);
   }
 
   let pending = null;
