@@ -656,6 +656,35 @@ fn console_lists_and_kicks_a_listener_and_sets_the_title() {
     assert_eq!(cells[1], json!("/stream"));
     assert_eq!(cells[2], json!("127.0.0.1"));
     assert_eq!(cells[3], json!("cycast-test"));
+    assert_eq!(browser.text("#page-range"), "1–3 of 3");
+    assert_eq!(browser.text("#listener-count"), "(3)");
+
+    // The search runs on the server: nothing matches, then the agent in other case does.
+    browser.call(json!({"cmd": "fill", "selector": "#listener-search", "value": "no such player"}));
+    browser.wait_for(
+        "document.querySelectorAll('#listeners tr[data-id]').length === 0 && \
+         !document.querySelector('#listeners tr.empty').hidden && \
+         document.getElementById('page-range').textContent === '0 of 0 matching'",
+        Duration::from_secs(5),
+        "no rows for a search nobody matches",
+    );
+    assert_eq!(browser.text("#listener-count"), "(0 of 3)");
+    browser.call(json!({"cmd": "fill", "selector": "#listener-search", "value": "CYCAST-TEST"}));
+    browser.wait_for(
+        "document.querySelectorAll('#listeners tr[data-id]').length === 3",
+        Duration::from_secs(5),
+        "the rows matching the agent",
+    );
+    browser.call(json!({"cmd": "fill", "selector": "#listener-search", "value": ""}));
+    browser.wait_for(
+        "document.getElementById('page-range').textContent === '1–3 of 3'",
+        Duration::from_secs(5),
+        "every row again",
+    );
+    assert_eq!(
+        browser.eval("[document.getElementById('page-prev').disabled, document.getElementById('page-next').disabled]"),
+        json!([true, true])
+    );
 
     // Charts fill from /api/stats: one line per shard in each.
     browser.wait_for(

@@ -17,6 +17,7 @@ use crate::http::{response, secret_matches, server_id, unauthorized, Request};
 use crate::icy::Charset;
 use crate::logging::escape;
 use crate::mount::Mount;
+use crate::observability::stats::ListenerInfo;
 use crate::state::Shared;
 
 /// Longest title accepted from a metadata update, in bytes.
@@ -48,9 +49,7 @@ pub fn handle(shared: &Shared, request: &Request, control: &dyn Control) -> Opti
         return Some(unauthorized(why));
     }
     let answer = match command {
-        "listclients" => with_mount(shared, request, |m| {
-            Ok(Answer::Tree(list_clients(shared, m)))
-        }),
+        "listclients" => list_clients(shared, request),
         "killclient" => with_mount(shared, request, |m| {
             kill_client(shared, request, m, control)
         }),
@@ -237,7 +236,110 @@ fn kill_client(
     Ok(Answer::Message(format!("Client {id} removed")))
 }
 
-fn list_clients(shared: &Shared, mount: &Mount) -> Value {
+/// Rows in a `listclients` page when the request gives no `limit`.
+pub const DEFAULT_PAGE_ROWS: usize = 100;
+/// Most rows in one `listclients` page: a page stays small however many listeners there are.
+pub const MAX_PAGE_ROWS: usize = 1000;
+
+/// The window of listeners a `listclients` request asks for with `offset`, `limit` or `q`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Page {
+    /// Matching listeners skipped, in id order.
+    offset: usize,
+    /// Most rows answered, within 1..=[`MAX_PAGE_ROWS`].
+    limit: usize,
+    /// Lowercased text the address, user agent or mount must contain; empty matches all.
+    query: String,
+}
+
+impl Page {
+    /// The page a request asks for, or `None` when it gives none of the paging parameters
+    /// (Icecast's clients, which expect every listener).
+    fn from_request(request: &Request) -> Result<Option<Page>, (u16, String)> {
+        let (offset, limit, query) = (
+            request.query_param("offset"),
+            request.query_param("limit"),
+            request.query_param("q"),
+        );
+        if offset.is_none() && limit.is_none() && query.is_none() {
+            return Ok(None);
+        }
+        let number = |value: Option<String>, name: &str, default: usize| match value {
+            None => Ok(default),
+            Some(v) => v
+                .trim()
+                .parse::<usize>()
+                .map_err(|_| (400, format!("Invalid parameter: {name} (a whole number)"))),
+        };
+        Ok(Some(Page {
+            offset: number(offset, "offset", 0)?,
+            limit: number(limit, "limit", DEFAULT_PAGE_ROWS)?.clamp(1, MAX_PAGE_ROWS),
+            query: query.unwrap_or_default().trim().to_lowercase(),
+        }))
+    }
+
+    fn matches(&self, ip: &str, agent: &str, mount: &str) -> bool {
+        self.query.is_empty()
+            || [ip, agent, mount]
+                .iter()
+                .any(|field| field.to_lowercase().contains(&self.query))
+    }
+}
+
+/// `listclients`: every listener of one mount as Icecast answers it, or, when the request asks
+/// for a page, one window of the matching listeners of one mount (`mount=`) or of all, with
+/// the count that matched and each mount's listener count apart from the rows.
+fn list_clients(shared: &Shared, request: &Request) -> Outcome {
+    let Some(page) = Page::from_request(request)? else {
+        return with_mount(shared, request, |m| {
+            Ok(Answer::Tree(full_client_list(shared, m)))
+        });
+    };
+    let mounts = match request.query_param("mount") {
+        Some(_) => vec![mount_named(
+            shared,
+            request,
+            "mount",
+            "Source does not exist",
+        )?],
+        None => shared.mounts.all().to_vec(),
+    };
+    let snapshots: Vec<_> = shared.shards.iter().map(|s| s.snapshot.load()).collect();
+    let mut counts = vec![0usize; mounts.len()];
+    let mut matching = Vec::new();
+    for (shard, snapshot) in snapshots.iter().enumerate() {
+        for l in snapshot.iter() {
+            let Some(at) = mounts.iter().position(|m| m.id == l.mount) else {
+                continue;
+            };
+            counts[at] += 1;
+            let ip = l.peer.ip().to_string();
+            if page.matches(&ip, &l.user_agent, &mounts[at].name) {
+                matching.push((l.id, at, shard, l));
+            }
+        }
+    }
+    // Id order, so that consecutive windows neither overlap nor miss anyone.
+    matching.sort_unstable_by_key(|&(id, ..)| id);
+    let mut rows = vec![Vec::new(); mounts.len()];
+    for &(_, at, shard, l) in matching.iter().skip(page.offset).take(page.limit) {
+        rows[at].push(listener_row(l, shard));
+    }
+    let sources: Vec<Value> = mounts
+        .iter()
+        .zip(counts)
+        .zip(rows)
+        .map(|((m, count), rows)| json!({ "mount": m.name, "Listeners": count, "listener": rows }))
+        .collect();
+    Ok(Answer::Tree(json!({
+        "total": matching.len(),
+        "offset": page.offset,
+        "limit": page.limit,
+        "source": sources,
+    })))
+}
+
+fn full_client_list(shared: &Shared, mount: &Mount) -> Value {
     let listeners: Vec<Value> = shared
         .shards
         .iter()
@@ -247,21 +349,23 @@ fn list_clients(shared: &Shared, mount: &Mount) -> Value {
                 .load()
                 .iter()
                 .filter(|l| l.mount == mount.id)
-                .map(|l| {
-                    json!({
-                        "ID": l.id,
-                        "IP": l.peer.ip().to_string(),
-                        "UserAgent": l.user_agent.as_ref(),
-                        "Connected": l.connected_secs,
-                        "shard": shard,
-                        "bytes_sent": l.bytes_sent,
-                        "lag": l.lag,
-                    })
-                })
+                .map(|l| listener_row(l, shard))
                 .collect::<Vec<_>>()
         })
         .collect();
     json!({ "source": [{ "mount": mount.name, "Listeners": listeners.len(), "listener": listeners }] })
+}
+
+fn listener_row(l: &ListenerInfo, shard: usize) -> Value {
+    json!({
+        "ID": l.id,
+        "IP": l.peer.ip().to_string(),
+        "UserAgent": l.user_agent.as_ref(),
+        "Connected": l.connected_secs,
+        "shard": shard,
+        "bytes_sent": l.bytes_sent,
+        "lag": l.lag,
+    })
 }
 
 fn list_mounts(shared: &Shared) -> Value {
@@ -425,6 +529,31 @@ mod tests {
         crate::http::parse_head(format!("GET {target} HTTP/1.0\r\n\r\n").as_bytes())
             .unwrap()
             .unwrap()
+    }
+
+    #[test]
+    fn paging_parameters_are_read_and_bounded() {
+        let page = |target: &str| Page::from_request(&get(target));
+        assert_eq!(page("/admin/listclients.json?mount=/a"), Ok(None));
+        assert_eq!(
+            page("/admin/listclients.json?q=+VLC%20"),
+            Ok(Some(Page {
+                offset: 0,
+                limit: DEFAULT_PAGE_ROWS,
+                query: "vlc".into()
+            }))
+        );
+        let bounded = page("/admin/listclients.json?offset=7&limit=999999").unwrap();
+        assert_eq!(
+            bounded.map(|p| (p.offset, p.limit)),
+            Some((7, MAX_PAGE_ROWS))
+        );
+        let zero = page("/admin/listclients.json?limit=0").unwrap();
+        assert_eq!(zero.map(|p| p.limit), Some(1));
+        for bad in ["offset=-1", "limit=ten", "offset=99999999999999999999999"] {
+            let err = page(&format!("/admin/listclients.json?{bad}")).unwrap_err();
+            assert_eq!(err.0, 400, "{bad}");
+        }
     }
 
     #[test]

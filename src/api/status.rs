@@ -26,7 +26,10 @@ pub fn page(shared: &Shared, request: &Request) -> Option<Vec<u8>> {
                 &json!({"error": "Stats disabled"}),
             ));
         }
-        "/api/stats" => api_stats(shared),
+        "/api/stats" => match listener_rows_asked(request) {
+            Ok(rows) => api_stats(shared, rows),
+            Err(why) => return Some(json_response(400, "Bad Request", &json!({ "error": why }))),
+        },
         _ => return None,
     };
     Some(json_response(200, "OK", &body))
@@ -158,12 +161,30 @@ fn api_status(shared: &Shared) -> Value {
     })
 }
 
-/// The original Cycast's `/api/stats`, plus per-shard and per-mount detail.
+/// Listener rows `/api/stats` lists when the request does not say: with thousands of listeners
+/// the full list is megabytes, polled by every open console and widget.
+pub const DEFAULT_STATS_LISTENER_ROWS: usize = 250;
+
+/// How many listener rows a `/api/stats` request asks for: `listeners=all`, `listeners=<n>`,
+/// or [`DEFAULT_STATS_LISTENER_ROWS`] without the parameter.
+fn listener_rows_asked(request: &Request) -> Result<usize, String> {
+    match request.query_param("listeners").as_deref().map(str::trim) {
+        None => Ok(DEFAULT_STATS_LISTENER_ROWS),
+        Some("all") => Ok(usize::MAX),
+        Some(n) => n
+            .parse()
+            .map_err(|_| "Invalid parameter: listeners (a whole number or all)".to_string()),
+    }
+}
+
+/// The original Cycast's `/api/stats`, plus per-shard and per-mount detail, with at most
+/// `max_rows` listener rows (`listeners_total` counts them all).
 /// Public: `hidden` mounts and their listeners are left out (totals still count them).
-fn api_stats(shared: &Shared) -> Value {
+fn api_stats(shared: &Shared, max_rows: usize) -> Value {
     let cfg = shared.config();
     let mounts = shared.mounts.public(&cfg);
     let mut listeners = Vec::new();
+    let mut listed = 0usize;
     let mut shards = Vec::new();
     for (id, shard) in shared.shards.iter().enumerate() {
         let snapshot = shard.snapshot.load();
@@ -172,6 +193,10 @@ fn api_stats(shared: &Shared) -> Value {
             let Some(mount) = mounts.iter().find(|m| m.id == l.mount) else {
                 continue;
             };
+            listed += 1;
+            if listeners.len() >= max_rows {
+                continue;
+            }
             listeners.push(json!({
                 "id": l.id,
                 "bytes_sent": l.bytes_sent,
@@ -208,6 +233,8 @@ fn api_stats(shared: &Shared) -> Value {
     json!({
         "total_listeners": total_listeners(shared),
         "total_bytes_sent": shared.shards.iter().map(|s| ShardStats::get(&s.bytes_sent)).sum::<u64>(),
+        "listeners_truncated": listeners.len() < listed,
+        "listeners_total": listed,
         "listeners": listeners,
         "buffer": {
             "available": available,

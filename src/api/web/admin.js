@@ -1,16 +1,20 @@
 // The admin console: polls the admin API and /api/stats every two seconds and sends operator
 // actions to the admin API. The browser adds the Basic credentials it was given for /admin/.
+// Listeners come a page at a time, searched on the server: a station may have tens of thousands.
 'use strict';
 
 (() => {
   const POLL_MS = 2000;
   const HISTORY = 60; // samples kept per chart: two minutes
+  const PAGE_ROWS = 100; // listener rows per page
+  const SEARCH_DELAY_MS = 250; // typing pause before a search is sent
   const SVG_NS = 'http://www.w3.org/2000/svg';
   const $ = (id) => document.getElementById(id);
 
   const mountCards = new Map();
   const history = { listeners: [], bandwidth: [] }; // per shard: array of samples
   let lastSample = null; // { at, bytes: [] }
+  const view = { offset: 0, q: '' }; // the listener page shown
 
   // Resolved against the origin: a page opened with user:pass@ in its address would otherwise
   // hand fetch() a URL with credentials, which it refuses.
@@ -205,9 +209,18 @@
     const body = $('listeners').tBodies[0];
     const rows = body.querySelectorAll('tr[data-id]').length;
     body.querySelector('tr.empty')?.toggleAttribute('hidden', rows > 0);
-    setText($('listener-count'), `(${rows})`);
   }
 
+  function renderPager(shown, total, all) {
+    const first = shown ? view.offset + 1 : 0;
+    const range = shown ? `${first}–${view.offset + shown} of ${total}` : `0 of ${total}`;
+    setText($('page-range'), view.q ? `${range} matching` : range);
+    setText($('listener-count'), view.q ? `(${total} of ${all})` : `(${all})`);
+    $('page-prev').disabled = view.offset === 0;
+    $('page-next').disabled = view.offset + shown >= total;
+  }
+
+  // Only the page's rows are in the table; rows still shown are updated in place.
   function renderListeners(list) {
     const body = $('listeners').tBodies[0];
     const rows = new Map([...body.querySelectorAll('tr[data-id]')].map((r) => [`${r.dataset.mount} ${r.dataset.id}`, r]));
@@ -288,7 +301,8 @@
 
   async function pollShards() {
     try {
-      const stats = await getJSON('/api/stats');
+      // The charts need the shard totals only, not the listener rows.
+      const stats = await getJSON('/api/stats', { listeners: '0' });
       if (!stats || !stats.shards) throw new Error('stats disabled');
       sample(stats);
       drawChart($('chart-listeners'), history.listeners, (v) => String(Math.round(v)));
@@ -301,15 +315,33 @@
   }
 
   async function pollAdmin() {
-    const stats = await getJSON('/admin/stats.json');
+    const asked = { offset: view.offset, q: view.q };
+    const params = { offset: String(asked.offset), limit: String(PAGE_ROWS) };
+    if (asked.q) params.q = asked.q;
+    // The page of listeners covers every mount, so both requests go at once.
+    const [stats, clients] = await Promise.all([
+      getJSON('/admin/stats.json'),
+      getJSON('/admin/listclients.json', params),
+    ]);
     const tree = (stats && stats.icestats) || {};
     const list = tree.source || [];
     renderMounts(list);
-    const clients = await Promise.all(list.map((m) => getJSON('/admin/listclients.json', { mount: m.mount })));
-    const listeners = clients.flatMap((c) => ((c && c.icestats && c.icestats.source) || [])
-      .flatMap((s) => (s.listener || []).map((l) => ({ ...l, mount: s.mount }))));
-    renderListeners(listeners);
     setText($('summary'), `${tree.listeners ?? 0} listeners · ${list.length} mount${list.length === 1 ? '' : 's'} · ${tree.server_id || ''}`);
+    // The search or page changed meanwhile: this answer is for a view no longer shown.
+    if (asked.offset !== view.offset || asked.q !== view.q) { poll(); return; }
+    const page = (clients && clients.icestats) || {};
+    const sources = page.source || [];
+    const total = Number(page.total) || 0;
+    if (view.offset > 0 && view.offset >= total) {
+      // Listeners left: show the last page there is.
+      view.offset = Math.max(0, Math.ceil(total / PAGE_ROWS) - 1) * PAGE_ROWS;
+      poll();
+      return;
+    }
+    const listeners = sources.flatMap((s) => (s.listener || []).map((l) => ({ ...l, mount: s.mount })));
+    renderListeners(listeners);
+    const all = sources.reduce((n, s) => n + (Number(s.Listeners) || 0), 0);
+    renderPager(listeners.length, total, all);
   }
 
   let pending = null;
@@ -332,6 +364,24 @@
     });
     return pending;
   }
+
+  function showPage(offset) {
+    view.offset = Math.max(0, offset);
+    poll();
+  }
+
+  $('page-prev').addEventListener('click', () => showPage(view.offset - PAGE_ROWS));
+  $('page-next').addEventListener('click', () => showPage(view.offset + PAGE_ROWS));
+  let searchTimer = null;
+  $('listener-search').addEventListener('input', (ev) => {
+    clearTimeout(searchTimer);
+    searchTimer = setTimeout(() => {
+      const q = ev.target.value.trim();
+      if (q === view.q) return;
+      view.q = q;
+      showPage(0);
+    }, SEARCH_DELAY_MS);
+  });
 
   poll();
 })();
