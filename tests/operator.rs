@@ -21,19 +21,6 @@ playlist { directory = "/nonexistent/cycast-test-music" }
 mount "/stream" { max_listener_duration = 3 }
 "#;
 
-/// Samples of `cycast_listener_disconnects_total` with `reason`, summed over shards.
-fn disconnects(server: &Server, reason: &str) -> f64 {
-    let (_, body) = server.get("/metrics");
-    String::from_utf8_lossy(&body)
-        .lines()
-        .filter(|l| {
-            l.starts_with("cycast_listener_disconnects_total{")
-                && l.contains(&format!("reason=\"{reason}\""))
-        })
-        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
-        .sum()
-}
-
 #[test]
 fn a_listener_is_ended_at_its_time_limit_on_a_frame_boundary() {
     let server = Server::start(TIME_LIMIT);
@@ -87,7 +74,7 @@ fn a_listener_is_ended_at_its_time_limit_on_a_frame_boundary() {
     assert_exact_suffix(&listener.body, 1, last_frame);
 
     let deadline = Instant::now() + Duration::from_secs(5);
-    while disconnects(&server, "time_limit") != 1.0 {
+    while server.disconnects("time_limit") != 1.0 {
         assert!(
             Instant::now() < deadline,
             "time_limit disconnect not counted"

@@ -177,19 +177,6 @@ broadcaster { chunk_ms = 100 }
 playlist { directory = "/nonexistent/cycast-test-music" }
 "#;
 
-/// Samples of `cycast_listener_disconnects_total` with `reason`, summed over shards.
-fn disconnects(server: &Server, reason: &str) -> f64 {
-    let (_, body) = server.get("/metrics");
-    String::from_utf8_lossy(&body)
-        .lines()
-        .filter(|l| {
-            l.starts_with("cycast_listener_disconnects_total{")
-                && l.contains(&format!("reason=\"{reason}\""))
-        })
-        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
-        .sum()
-}
-
 /// A source on `/stream` sending frames in real time until the flag is cleared.
 fn live_source(server: &Server) -> (Arc<AtomicBool>, std::thread::JoinHandle<()>) {
     let mut source = Source::mp3(server.source, "/stream");
@@ -377,7 +364,7 @@ fn the_backends_time_limit_ends_the_listener() {
         "cut inside a frame"
     );
     let deadline = Instant::now() + Duration::from_secs(5);
-    while disconnects(&server, "time_limit") != 1.0 {
+    while server.disconnects("time_limit") != 1.0 {
         assert!(
             Instant::now() < deadline,
             "time_limit disconnect not counted"

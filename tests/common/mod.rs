@@ -167,6 +167,19 @@ impl Server {
         self.log.lock().unwrap().clone()
     }
 
+    /// Samples of `cycast_listener_disconnects_total` with `reason`, summed over shards.
+    pub fn disconnects(&self, reason: &str) -> f64 {
+        let (_, body) = self.get("/metrics");
+        String::from_utf8_lossy(&body)
+            .lines()
+            .filter(|l| {
+                l.starts_with("cycast_listener_disconnects_total{")
+                    && l.contains(&format!("reason=\"{reason}\""))
+            })
+            .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+            .sum()
+    }
+
     /// Waits up to 10 s for a log line containing `text` (the log is read by another thread,
     /// so a line can trail the state change it reports); returns the log.
     pub fn wait_log(&self, text: &str) -> String {
