@@ -112,18 +112,10 @@ fn enc(value: &str) -> percent_encoding::PercentEncode<'_> {
     utf8_percent_encode(value, NON_ALPHANUMERIC)
 }
 
-/// Body of `action=listener_add`, field for field as Icecast 2.4 sends it.
+/// Body of `action=listener_add`, field for field as Icecast 2.4 sends it, with the
+/// forwarded headers.
 pub fn listener_add_body(server: &str, port: u16, p: &ListenerParams) -> String {
-    let mut body = format!(
-        "action=listener_add&server={}&port={port}&client={}&mount={}&user={}&pass={}&ip={}&agent={}",
-        enc(server),
-        p.client,
-        enc(&p.uri),
-        enc(&p.user),
-        enc(&p.pass),
-        enc(&p.ip),
-        enc(&p.agent),
-    );
+    let mut body = listener_body("listener_add", server, port, p, None);
     for (name, value) in &p.headers {
         let _ = write!(body, "&{}={}", enc(name), enc(value));
     }
@@ -132,8 +124,20 @@ pub fn listener_add_body(server: &str, port: u16, p: &ListenerParams) -> String 
 
 /// Body of `action=listener_remove`: `duration` is the listener's time connected in seconds.
 pub fn listener_remove_body(server: &str, port: u16, p: &ListenerParams, duration: u64) -> String {
+    listener_body("listener_remove", server, port, p, Some(duration))
+}
+
+/// The fields both listener actions carry, in Icecast's order (`duration` after `pass`).
+fn listener_body(
+    action: &str,
+    server: &str,
+    port: u16,
+    p: &ListenerParams,
+    duration: Option<u64>,
+) -> String {
+    let duration = duration.map_or(String::new(), |d| format!("&duration={d}"));
     format!(
-        "action=listener_remove&server={}&port={port}&client={}&mount={}&user={}&pass={}&duration={duration}&ip={}&agent={}",
+        "action={action}&server={}&port={port}&client={}&mount={}&user={}&pass={}{duration}&ip={}&agent={}",
         enc(server),
         p.client,
         enc(&p.uri),

@@ -251,10 +251,7 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn err(text: &str) -> String {
-        Config::from_hcl_str(text).unwrap_err().to_string()
-    }
+    use crate::config::tests::err;
 
     #[test]
     fn auth_blocks_are_checked_and_the_mount_one_wins() {

@@ -834,7 +834,8 @@ advanced {
 }
 "#;
 
-    fn err(text: &str) -> String {
+    /// The one-line error `text` is refused with (the config tests of every block use it).
+    pub(super) fn err(text: &str) -> String {
         let e = Config::from_hcl_str(text).expect_err("config should be rejected");
         let s = e.to_string();
         assert!(!s.contains('\n'), "error must be one line: {s:?}");

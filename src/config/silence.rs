@@ -98,15 +98,10 @@ fn check_db(key: &str, db: f64) -> Result<(), ConfigError> {
 
 #[cfg(test)]
 mod tests {
+    use crate::config::tests::err;
     use std::time::Duration;
 
     use crate::config::Config;
-
-    fn err(text: &str) -> String {
-        let e = Config::from_hcl_str(text).unwrap_err().to_string();
-        assert!(!e.contains('\n'), "{e}");
-        e
-    }
 
     #[test]
     fn defaults_and_mount_overrides() {

@@ -100,11 +100,8 @@ impl TlsConfig {
 
 #[cfg(test)]
 mod tests {
+    use crate::config::tests::err;
     use crate::config::Config;
-
-    fn err(text: &str) -> String {
-        Config::from_hcl_str(text).unwrap_err().to_string()
-    }
 
     #[test]
     fn relays_take_https_urls_with_a_ca_file_and_verification_on_by_default() {

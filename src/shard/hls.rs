@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 
 use chrono::DateTime;
 
-use super::conn::Conn;
 use super::listener::CORS;
 use crate::config::Config;
 use crate::hls::playlist::{parse_segment_name, render};
@@ -22,6 +21,7 @@ use crate::http::{response, server_id, Request};
 use crate::ingest::format::Format;
 use crate::mount::{Mount, MountId};
 use crate::ring::Ring;
+use crate::tls::Conn;
 
 /// Name of every mount's playlist.
 const PLAYLIST: &str = "index.m3u8";

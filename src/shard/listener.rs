@@ -9,7 +9,6 @@ use std::time::Instant;
 use glommio::net::TcpStream;
 
 use super::admission::Admission;
-use super::conn::Conn;
 use super::fanout::Listener;
 use super::icy::IcyCursor;
 use super::ShardContext;
@@ -19,6 +18,7 @@ use crate::logging::escape;
 use crate::mount::Mount;
 use crate::observability::access_log::AccessLog;
 use crate::observability::metrics;
+use crate::tls::Conn;
 use crate::tls::Session;
 
 /// CORS headers on every listener response; browsers' players need them.
@@ -89,52 +89,60 @@ async fn serve(ctx: Rc<ShardContext>, mut stream: Conn, request: Request, accept
         Some(answer) => Route::Reply(answer),
         None => route(&ctx, &cfg, &request),
     };
-    // The slot stays taken while the backend is asked, so an admitted listener always fits.
-    let (routed, pass) = match routed {
-        Route::Stream { admission, metaint } => {
-            match super::auth::gate(&ctx, &cfg, &request, client.ip()).await {
-                Ok(pass) => (Route::Stream { admission, metaint }, Some(pass)),
-                // Dropping the admission gives the place back.
-                Err(answer) => (Route::Reply(answer), None),
-            }
-        }
-        other => (other, None),
-    };
     match routed {
-        Route::Reply(answer) => {
-            if crate::auth::is_unauthorized(&answer) {
-                let delay = ctx.shared.auth_failures.failed(client.ip(), "listen");
-                if !delay.is_zero() {
-                    glommio::timer::sleep(delay).await;
-                }
-            }
-            let _ = stream.write_all(&answer).await;
-            if let Some(log) = &ctx.access_log {
-                let status = answer
-                    .get(9..12)
-                    .and_then(|s| std::str::from_utf8(s).ok()?.parse().ok())
-                    .unwrap_or(0);
-                let body = answer
-                    .windows(4)
-                    .position(|w| w == b"\r\n\r\n")
-                    .map_or(0, |p| answer.len() - p - 4);
-                log.write(
-                    &AccessLog::prefix(client.ip(), &request),
-                    status,
-                    body as u64,
-                    &AccessLog::suffix(&request),
-                    None,
-                );
-            }
-        }
+        Route::Reply(answer) => reply(&ctx, &mut stream, &request, client, &answer).await,
         Route::Hls(answer) => {
             super::hls::respond(&ctx, &mut stream, answer, &request, client.ip()).await;
         }
+        // The place stays taken while the auth backend is asked, so an admitted listener
+        // always fits; a refusal drops the admission, which gives it back.
         Route::Stream { admission, metaint } => {
-            let started = Started { accepted, client };
-            let pass = pass.unwrap_or_default();
-            start_stream(&ctx, stream, admission, &request, metaint, started, pass).await
+            match super::auth::gate(&ctx, &cfg, &request, client.ip()).await {
+                Ok(pass) => {
+                    let started = Started { accepted, client };
+                    start_stream(&ctx, stream, admission, &request, metaint, started, pass).await
+                }
+                Err(answer) => {
+                    drop(admission);
+                    reply(&ctx, &mut stream, &request, client, &answer).await
+                }
+            }
         }
+    }
+}
+
+/// Sends a complete response (after the login-failure delay when it refuses credentials)
+/// and logs it.
+async fn reply(
+    ctx: &ShardContext,
+    stream: &mut Conn,
+    request: &Request,
+    client: SocketAddr,
+    answer: &[u8],
+) {
+    if crate::auth::is_unauthorized(answer) {
+        let delay = ctx.shared.auth_failures.failed(client.ip(), "listen");
+        if !delay.is_zero() {
+            glommio::timer::sleep(delay).await;
+        }
+    }
+    let _ = stream.write_all(answer).await;
+    if let Some(log) = &ctx.access_log {
+        let status = answer
+            .get(9..12)
+            .and_then(|s| std::str::from_utf8(s).ok()?.parse().ok())
+            .unwrap_or(0);
+        let body = answer
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map_or(0, |p| answer.len() - p - 4);
+        log.write(
+            &AccessLog::prefix(client.ip(), request),
+            status,
+            body as u64,
+            &AccessLog::suffix(request),
+            None,
+        );
     }
 }
 

@@ -8,12 +8,11 @@
 //! the ingest core wakes this shard ([`icy`] interleaves metadata for players that ask).
 //! A listener is counted by the [`admission::Admission`] it holds, from its admission until it
 //! is dropped, so no departure path can forget the count. [`hls`] serves playlists and
-//! segments, [`intro`] a mount's intro, [`redirect`] the edges of a full mount, and [`conn`]
-//! is the plain or TLS connection the request handlers write to.
+//! segments, [`intro`] a mount's intro, [`redirect`] the edges of a full mount, all through
+//! the plain or TLS connection [`crate::tls::Conn`].
 
 pub mod admission;
 pub mod auth;
-mod conn;
 pub mod fanout;
 pub mod hls;
 pub mod icy;
