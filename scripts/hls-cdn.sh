@@ -12,27 +12,10 @@ set -euo pipefail
 
 clients="${1:-200}"
 seconds="${2:-60}"
-here="$(cd "$(dirname "$0")/.." && pwd)"
-bin_dir="${BIN_DIR:-$here/target/release}"
-
 for tool in nginx curl python3; do
     command -v "$tool" >/dev/null || { echo "hls-cdn.sh needs $tool" >&2; exit 1; }
 done
-if [ ! -x "$bin_dir/cycast" ] || [ ! -x "$bin_dir/cycast-load" ]; then
-    echo "building release binaries into $bin_dir" >&2
-    (cd "$here" && cargo build --release --bins)
-fi
-
-work="$(mktemp -d)"
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+source "$(dirname "$0")/lib/station.sh"
 listen_port="$(free_port)"
 source_port="$(free_port)"
 edge_port="$(free_port)"
@@ -42,10 +25,7 @@ playlist {
   directory = "/nonexistent"
 }
 EOF
-"$bin_dir/cycast" --config "$work/cycast.hcl" --host 127.0.0.1 \
-    --listen-port "$listen_port" --source-port "$source_port" 2>"$work/cycast.log" &
-cycast_pid=$!
-pids+=("$cycast_pid")
+start_cycast "$work/cycast.hcl" --host 127.0.0.1 --listen-port "$listen_port" --source-port "$source_port"
 
 # The edge: the example site with its paths and ports moved into the temporary directory.
 mkdir -p "$work/snippets" "$work/tmp" "$work/cache"
@@ -74,14 +54,7 @@ EOF
 nginx -p "$work" -e "$work/error.log" -c "$work/nginx.conf" >/dev/null 2>&1 &
 pids+=($!)
 
-for _ in $(seq 100); do
-    curl -s -o /dev/null "http://127.0.0.1:$listen_port/status-json.xsl" && break
-    sleep 0.1
-done
-"$bin_dir/cycast-load" source --url "http://source:hackme@127.0.0.1:$source_port/stream" \
-    --file "$here/music/01-morning-tone.mp3" --loop --duration "$((seconds + 60))" \
-    2>"$work/source.log" &
-pids+=($!)
+start_source "$((seconds + 60))"
 
 # Players start three segments from the live edge: wait until the edge lists three.
 edge="http://127.0.0.1:$edge_port/stream/index.m3u8"

@@ -10,38 +10,12 @@ set -euo pipefail
 
 clients="${1:-2000}"
 seconds="${2:-60}"
-here="$(cd "$(dirname "$0")/.." && pwd)"
-bin_dir="${BIN_DIR:-$here/target/release}"
-if [ ! -x "$bin_dir/cycast" ] || [ ! -x "$bin_dir/cycast-load" ]; then
-    echo "building release binaries into $bin_dir" >&2
-    (cd "$here" && cargo build --release --bins)
-fi
-
-work="$(mktemp -d)"
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+source "$(dirname "$0")/lib/station.sh"
 listen_port="$(free_port)"
 source_port="$(free_port)"
 printf 'playlist {\n  directory = "/nonexistent"\n}\n' >"$work/cycast.hcl"
-"$bin_dir/cycast" --config "$work/cycast.hcl" --host 127.0.0.1 \
-    --listen-port "$listen_port" --source-port "$source_port" 2>"$work/cycast.log" &
-cycast_pid=$!
-pids+=("$cycast_pid")
-for _ in $(seq 100); do
-    curl -s -o /dev/null "http://127.0.0.1:$listen_port/status-json.xsl" && break
-    sleep 0.1
-done
-"$bin_dir/cycast-load" source --url "http://source:hackme@127.0.0.1:$source_port/stream" \
-    --file "$here/music/01-morning-tone.mp3" --loop --duration "$((2 * seconds + 120))" \
-    2>"$work/source.log" &
-pids+=($!)
+start_cycast "$work/cycast.hcl" --host 127.0.0.1 --listen-port "$listen_port" --source-port "$source_port"
+start_source "$((2 * seconds + 120))"
 playlist="http://127.0.0.1:$listen_port/stream/index.m3u8"
 for _ in $(seq 300); do
     [ "$(curl -s "$playlist" | grep -c '^#EXTINF' || true)" -ge 3 ] && break

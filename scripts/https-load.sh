@@ -11,26 +11,12 @@ set -euo pipefail
 listeners="${1:-5000}"
 seconds="${2:-40}"
 ramp="${3:-500}"
-here="$(cd "$(dirname "$0")/.." && pwd)"
-bin_dir="${BIN_DIR:-$here/target/release}"
-if [ ! -x "$bin_dir/cycast" ] || [ ! -x "$bin_dir/cycast-load" ]; then
-    (cd "$here" && cargo build --release --bins)
-fi
+source "$(dirname "$0")/lib/station.sh"
 ulimit -n "$(ulimit -Hn)"
-
-work="$(mktemp -d)"
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
 
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
     -keyout "$work/key.pem" -out "$work/cert.pem" -subj /CN=localhost \
     -addext subjectAltName=DNS:localhost -addext basicConstraints=critical,CA:FALSE 2>/dev/null
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 listen_port="$(free_port)"
 source_port="$(free_port)"
 tls_port="$(free_port)"
@@ -53,17 +39,8 @@ tls {
   key = "$work/key.pem"
 }
 EOF
-"$bin_dir/cycast" --config "$work/cycast.hcl" 2>"$work/cycast.log" &
-cycast_pid=$!
-pids+=("$cycast_pid")
-for _ in $(seq 100); do
-    curl -s -o /dev/null "http://127.0.0.1:$listen_port/status-json.xsl" && break
-    sleep 0.1
-done
-"$bin_dir/cycast-load" source --url "http://source:hackme@127.0.0.1:$source_port/stream" \
-    --file "$here/music/01-morning-tone.mp3" --loop --duration "$((2 * seconds + 120))" \
-    2>"$work/source.log" &
-pids+=($!)
+start_cycast "$work/cycast.hcl"
+start_source "$((2 * seconds + 120))"
 sleep 2
 
 common=(--listeners "$listeners" --ramp "$ramp" --duration "$seconds" --prebuffer 2
