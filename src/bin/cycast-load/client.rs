@@ -58,6 +58,8 @@ pub struct Settings {
     pub stall: Duration,
     /// Server process to sample.
     pub pid: Option<u32>,
+    /// Processes counted with `pid` (a proxy in front of the server).
+    pub also_pids: Vec<u32>,
     /// Print a progress line every second on stderr.
     pub progress: bool,
 }
@@ -235,7 +237,7 @@ pub fn run(s: &Settings) -> io::Result<Report> {
             }
             let sample = s
                 .pid
-                .and_then(|pid| report::sample_proc(&pid.to_string(), ticks));
+                .and_then(|pid| report::sample_server(pid, &s.also_pids, ticks));
             steady = Some((now, totals.bytes, sample));
         }
         if now >= next_progress {
@@ -285,7 +287,7 @@ pub fn run(s: &Settings) -> io::Result<Report> {
     let now = Instant::now();
     let server_end = s
         .pid
-        .and_then(|pid| report::sample_proc(&pid.to_string(), ticks));
+        .and_then(|pid| report::sample_server(pid, &s.also_pids, ticks));
     let (steady_at, steady_bytes_start, server_start) = steady.unwrap_or((now, totals.bytes, None));
     let steady_secs = (now - steady_at).as_secs_f64();
     let steady_bytes = totals.bytes - steady_bytes_start;

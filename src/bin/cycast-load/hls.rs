@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::player::Player;
-use super::report::{sample_proc, ServerUsage};
+use super::report::{sample_server, ServerUsage};
 use super::sys::clock_ticks_per_second;
 use cycast::url::HttpUrl;
 
@@ -433,7 +433,7 @@ pub fn run(opts: &ListenOptions) -> Result<HlsReport, String> {
             if Instant::now() >= steady_from {
                 let bytes = shared.report.lock().unwrap().bytes;
                 server_start =
-                    sample_proc(&pid.to_string(), ticks).map(|s| (s, Instant::now(), bytes));
+                    sample_server(pid, &opts.also_pid, ticks).map(|s| (s, Instant::now(), bytes));
             }
         }
         if !opts.quiet && last_progress.elapsed() >= Duration::from_secs(1) {
@@ -460,7 +460,7 @@ pub fn run(opts: &ListenOptions) -> Result<HlsReport, String> {
     let mut report = shared.report.lock().unwrap().clone();
     report.duration_s = (now - start).as_secs_f64();
     if let Some(pid) = opts.pid {
-        match (server_start, sample_proc(&pid.to_string(), ticks)) {
+        match (server_start, sample_server(pid, &opts.also_pid, ticks)) {
             (Some((a, at, bytes)), Some(b)) => {
                 let secs = (now - at).as_secs_f64();
                 report.server = Some(ServerUsage::between(pid, a, b, secs, report.bytes - bytes));

@@ -105,6 +105,10 @@ pub struct ListenOptions {
     /// Server process to sample CPU and RSS from at the start and end of the steady phase.
     #[arg(long)]
     pub pid: Option<u32>,
+    /// Another process whose CPU and memory count as the server's, beside `--pid` (a TLS proxy
+    /// in front of it and its workers); repeatable.
+    #[arg(long, requires = "pid")]
+    pub also_pid: Vec<u32>,
     /// Print the report as one JSON object on stdout.
     #[arg(long)]
     pub json: bool,
@@ -228,6 +232,7 @@ pub fn run_listeners(opts: &ListenOptions) -> Result<Report, String> {
         prebuffer: Duration::from_secs_f64(opts.prebuffer),
         stall: Duration::from_millis(opts.stall_ms),
         pid: opts.pid,
+        also_pids: opts.also_pid.clone(),
         progress: !opts.quiet,
     };
     let mut report = client::run(&settings).map_err(|e| format!("event loop: {e}"))?;

@@ -15,7 +15,7 @@ pub fn percentile(sorted: &[u32], p: f64) -> Option<u32> {
 }
 
 /// CPU time and memory of a process at one moment.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct ProcSample {
     /// User plus system CPU seconds since the process started.
     pub cpu_seconds: f64,
@@ -35,6 +35,28 @@ pub fn sample_proc(pid: &str, ticks_per_second: u64) -> Option<ProcSample> {
         rss_bytes: status_kib(&status, "VmRSS:")? * 1024,
         peak_rss_bytes: status_kib(&status, "VmHWM:").unwrap_or(0) * 1024,
     })
+}
+
+/// The server `pid` and the processes in `also` (a TLS proxy and its workers) as one: their
+/// CPU seconds and memory added up. `None` when any of them cannot be read, so a figure never
+/// silently leaves a process out.
+pub fn sample_server(pid: u32, also: &[u32], ticks_per_second: u64) -> Option<ProcSample> {
+    std::iter::once(&pid)
+        .chain(also)
+        .map(|p| sample_proc(&p.to_string(), ticks_per_second))
+        .try_fold(ProcSample::default(), |sum, s| Some(sum + s?))
+}
+
+impl std::ops::Add for ProcSample {
+    type Output = ProcSample;
+
+    fn add(self, other: ProcSample) -> ProcSample {
+        ProcSample {
+            cpu_seconds: self.cpu_seconds + other.cpu_seconds,
+            rss_bytes: self.rss_bytes + other.rss_bytes,
+            peak_rss_bytes: self.peak_rss_bytes + other.peak_rss_bytes,
+        }
+    }
 }
 
 /// utime + stime (fields 14 and 15) from a `/proc/PID/stat` line. The command name (field 2)
@@ -335,5 +357,24 @@ mod tests {
         let s = sample_proc("self", 100).expect("/proc/self");
         assert!(s.rss_bytes > 0);
         assert!(s.peak_rss_bytes >= s.rss_bytes);
+    }
+
+    #[test]
+    fn server_sample_adds_the_other_processes() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let id = child.id();
+        // Asleep, so its figures stand still between the samples.
+        let alone = sample_proc(&id.to_string(), 100).expect("child");
+        assert!(alone.rss_bytes > 0);
+        let twice = sample_server(id, &[id], 100).expect("child twice");
+        assert_eq!(twice, alone + alone);
+        assert_eq!(twice.rss_bytes, 2 * alone.rss_bytes);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        // A process that has gone makes the whole sample unreadable.
+        assert_eq!(sample_server(std::process::id(), &[id], 100), None);
     }
 }
