@@ -12,9 +12,15 @@
 #   engines cycast alone, the steady scenario once per fan-out engine, back to back:
 #           fanout.engine = "send" then "io_uring", then both again with every listener asking
 #           for ICY metadata (BENCH_ENGINES_ICY=0 skips those). A second table compares them.
+#   https   BENCH_HTTPS_LISTENERS listeners, the steady scenario for BENCH_HTTPS_DURATION s, on
+#           cycast plain HTTP, cycast's own HTTPS, Icecast's own HTTPS (<ssl>1</ssl>) and nginx
+#           terminating TLS in front of cycast (nginx's CPU and memory counted with cycast's);
+#           then the join storm over HTTPS on cycast (BENCH_STORM_*: its handshake storm). A
+#           certificate for localhost is made at run time (openssl); cycast-load checks it.
 #
 # Quick run:  BENCH_LISTENERS=1000 BENCH_DURATION=10 BENCH_STORM_BASE=500 BENCH_STORM_JOIN=500 make bench
 # Engines:    BENCH_SCENARIOS=engines BENCH_LISTENERS=5000 BENCH_DURATION=30 ./scripts/bench.sh
+# HTTPS:      BENCH_SCENARIOS=https ./scripts/bench.sh
 # Everything the script starts is stopped when it exits; every step has a time limit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,21 +38,29 @@ PREBUFFER=${BENCH_PREBUFFER:-2}          # modelled player prebuffer, seconds
 VERIFY_EVERY=${BENCH_VERIFY_EVERY:-10}   # frame-chain check on every Nth listener
 ICY=${BENCH_ICY:-0}                      # 1: listeners ask for ICY metadata
 ENGINES_ICY=${BENCH_ENGINES_ICY:-1}      # engines: 1 also runs both engines with ICY listeners
-SCENARIOS=${BENCH_SCENARIOS:-steady,storm}
+SCENARIOS=${BENCH_SCENARIOS:-steady,storm,https}
 ICECAST=${BENCH_ICECAST:-auto}           # auto: when installed; 0: never; 1: required
+NGINX=${BENCH_NGINX:-auto}               # https: nginx in front of cycast; auto: when installed
+HTTPS_LISTENERS=${BENCH_HTTPS_LISTENERS:-5000}  # https: listeners per server
+HTTPS_DURATION=${BENCH_HTTPS_DURATION:-30}      # https: seconds of play after the ramp
 SHARDS=${BENCH_SHARDS:-0}                # cycast shards, 0: one per core
 RING_MB=${BENCH_RING_MB:-20}             # cycast buffer.size_mb
 QUEUE_SIZE=${BENCH_QUEUE_SIZE:-524288}   # slow-listener limit, both servers
 BURST_SIZE=${BENCH_BURST_SIZE:-65536}    # burst on connect, both servers
 FILE=${BENCH_FILE:-music/01-morning-tone.mp3}
-PORT=${BENCH_PORT:-18000}                # cycast sources PORT, listeners PORT+1; Icecast PORT+100
+PORT=${BENCH_PORT:-18000}                # cycast sources PORT, listeners PORT+1, HTTPS PORT+2;
+                                         # nginx PORT+3; Icecast PORT+100, its HTTPS PORT+101
 OUT=${BENCH_OUT:-target/bench/$(date +%Y%m%d-%H%M%S)}
 BUILD=${BENCH_BUILD:-1}
 TABLE_ONLY=${BENCH_TABLE_ONLY:-0}         # 1: only print the table of the results in BENCH_OUT
 
-CYCAST=${BENCH_CYCAST:-target/release/cycast}   # another build of cycast to measure (A/B of two commits)
-LOAD=target/release/cycast-load
+RELEASE=${CARGO_TARGET_DIR:-target}/release      # where cargo puts the release binaries
+CYCAST=${BENCH_CYCAST:-$RELEASE/cycast}   # another build of cycast to measure (A/B of two commits)
+LOAD=${BENCH_LOAD:-$RELEASE/cycast-load}
 ICECAST_PORT=$((PORT + 100))
+TLS_PORT=$((PORT + 2))
+NGINX_PORT=$((PORT + 3))
+ICECAST_TLS_PORT=$((ICECAST_PORT + 1))
 PASSWORD=hackme
 
 say() { printf '== %s\n' "$*" >&2; }
@@ -60,10 +74,21 @@ case "$ICECAST" in
     0) ;;
     *) die "BENCH_ICECAST must be auto, 0 or 1" ;;
 esac
+case "$NGINX" in
+    auto) if command -v nginx >/dev/null 2>&1; then NGINX=1; else NGINX=0; fi ;;
+    1) command -v nginx >/dev/null 2>&1 || die "BENCH_NGINX=1 but nginx is not installed (scripts/install-bench-deps.sh)" ;;
+    0) ;;
+    *) die "BENCH_NGINX must be auto, 0 or 1" ;;
+esac
+HTTPS=0
+case ",$SCENARIOS," in *,https,*) HTTPS=1 ;; esac
+if [ "$HTTPS" = 1 ] && [ "$TABLE_ONLY" != 1 ] && ! command -v openssl >/dev/null 2>&1; then
+    die "the https scenario makes its certificate with openssl, which is not installed (scripts/install-bench-deps.sh)"
+fi
 [ -f "$FILE" ] || die "$FILE: no such file (BENCH_FILE)"
 
 # Every listener is a descriptor on both ends; ask for plenty.
-want_fds=$((LISTENERS + STORM_BASE + STORM_JOIN + 1024))
+want_fds=$((LISTENERS + STORM_BASE + STORM_JOIN + 2 * HTTPS_LISTENERS + 1024))
 [ "$want_fds" -lt 65536 ] && want_fds=65536
 ulimit -Hn "$want_fds" 2>/dev/null || true
 ulimit -n "$want_fds" 2>/dev/null || ulimit -n "$(ulimit -Hn)"
@@ -161,6 +186,49 @@ for engine in send io_uring; do
 done
 CYCAST_CONFIG="$TMP/cycast.hcl"
 
+# The https scenario: a certificate for localhost made now, cycast with its TLS port, Icecast
+# with a TLS listen-socket, nginx terminating TLS in front of cycast's plain port.
+ice_tls_socket=""
+ice_tls_cert=""
+if [ "$HTTPS" = 1 ] && [ "$TABLE_ONLY" != 1 ]; then
+    source scripts/lib/cert.sh
+    make_localhost_cert "$TMP"
+    { cat "$TMP/cycast.hcl"
+      printf 'tls {\n  port = %s\n  certificate = "%s"\n  key = "%s"\n}\n' "$TLS_PORT" "$TMP/cert.pem" "$TMP/key.pem"
+    } >"$TMP/cycast-tls.hcl"
+    ice_tls_socket="<listen-socket><port>$ICECAST_TLS_PORT</port><bind-address>127.0.0.1</bind-address><ssl>1</ssl></listen-socket>"
+    ice_tls_cert="<ssl-certificate>$TMP/cert-key.pem</ssl-certificate>"
+    mkdir -p "$TMP/nginx"
+    cat >"$TMP/nginx/nginx.conf" <<EOF
+daemon off;
+worker_processes $( [ "$SHARDS" -gt 0 ] && echo "$SHARDS" || echo auto );
+worker_rlimit_nofile $want_fds;
+pid $TMP/nginx/nginx.pid;
+error_log $TMP/nginx/error.log warn;
+events { worker_connections $((2 * HTTPS_LISTENERS + 1024)); }
+http {
+  access_log off;
+  client_body_temp_path $TMP/nginx/body;
+  proxy_temp_path $TMP/nginx/proxy;
+  fastcgi_temp_path $TMP/nginx/fastcgi;
+  uwsgi_temp_path $TMP/nginx/uwsgi;
+  scgi_temp_path $TMP/nginx/scgi;
+  server {
+    listen 127.0.0.1:$NGINX_PORT ssl reuseport backlog=4096;
+    server_name localhost;
+    ssl_certificate $TMP/cert.pem;
+    ssl_certificate_key $TMP/key.pem;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    location / {
+      proxy_pass http://127.0.0.1:$((PORT + 1));
+      proxy_buffering off;
+      proxy_read_timeout 600s;
+    }
+  }
+}
+EOF
+fi
+
 mkdir -p "$TMP/icecast-log"
 if [ "$(id -u)" -eq 0 ]; then
     ice_user=$(id -un icecast2 2>/dev/null || echo nobody)
@@ -175,7 +243,7 @@ cat >"$TMP/icecast.xml" <<EOF
   <location>loopback</location>
   <admin>bench@localhost</admin>
   <limits>
-    <clients>$((LISTENERS + STORM_BASE + STORM_JOIN + 100))</clients>
+    <clients>$((LISTENERS + STORM_BASE + STORM_JOIN + HTTPS_LISTENERS + 100))</clients>
     <sources>4</sources>
     <queue-size>$QUEUE_SIZE</queue-size>
     <client-timeout>30</client-timeout>
@@ -195,12 +263,14 @@ cat >"$TMP/icecast.xml" <<EOF
     <port>$ICECAST_PORT</port>
     <bind-address>127.0.0.1</bind-address>
   </listen-socket>
+  $ice_tls_socket
   <fileserve>1</fileserve>
   <paths>
     <basedir>/usr/share/icecast2</basedir>
     <logdir>$TMP/icecast-log</logdir>
     <webroot>/usr/share/icecast2/web</webroot>
     <adminroot>/usr/share/icecast2/admin</adminroot>
+    $ice_tls_cert
   </paths>
   <logging>
     <accesslog>access.log</accesslog>
@@ -217,9 +287,55 @@ EOF
 
 SERVER_PID=""
 SOURCE_PID=""
+NGINX_PID=""
+CLIENT_TLS=()   # cycast-load's TLS flags for LISTEN_URL
+ALSO_PIDS=()    # cycast-load's --also-pid flags: processes counted with the server
+
+# Waits until something accepts on 127.0.0.1:$1 while process $2 lives.
+wait_port() {
+    for _ in $(seq 1 100); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        kill -0 "$2" 2>/dev/null || return 1
+        sleep 0.1
+    done
+    return 1
+}
+
+# Starts server $1 and its source; sets SERVER_PID, LISTEN_URL, CLIENT_TLS and ALSO_PIDS.
+# cycast | icecast: plain HTTP. cycast-tls | icecast-tls: the same server, listeners on its
+# HTTPS port. nginx-tls: cycast, listeners through nginx terminating TLS in front of it.
+start_server() {
+    CLIENT_TLS=()
+    ALSO_PIDS=()
+    case "$1" in
+        cycast-tls | nginx-tls) start_plain_server cycast "$2" || return 1 ;;
+        icecast-tls) start_plain_server icecast "$2" || return 1 ;;
+        *) start_plain_server "$1" "$2"; return ;;
+    esac
+    CLIENT_TLS=(--ca-file "$TMP/cert.pem")
+    case "$1" in
+        cycast-tls) LISTEN_URL="https://localhost:$TLS_PORT/stream" ;;
+        icecast-tls) LISTEN_URL="https://localhost:$ICECAST_TLS_PORT/stream" ;;
+        nginx-tls)
+            nginx -e "$TMP/nginx/error.log" -c "$TMP/nginx/nginx.conf" >"$OUT/nginx-$2.log" 2>&1 &
+            NGINX_PID=$!
+            PIDS+=("$NGINX_PID")
+            wait_port "$NGINX_PORT" "$NGINX_PID" \
+                || { echo "bench: nginx did not start: $(tail -3 "$TMP/nginx/error.log")" >&2; return 1; }
+            local worker
+            for worker in $NGINX_PID $(pgrep -P "$NGINX_PID"); do ALSO_PIDS+=(--also-pid "$worker"); done
+            LISTEN_URL="https://localhost:$NGINX_PORT/stream"
+            ;;
+    esac
+    # Audio over TLS, checked against the certificate, before the listeners come.
+    local n
+    n=$(curl -s -m 2 --cacert "$TMP/cert.pem" -o /dev/null -w '%{size_download}' "$LISTEN_URL" 2>/dev/null || true)
+    [ "${n:-0}" -gt 1000 ] 2>/dev/null \
+        || { echo "bench: $1: no audio at $LISTEN_URL; skipping" >&2; return 1; }
+}
 
 # Starts server $1 (cycast|icecast) and its source; sets SERVER_PID, LISTEN_URL.
-start_server() {
+start_plain_server() {
     local name=$1 source_url
     case "$name" in
         cycast)
@@ -257,6 +373,10 @@ start_server() {
 }
 
 stop_server() {
+    if [ -n "$NGINX_PID" ]; then
+        stop "$NGINX_PID"
+        NGINX_PID=""
+    fi
     stop "$SOURCE_PID"
     stop "$SERVER_PID"
     # Let the closed connections leave the kernel's tables before the next server starts.
@@ -306,8 +426,9 @@ run_steady() {
     ramp_s=$(ceil_div "$LISTENERS" "$RAMP")
     local total=$((ramp_s + DURATION))
     say "$name steady: $LISTENERS listeners at $RAMP/s, $total s"
-    local args=(--url "$LISTEN_URL" --listeners "$LISTENERS" --ramp "$RAMP" --duration "$total"
-        --prebuffer "$PREBUFFER" --verify-every "$VERIFY_EVERY" "${icy_flag[@]}" --json --pid "$SERVER_PID")
+    local args=(--url "$LISTEN_URL" "${CLIENT_TLS[@]}" --listeners "$LISTENERS" --ramp "$RAMP"
+        --duration "$total" --prebuffer "$PREBUFFER" --verify-every "$VERIFY_EVERY" "${icy_flag[@]}"
+        --json --pid "$SERVER_PID" "${ALSO_PIDS[@]}")
     echo "$LOAD ${args[*]}" >"$OUT/$label-steady.cmd"
     load $((total + 60)) "${args[@]}" >"$OUT/$label-steady.json" 2>"$OUT/$label-steady.log" \
         || echo "bench: $label steady load run failed" >&2
@@ -334,8 +455,10 @@ run_engines() {
 }
 
 run_storm() {
-    local name=$1
-    start_server "$name" storm || { stop_server; return 0; }
+    local name=$1 label=${2:-$1}
+    local tag=storm
+    [ "$label" = "$name" ] || tag="$label"
+    start_server "$name" "$tag" || { stop_server; return 0; }
     local port=${LISTEN_URL##*:}
     port=${port%%/*}
     local base_ramp_s join_s
@@ -344,34 +467,53 @@ run_storm() {
     local join_total=$((join_s + STORM_TAIL))
     local base_total=$((base_ramp_s + SETTLE + join_total + 5))
     say "$name storm: $STORM_BASE playing, then $STORM_JOIN joining at $STORM_RATE/s"
-    timeout -k 5 $((base_total + 60)) "$LOAD" --url "$LISTEN_URL" --listeners "$STORM_BASE" \
+    timeout -k 5 $((base_total + 60)) "$LOAD" --url "$LISTEN_URL" "${CLIENT_TLS[@]}" --listeners "$STORM_BASE" \
         --ramp "$STORM_BASE_RAMP" --duration "$base_total" --prebuffer "$PREBUFFER" \
         --verify-every "$VERIFY_EVERY" "${icy_flag[@]}" \
-        --quiet --json >"$OUT/$name-storm-base.json" 2>"$OUT/$name-storm-base.log" &
+        --quiet --json >"$OUT/$label-storm-base.json" 2>"$OUT/$label-storm-base.log" &
     local base_pid=$!
     PIDS+=("$base_pid")
     sleep $((base_ramp_s + SETTLE))
-    netstat_counters >"$OUT/$name-storm-netstat-before.txt"
-    thread_ticks "$SERVER_PID" >"$OUT/$name-storm-threads-before.txt"
-    sample_accept_queue "$port" "$OUT/$name-storm-acceptq.txt" &
+    netstat_counters >"$OUT/$label-storm-netstat-before.txt"
+    thread_ticks "$SERVER_PID" >"$OUT/$label-storm-threads-before.txt"
+    sample_accept_queue "$port" "$OUT/$label-storm-acceptq.txt" &
     local sampler=$!
     PIDS+=("$sampler")
-    local args=(--url "$LISTEN_URL" --listeners "$STORM_JOIN" --ramp "$STORM_RATE" --duration "$join_total"
-        --prebuffer "$PREBUFFER" --verify-every "$VERIFY_EVERY" "${icy_flag[@]}" --json --pid "$SERVER_PID")
-    echo "$LOAD ${args[*]}   (while $STORM_BASE listeners joined at $STORM_BASE_RAMP/s play)" >"$OUT/$name-storm.cmd"
+    local args=(--url "$LISTEN_URL" "${CLIENT_TLS[@]}" --listeners "$STORM_JOIN" --ramp "$STORM_RATE"
+        --duration "$join_total" --prebuffer "$PREBUFFER" --verify-every "$VERIFY_EVERY" "${icy_flag[@]}"
+        --json --pid "$SERVER_PID" "${ALSO_PIDS[@]}")
+    echo "$LOAD ${args[*]}   (while $STORM_BASE listeners joined at $STORM_BASE_RAMP/s play)" >"$OUT/$label-storm.cmd"
     # The joiners' ramp ends after join_s; samples then cover the storm itself.
-    ( sleep "$join_s"; thread_ticks "$SERVER_PID" >"$OUT/$name-storm-threads-after.txt"; \
-      netstat_counters >"$OUT/$name-storm-netstat-after.txt" ) &
+    ( sleep "$join_s"; thread_ticks "$SERVER_PID" >"$OUT/$label-storm-threads-after.txt"; \
+      netstat_counters >"$OUT/$label-storm-netstat-after.txt" ) &
     local snap=$!
     PIDS+=("$snap")
-    load $((join_total + 60)) "${args[@]}" >"$OUT/$name-storm.json" 2>"$OUT/$name-storm.log" \
-        || echo "bench: $name storm load run failed" >&2
+    load $((join_total + 60)) "${args[@]}" >"$OUT/$label-storm.json" 2>"$OUT/$label-storm.log" \
+        || echo "bench: $label storm load run failed" >&2
     wait "$snap" 2>/dev/null || true
     forget "$snap"
     stop "$sampler"
-    wait "$base_pid" 2>/dev/null || echo "bench: $name storm base load run failed" >&2
+    wait "$base_pid" 2>/dev/null || echo "bench: $label storm base load run failed" >&2
     forget "$base_pid"
     stop_server
+}
+
+# The https scenario: the steady scenario with HTTPS_LISTENERS listeners on cycast plain, cycast
+# HTTPS, Icecast HTTPS and nginx -> cycast, then the join storm over HTTPS on cycast. Every
+# cycast run uses the configuration with the TLS port, so only the listeners' protocol differs.
+run_https() {
+    local saved_listeners=$LISTENERS saved_duration=$DURATION
+    LISTENERS=$HTTPS_LISTENERS
+    DURATION=$HTTPS_DURATION
+    CYCAST_CONFIG="$TMP/cycast-tls.hcl"
+    run_steady cycast https-cycast-plain
+    run_steady cycast-tls https-cycast-tls
+    [ "$ICECAST" = 1 ] && run_steady icecast-tls https-icecast-tls
+    [ "$NGINX" = 1 ] && run_steady nginx-tls https-nginx-tls
+    run_storm cycast-tls https-cycast-tls
+    CYCAST_CONFIG="$TMP/cycast.hcl"
+    LISTENERS=$saved_listeners
+    DURATION=$saved_duration
 }
 
 servers=(cycast)
@@ -384,6 +526,7 @@ cycast: $("$CYCAST" --version 2>/dev/null | head -1) (${BENCH_REVISION:-$(git re
 icecast: $( [ "$ICECAST" = 1 ] && icecast2 -v 2>/dev/null | head -1 || echo 'not run')
 source: $FILE, looped, real time
 steady: BENCH_LISTENERS=$LISTENERS BENCH_RAMP=$RAMP BENCH_DURATION=$DURATION
+https: BENCH_HTTPS_LISTENERS=$HTTPS_LISTENERS BENCH_HTTPS_DURATION=$HTTPS_DURATION, nginx: $( [ "$NGINX" = 1 ] && nginx -v 2>&1 | sed 's/^nginx version: //' || echo 'not run')
 storm: BENCH_STORM_BASE=$STORM_BASE BENCH_STORM_BASE_RAMP=$STORM_BASE_RAMP BENCH_STORM_JOIN=$STORM_JOIN BENCH_STORM_RATE=$STORM_RATE BENCH_STORM_TAIL=$STORM_TAIL
 player: BENCH_PREBUFFER=$PREBUFFER BENCH_VERIFY_EVERY=$VERIFY_EVERY BENCH_ICY=$ICY
 load average at start: $(cut -d' ' -f1-3 /proc/loadavg)
@@ -396,7 +539,8 @@ for scenario in ${SCENARIOS//,/ }; do
             steady) run_steady "$name" ;;
             storm) run_storm "$name" ;;
             engines) [ "$name" = cycast ] && run_engines ;;
-            *) die "unknown scenario $scenario (BENCH_SCENARIOS: steady,storm,engines)" ;;
+            https) [ "$name" = cycast ] && run_https ;;
+            *) die "unknown scenario $scenario (BENCH_SCENARIOS: steady,storm,engines,https)" ;;
         esac
     done
 done
@@ -545,6 +689,65 @@ if runs:
             r = ga / gb
             kind = "ICY listeners" if v else "plain listeners"
             print(f"- io_uring CPU s per GB at most 0.85x send's ({kind}): {'met' if r <= 0.85 else 'missed'} (ratio {r:.3f})")
+
+# The https scenario: cycast plain, cycast HTTPS, Icecast HTTPS, nginx -> cycast, then the
+# handshake storm on cycast HTTPS.
+hruns = [("https-cycast-plain", "cycast HTTP"), ("https-cycast-tls", "cycast HTTPS"),
+         ("https-icecast-tls", "Icecast HTTPS"), ("https-nginx-tls", "nginx TLS -> cycast")]
+hruns = [(label, title, load(f"{label}-steady.json")) for label, title in hruns]
+hruns = [r for r in hruns if r[2]]
+hstorm, hbase = load("https-cycast-tls-storm.json"), load("https-cycast-tls-storm-base.json")
+def ms_pair(t):
+    return "-" if not t or t.get("p99_ms") is None else f"{t['p50_ms']:,.1f} / {t['p99_ms']:,.1f}"
+if hruns:
+    print()
+    print("| HTTPS scenario | " + " | ".join(t for _, t, _ in hruns) + " |")
+    print("|" + "|".join(["---"] + ["---:"] * len(hruns)) + "|")
+    def hrow(label, fn):
+        print(f"| {label} | " + " | ".join(fmt(fn(d)) for *_, d in hruns) + " |")
+    hrow("listeners answered", lambda d: f"{d['connects']['answered_200']:,} of {d['listeners']:,}")
+    hrow("refused / closed early / pending", lambda d: "{refused} / {closed_early} / {pending}".format(**d["connects"]))
+    hrow("underruns (listeners) / resyncs", lambda d: f"{d['quality']['underruns']} ({d['quality']['listeners_with_underruns']}) / {d['quality']['resyncs']}")
+    hrow("TTFB p50 / p99 ms (during ramp)", lambda d: ms_pair(d.get("ttfb")))
+    hrow("handshake p50 / p99 ms", lambda d: ms_pair(d.get("handshake")))
+    hrow("delivered GB (steady)", lambda d: f"{d['throughput']['steady_bytes'] / 1e9:.2f}")
+    hrow("server CPU, share of one core", lambda d: None if not d.get("server") else f"{d['server']['cpu_share']:.3f}")
+    hrow("**server CPU s per GB**", lambda d: None if not get(d, "server", "cpu_seconds_per_gb") else f"{d['server']['cpu_seconds_per_gb']:.2f}")
+    hrow("server RSS peak MB", lambda d: get(d, "server", "rss_peak_mb"))
+    hrow("load generator CPU s", lambda d: d.get("client_cpu_seconds"))
+    if hstorm:
+        print()
+        print("| HTTPS handshake storm on cycast | |")
+        print("|---|---:|")
+        print(f"| joiners (joins/s) over HTTPS listeners playing | {hstorm['listeners']:,} ({hstorm['ramp_per_s']:g}/s) over {get(hbase, 'listeners') or 0:,} |")
+        print(f"| joiners answered / refused / pending | {hstorm['connects']['answered_200']:,} / {hstorm['connects']['refused']} / {hstorm['connects']['pending']} |")
+        print(f"| **join TTFB p50 / p99 ms** | {ms_pair(hstorm.get('ttfb'))} |")
+        print(f"| join TTFB max ms | {fmt(get(hstorm, 'ttfb', 'max_ms'))} |")
+        print(f"| join handshake p50 / p99 ms | {ms_pair(hstorm.get('handshake'))} |")
+        print(f"| joiners: underruns | {hstorm['quality']['underruns']} |")
+        print(f"| playing listeners: underruns / closed early | {'-' if not hbase else str(hbase['quality']['underruns']) + ' / ' + str(hbase['connects']['closed_early'])} |")
+        print(f"| accept queue max (Recv-Q) | {fmt(accept_queue_max('https-cycast-tls'))} |")
+        tcs = thread_cpu("https-cycast-tls")
+        print(f"| server CPU s while joining | {fmt(sum(tcs.values()) if tcs else None, 2)} |")
+    print()
+    by = {label: d for label, _, d in hruns}
+    def per_gb(label):
+        return get(by.get(label), "server", "cpu_seconds_per_gb")
+    tls_, plain_, ice_, ngx_ = (per_gb(l) for l in ("https-cycast-tls", "https-cycast-plain", "https-icecast-tls", "https-nginx-tls"))
+    if tls_ and plain_:
+        r = tls_ / plain_
+        print(f"- cycast HTTPS CPU s per GB at most 1.6x cycast plain HTTP: {'met' if r <= 1.6 else 'missed'} (ratio {r:.2f})")
+    if tls_ and ice_:
+        r = tls_ / ice_
+        print(f"- cycast HTTPS CPU s per GB at most 1/3 of Icecast HTTPS: {'met' if r <= 1 / 3 else 'missed'} (ratio {r:.2f})")
+    if tls_ and ngx_:
+        print(f"- cycast HTTPS CPU s per GB against nginx TLS in front of cycast: ratio {tls_ / ngx_:.2f}")
+    if hstorm:
+        p99 = get(hstorm, "ttfb", "p99_ms")
+        underruns = hstorm["quality"]["underruns"] + (hbase["quality"]["underruns"] if hbase else 0)
+        ok = p99 is not None and p99 < 150 and hstorm["connects"]["answered_200"] == hstorm["listeners"]
+        print(f"- HTTPS handshake storm join TTFB p99 under 150 ms: {'met' if ok else 'missed'} (p99 {fmt(p99)} ms, {hstorm['connects']['answered_200']:,} of {hstorm['listeners']:,} answered)")
+        print(f"- HTTPS handshake storm zero underruns: {'met' if underruns == 0 else 'missed'} ({underruns})")
 
 # Targets of the benchmark, judged on the cycast figures.
 print()

@@ -12,11 +12,10 @@ listeners="${1:-5000}"
 seconds="${2:-40}"
 ramp="${3:-500}"
 source "$(dirname "$0")/lib/station.sh"
+source "$(dirname "$0")/lib/cert.sh"
 ulimit -n "$(ulimit -Hn)"
 
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
-    -keyout "$work/key.pem" -out "$work/cert.pem" -subj /CN=localhost \
-    -addext subjectAltName=DNS:localhost -addext basicConstraints=critical,CA:FALSE 2>/dev/null
+make_localhost_cert "$work"
 listen_port="$(free_port)"
 source_port="$(free_port)"
 tls_port="$(free_port)"
