@@ -888,3 +888,94 @@ fn console_needs_the_admin_credentials() {
     let (head, _) = http_get(open.listen, "/admin/");
     assert!(head.starts_with("HTTP/1.0 403"), "{head}");
 }
+
+/// A self-signed certificate for `localhost` written to `dir`, and its Chromium pin: the
+/// base64 SHA-256 of its SubjectPublicKeyInfo, for `--ignore-certificate-errors-spki-list`,
+/// which trusts this key alone rather than switching certificate checks off.
+fn localhost_certificate(dir: &Path) -> (PathBuf, PathBuf, String) {
+    use base64::Engine;
+    use rcgen::PublicKeyData;
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let cert = dir.join("cert.pem");
+    let key = dir.join("key.pem");
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    let rustls::SupportedCipherSuite::Tls13(suite) =
+        rustls::crypto::ring::cipher_suite::TLS13_AES_128_GCM_SHA256
+    else {
+        unreachable!("a TLS 1.3 suite")
+    };
+    let spki = certified.signing_key.subject_public_key_info();
+    let digest = suite.common.hash_provider.hash(&spki);
+    let pin = base64::engine::general_purpose::STANDARD.encode(digest.as_ref());
+    (cert, key, pin)
+}
+
+#[test]
+fn station_page_over_https_plays_the_stream_over_https() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key, pin) = localhost_certificate(dir.path());
+    let Some(mut browser) = browser(json!({"args": [
+        format!("--ignore-certificate-errors-spki-list={pin}"),
+        "--host-resolver-rules=MAP localhost 127.0.0.1",
+    ]})) else {
+        return;
+    };
+    let server = Server::start(&config(&format!(
+        "tls {{\n  port = 0\n  certificate = \"{}\"\n  key = \"{}\"\n}}\n",
+        cert.display(),
+        key.display()
+    )));
+    let _live = LiveSource::start(server.source, "/stream", "Morning Tone Band - First Light");
+    let https = server.logged_addr("https=");
+    let origin = format!("https://localhost:{}", https.port());
+
+    assert_eq!(browser.open(&format!("{origin}/")), json!(200));
+    assert_eq!(
+        browser.eval("location.protocol + ' ' + window.isSecureContext"),
+        json!("https: true")
+    );
+    assert_eq!(browser.text("#now-title"), "First Light");
+    browser.wait_for(
+        "document.getElementById('connection').textContent === 'Online'",
+        Duration::from_secs(5),
+        "the first status poll over HTTPS",
+    );
+
+    // The page's own player, pointed at the stream on the same HTTPS origin (the HLS choice
+    // is the plain-port test's subject).
+    let player = "document.querySelector('audio[data-mount=\"/stream\"]')";
+    browser.eval(&format!(
+        "(() => {{ const a = {player}; a.src = '/stream'; a.load(); return true; }})()"
+    ));
+    browser.eval(&format!("{player}.play().then(() => true, () => false)"));
+    let first = browser.wait_for(
+        &format!("(() => {{ const a = {player}; return a.currentTime > 0.5 && !a.paused && a.currentTime; }})()"),
+        Duration::from_secs(15),
+        "the audio element to start playing over HTTPS",
+    );
+    browser.wait_for(
+        &format!("{player}.currentTime > {} + 1", first.as_f64().unwrap()),
+        Duration::from_secs(10),
+        "currentTime to advance",
+    );
+    assert_eq!(
+        browser.eval(&format!("{player}.currentSrc")),
+        json!(format!("{origin}/stream"))
+    );
+    assert_eq!(
+        browser.eval(&format!("{player}.error?.message ?? null")),
+        Value::Null
+    );
+    // The server counts it as a stream listener, connected to the HTTPS port.
+    server.wait_stats(Duration::from_secs(5), "the browser's listener", |s| {
+        s["total_listeners"] == 1
+    });
+    let list = admin_json(&server, "/admin/listclients.json?mount=/stream");
+    let listeners = list["icestats"]["source"][0]["listener"]
+        .as_array()
+        .unwrap();
+    assert_eq!(listeners.len(), 1, "{list}");
+    // Every request of the page went to the HTTPS origin, and nothing was blocked.
+    browser.assert_clean(&origin);
+}

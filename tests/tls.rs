@@ -68,14 +68,7 @@ fn https_addr(server: &Server) -> SocketAddr {
 
 /// The address logged after `key` at start-up.
 fn logged_addr(server: &Server, key: &str) -> SocketAddr {
-    let log = server.log();
-    let start = log.find(key).expect("address logged") + key.len();
-    log[start..]
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
+    server.logged_addr(key)
 }
 
 /// curl over HTTPS to `localhost` at `addr`, trusting only `ca`; returns (exit code, body).

@@ -21,6 +21,8 @@ const context = await chromium.launchPersistentContext(options.userDataDir, {
     '--disable-sync',
     '--disable-quic',
     '--autoplay-policy=no-user-gesture-required',
+    // A test's own flags, such as the pin of its self-signed certificate.
+    ...(options.args || []),
   ],
   viewport: options.viewport || { width: 1280, height: 860 },
   colorScheme: options.colorScheme || 'light',

@@ -167,6 +167,19 @@ impl Server {
         self.log.lock().unwrap().clone()
     }
 
+    /// The address logged after `key` at start-up (`https=`, `tls_source=`: ports chosen by
+    /// the system).
+    pub fn logged_addr(&self, key: &str) -> SocketAddr {
+        let log = self.log();
+        let start = log.find(key).expect("address logged") + key.len();
+        log[start..]
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+
     /// Samples of `cycast_listener_disconnects_total` with `reason`, summed over shards.
     pub fn disconnects(&self, reason: &str) -> f64 {
         let (_, body) = self.get("/metrics");
