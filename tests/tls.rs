@@ -541,6 +541,7 @@ fn tls_first_bytes_seeds_end_in_an_error_or_a_wait() {
                         None => break "wait",
                     },
                     Ok(Step::Done(_)) => break "request",
+                    Ok(Step::NotHttp(_)) => break "not http",
                     Err(_) => break "error",
                 }
             };
@@ -872,6 +873,71 @@ fn the_tls_source_port_refuses_plaintext_and_bad_credentials() {
     let head = String::from_utf8_lossy(&head);
     assert!(head.starts_with("HTTP/1.0 200"), "{head}");
     assert!(head.contains("SOURCE"), "{head}");
+}
+
+/// Reads from `conn` until `end` arrives (or the connection ends); what was read.
+fn read_through(conn: &mut impl std::io::Read, end: &[u8]) -> Vec<u8> {
+    let mut got = Vec::new();
+    let mut byte = [0u8; 1];
+    while !got.ends_with(end) {
+        match conn.read(&mut byte) {
+            Ok(1) => got.push(byte[0]),
+            _ => break,
+        }
+    }
+    got
+}
+
+#[test]
+fn a_shoutcast_source_logs_in_with_its_password_line_over_tls() {
+    use std::io::Write;
+    let (server, pki, _dir, tls_sources) = server_with_tls_sources();
+    // A wrong password line over TLS: refused as in the clear.
+    let mut wrong = tls_client(tls_sources, &pki.ca);
+    wrong.write_all(b"not-the-password\r\n").unwrap();
+    let answer = read_through(&mut wrong, b"\r\n");
+    assert_eq!(answer, b"invalid password\r\n");
+    // The right one: OK2, the icy-* lines, then audio for the default mount.
+    let mut source = tls_client(tls_sources, &pki.ca);
+    source.write_all(b"hackme\r\n").unwrap();
+    let ok = read_through(&mut source, b"\r\n\r\n");
+    assert!(
+        ok.starts_with(b"OK2\r\n"),
+        "{}",
+        String::from_utf8_lossy(&ok)
+    );
+    source
+        .write_all(
+            b"icy-name: Shoutcast over TLS\r\nicy-br: 128\r\ncontent-type: audio/mpeg\r\n\r\n",
+        )
+        .unwrap();
+    source.write_all(&common::numbered_frames(1, 60)).unwrap();
+    server.wait_stats(
+        Duration::from_secs(10),
+        "the Shoutcast source on air",
+        |s| s["mounts"][0]["live"] == true,
+    );
+    // A plain listener gets the frames that came in over TLS, in order.
+    let mut listener = common::Listener::connect(server.listen, "/stream");
+    // The ingest holds a frame back until the next one's header arrives: ten more follow.
+    source.write_all(&common::numbered_frames(61, 70)).unwrap();
+    listener.read_for(Duration::from_secs(2));
+    let numbers: Vec<u32> = common::walk_frames(&listener.body)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|at| common::frame_number(&listener.body[at..]))
+        .collect();
+    let from_61 = numbers.iter().position(|&n| n == 61);
+    assert!(
+        from_61.is_some_and(|i| numbers[i..].starts_with(&(61..=120).collect::<Vec<_>>())),
+        "frames heard: {numbers:?}"
+    );
+    let status: serde_json::Value =
+        serde_json::from_slice(&server.get("/status-json.xsl").1).unwrap();
+    assert_eq!(
+        status["icestats"]["source"]["server_name"], "Shoutcast over TLS",
+        "{status}"
+    );
 }
 
 /// An edge relaying `/stream` of `origin_https` as `/relayed`, with `extra` relay settings.

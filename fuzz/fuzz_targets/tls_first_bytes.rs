@@ -76,7 +76,7 @@ fuzz_target!(|data: &[u8]| {
                 room[..n].copy_from_slice(&bytes[..n]);
                 handshake.received(n);
             }
-            Ok(Step::Done(_)) | Err(_) => return,
+            Ok(Step::Done(_)) | Ok(Step::NotHttp(_)) | Err(_) => return,
         }
     }
     panic!("the handshake neither finished nor asked for input");

@@ -41,7 +41,7 @@ pub async fn handle_tls(ctx: Rc<IngestContext>, mut stream: TcpStream) {
         return;
     };
     let cfg = ctx.shared.config();
-    match Session::accept(
+    match Session::accept_any(
         &mut stream,
         certificates.server_config(),
         cfg.limits.max_header_bytes,
@@ -64,13 +64,18 @@ pub async fn handle_tls(ctx: Rc<IngestContext>, mut stream: TcpStream) {
     }
 }
 
-/// The source protocol on `conn`, starting with `first` when the head was already read.
-async fn serve(ctx: Rc<IngestContext>, mut conn: Conn, mut first: Option<Request>) {
+/// The source protocol on `conn`, starting with `first` when the head (or what stood in its
+/// place: a Shoutcast password line) was already read.
+async fn serve(
+    ctx: Rc<IngestContext>,
+    mut conn: Conn,
+    mut first: Option<Result<Request, RequestError>>,
+) {
     let peer = conn.stream.peer_addr().ok();
     let cfg = ctx.shared.config();
     loop {
         let next = match first.take() {
-            Some(request) => Ok(request),
+            Some(first) => first,
             None => {
                 conn.read_request(cfg.limits.max_header_bytes, cfg.header_timeout())
                     .await

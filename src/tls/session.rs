@@ -56,6 +56,31 @@ pub enum Step {
     NeedInput,
     /// The handshake is done and a whole request head arrived.
     Done(Request),
+    /// The handshake is done and the first bytes are no HTTP request but one bare word on a
+    /// line (a Shoutcast source's password): all of them so far, for the source protocol.
+    NotHttp(Vec<u8>),
+}
+
+/// The first thing a peer sent over TLS: a request head, or (`Err`) bytes that are no HTTP
+/// request at all.
+type Head = Result<Request, Vec<u8>>;
+
+/// The head in `plain`, once whole; a password line instead of a request is a head too.
+fn first_head(plain: &[u8], max_bytes: usize) -> Result<Option<Head>, RequestError> {
+    match parse_head_within(plain, max_bytes) {
+        Ok(head) => Ok(head.map(Ok)),
+        Err(RequestError::NotHttp(raw)) => Ok(Some(Err(raw))),
+        Err(e) => Err(e),
+    }
+}
+
+impl From<Head> for Step {
+    fn from(head: Head) -> Step {
+        match head {
+            Ok(request) => Step::Done(request),
+            Err(raw) => Step::NotHttp(raw),
+        }
+    }
 }
 
 /// A handshake and request head in progress, without I/O of its own: the caller moves the
@@ -75,8 +100,8 @@ pub struct Handshake {
     plain: Vec<u8>,
     /// Longest request head allowed.
     max_bytes: usize,
-    /// The request head, once whole, while handshake records still wait to be sent.
-    head: Option<Request>,
+    /// The head, once whole, while handshake records still wait to be sent.
+    head: Option<Head>,
 }
 
 impl Handshake {
@@ -98,7 +123,7 @@ impl Handshake {
     pub fn step(&mut self) -> Result<Step, RequestError> {
         if let Some(head) = self.head.take() {
             if self.queued == 0 {
-                return Ok(Step::Done(head));
+                return Ok(head.into());
             }
             self.head = Some(head);
             return Ok(Step::Transmit);
@@ -115,17 +140,17 @@ impl Handshake {
                     self.plain.extend_from_slice(record.payload);
                     // A source's audio may follow its head at once: the records after the
                     // head stay undecrypted for the session to read.
-                    if let Some(request) = parse_head_within(&self.plain, self.max_bytes)? {
-                        head = Some(request);
+                    if let Some(first) = first_head(&self.plain, self.max_bytes)? {
+                        head = Some(first);
                         break;
                     }
                 }
                 match head {
-                    Some(request) if self.queued == 0 => Step::Done(request),
+                    Some(first) if self.queued == 0 => first.into(),
                     // rustls asks to transmit the handshake's last records (session tickets)
                     // only once every buffered record is read: they go out before the answer.
-                    Some(request) => {
-                        self.head = Some(request);
+                    Some(first) => {
+                        self.head = Some(first);
                         Step::Transmit
                     }
                     None => Step::Again,
@@ -141,12 +166,10 @@ impl Handshake {
                 Step::Transmit
             }
             ConnectionState::BlockedHandshake => Step::NeedInput,
-            ConnectionState::WriteTraffic(_) => {
-                match parse_head_within(&self.plain, self.max_bytes)? {
-                    Some(head) => Step::Done(head),
-                    None => Step::NeedInput,
-                }
-            }
+            ConnectionState::WriteTraffic(_) => match first_head(&self.plain, self.max_bytes)? {
+                Some(first) => first.into(),
+                None => Step::NeedInput,
+            },
             ConnectionState::PeerClosed | ConnectionState::Closed => {
                 return Err(RequestError::Closed)
             }
@@ -305,6 +328,19 @@ impl Session {
         max_bytes: usize,
         timeout: Duration,
     ) -> Result<(Session, Request), RequestError> {
+        let (session, first) = Self::accept_any(stream, config, max_bytes, timeout).await?;
+        Ok((session, first?))
+    }
+
+    /// As [`accept`](Self::accept), but first bytes that are no HTTP request (a Shoutcast
+    /// source's password line) come back with the session as [`RequestError::NotHttp`], for
+    /// the source protocol to take up over TLS as in the clear.
+    pub async fn accept_any(
+        stream: &mut TcpStream,
+        config: Arc<rustls::ServerConfig>,
+        max_bytes: usize,
+        timeout: Duration,
+    ) -> Result<(Session, Result<Request, RequestError>), RequestError> {
         let deadline = async {
             Timer::new(timeout).await;
             Err(RequestError::Timeout(timeout))
@@ -320,7 +356,7 @@ impl Session {
         stream: &mut TcpStream,
         config: Arc<rustls::ServerConfig>,
         max_bytes: usize,
-    ) -> Result<(Session, Request), RequestError> {
+    ) -> Result<(Session, Result<Request, RequestError>), RequestError> {
         let mut handshake = Handshake::new(config, max_bytes)?;
         loop {
             match handshake.step()? {
@@ -336,7 +372,10 @@ impl Session {
                     }
                     handshake.received(n);
                 }
-                Step::Done(request) => return Ok((handshake.into_session(), request)),
+                Step::Done(request) => return Ok((handshake.into_session(), Ok(request))),
+                Step::NotHttp(raw) => {
+                    return Ok((handshake.into_session(), Err(RequestError::NotHttp(raw))))
+                }
             }
         }
     }
@@ -727,6 +766,7 @@ mod tests {
                     handshake.received(n);
                 }
                 Step::Done(request) => break request,
+                Step::NotHttp(raw) => panic!("not HTTP: {raw:?}"),
             }
         };
         assert_eq!(
