@@ -25,8 +25,9 @@ build:
 release:
 	$(CARGO) build --release
 
-## Micro benchmarks (criterion), then the end-to-end benchmark on loopback, beside Icecast 2
-## (installed if missing; without it cycast runs alone). Sizes: BENCH_* variables, docs/benchmarks.md.
+## Micro benchmarks (criterion), then the end-to-end benchmark on loopback, beside Icecast 2 and,
+## for HTTPS, nginx (installed if missing with openssl; without them cycast runs alone). Sizes:
+## BENCH_* variables, docs/benchmarks.md.
 bench:
 	-./scripts/install-bench-deps.sh
 	$(CARGO) bench
