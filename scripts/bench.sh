@@ -105,7 +105,9 @@ if [ "$BUILD" = 1 ] && [ "$TABLE_ONLY" != 1 ]; then
     say "building release binaries"
     cargo build --release --quiet --bin cycast --bin cycast-load
 fi
-[ -x "$CYCAST" ] && [ -x "$LOAD" ] || die "missing $CYCAST or $LOAD (run with BENCH_BUILD=1)"
+if [ ! -x "$CYCAST" ] || [ ! -x "$LOAD" ]; then
+    die "missing $CYCAST or $LOAD (run with BENCH_BUILD=1)"
+fi
 
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
