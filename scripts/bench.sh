@@ -12,6 +12,15 @@
 #   engines cycast alone, the steady scenario once per fan-out engine, back to back:
 #           fanout.engine = "send" then "io_uring", then both again with every listener asking
 #           for ICY metadata (BENCH_ENGINES_ICY=0 skips those). A second table compares them.
+#           BENCH_ENGINES lists the runs, each ENGINE[,VAR=value...]: the variables go to cycast's
+#           environment, e.g. "send io_uring io_uring,CYCAST_URING_TASKRUN=coop".
+#
+# Load generators: each load (the steady listeners, the storm's playing listeners, its joiners)
+# is split over BENCH_GENERATORS cycast-load processes (auto: one per 10,000 listeners), each
+# with its share of the listeners and of the joins per second, so every share ramps over the
+# same time. Their reports are merged: counts summed; TTFB percentiles exact over every
+# listener's sample (--ttfb-samples); server CPU taken once, from the first process's steady
+# phase, per GB delivered to all processes over that time (see merge_load).
 #   https   BENCH_HTTPS_LISTENERS listeners, the steady scenario for BENCH_HTTPS_DURATION s, on
 #           cycast plain HTTP, cycast's own HTTPS, Icecast's own HTTPS (<ssl>1</ssl>) and nginx
 #           terminating TLS in front of cycast (nginx's CPU and memory counted with cycast's);
@@ -37,7 +46,9 @@ SETTLE=${BENCH_SETTLE:-5}                # seconds between a ramp's end and the 
 PREBUFFER=${BENCH_PREBUFFER:-2}          # modelled player prebuffer, seconds
 VERIFY_EVERY=${BENCH_VERIFY_EVERY:-10}   # frame-chain check on every Nth listener
 ICY=${BENCH_ICY:-0}                      # 1: listeners ask for ICY metadata
-ENGINES_ICY=${BENCH_ENGINES_ICY:-1}      # engines: 1 also runs both engines with ICY listeners
+ENGINES_ICY=${BENCH_ENGINES_ICY:-1}      # engines: 1 also runs the engines with ICY listeners; only: just those
+ENGINES=${BENCH_ENGINES:-send io_uring}  # engines: the runs, each ENGINE[,VAR=value...]
+PERF=${BENCH_PERF:-0}                    # 1: perf record -g the server for 15 s of each steady phase
 SCENARIOS=${BENCH_SCENARIOS:-steady,storm,https}
 ICECAST=${BENCH_ICECAST:-auto}           # auto: when installed; 0: never; 1: required
 NGINX=${BENCH_NGINX:-auto}               # https: nginx in front of cycast; auto: when installed
@@ -51,6 +62,7 @@ FILE=${BENCH_FILE:-music/01-morning-tone.mp3}
 PORT=${BENCH_PORT:-18000}                # cycast sources PORT, listeners PORT+1, HTTPS PORT+2;
                                          # nginx PORT+3; Icecast PORT+100, its HTTPS PORT+101
 OUT=${BENCH_OUT:-target/bench/$(date +%Y%m%d-%H%M%S)}
+GENERATORS=${BENCH_GENERATORS:-auto}    # load generator processes per load; auto: 1 per 10,000 listeners
 BUILD=${BENCH_BUILD:-1}
 TABLE_ONLY=${BENCH_TABLE_ONLY:-0}         # 1: only print the table of the results in BENCH_OUT
 
@@ -91,6 +103,15 @@ if [ "$HTTPS" = 1 ] && [ "$TABLE_ONLY" != 1 ] && ! command -v openssl >/dev/null
     HTTPS=0
 fi
 [ -f "$FILE" ] || die "$FILE: no such file (BENCH_FILE)"
+case "$GENERATORS" in
+    auto) ;;
+    *[!0-9]* | '' | 0) die "BENCH_GENERATORS must be auto or a positive number" ;;
+esac
+
+# Load generator processes for a load of $1 listeners.
+generators_for() {
+    if [ "$GENERATORS" = auto ]; then ceil_div "$1" 10000; else echo "$GENERATORS"; fi
+}
 
 # Every listener is a descriptor on both ends; ask for plenty.
 want_fds=$((LISTENERS + STORM_BASE + STORM_JOIN + 2 * HTTPS_LISTENERS + 1024))
@@ -100,12 +121,22 @@ ulimit -n "$want_fds" 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 if [ "$(ulimit -n)" -lt $((LISTENERS + 64)) ]; then
     echo "bench: open-files limit $(ulimit -n) is below BENCH_LISTENERS; connects will fail" >&2
 fi
+# The server holds every listener; each generator only its share (cycast-load raises its soft
+# limit to the hard one).
+for n in "$LISTENERS" "$STORM_BASE" "$STORM_JOIN"; do
+    g=$(generators_for "$n")
+    if [ "$(ulimit -Hn)" -lt $(($(ceil_div "$n" "$g") + 64)) ]; then
+        echo "bench: open-files hard limit $(ulimit -Hn) is below $n listeners over $g load generator(s); raise BENCH_GENERATORS" >&2
+    fi
+done
 
 if [ "$BUILD" = 1 ] && [ "$TABLE_ONLY" != 1 ]; then
     say "building release binaries"
     cargo build --release --quiet --bin cycast --bin cycast-load
 fi
-[ -x "$CYCAST" ] && [ -x "$LOAD" ] || die "missing $CYCAST or $LOAD (run with BENCH_BUILD=1)"
+if [ ! -x "$CYCAST" ] || [ ! -x "$LOAD" ]; then
+    die "missing $CYCAST or $LOAD (run with BENCH_BUILD=1)"
+fi
 
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
@@ -196,6 +227,7 @@ CYCAST_CONFIG="$TMP/cycast.hcl"
 ice_tls_socket=""
 ice_tls_cert=""
 if [ "$HTTPS" = 1 ] && [ "$TABLE_ONLY" != 1 ]; then
+    # shellcheck source=scripts/lib/cert.sh
     source scripts/lib/cert.sh
     make_localhost_cert "$TMP"
     { cat "$TMP/cycast.hcl"
@@ -338,13 +370,14 @@ start_server() {
     [ "${n:-0}" -gt 1000 ] 2>/dev/null \
         || { echo "bench: $1: no audio at $LISTEN_URL; skipping" >&2; return 1; }
 }
+SERVER_ENV=()   # VAR=value for cycast's environment (an engines run)
 
 # Starts server $1 (cycast|icecast) and its source; sets SERVER_PID, LISTEN_URL.
 start_plain_server() {
     local name=$1 source_url
     case "$name" in
         cycast)
-            "$CYCAST" --config "$CYCAST_CONFIG" >"$OUT/$name-$2-server.log" 2>&1 &
+            env "${SERVER_ENV[@]}" "$CYCAST" --config "$CYCAST_CONFIG" >"$OUT/$name-$2-server.log" 2>&1 &
             SERVER_PID=$!
             source_url="http://source:$PASSWORD@127.0.0.1:$PORT/stream"
             LISTEN_URL="http://127.0.0.1:$((PORT + 1))/stream"
@@ -412,10 +445,123 @@ sample_accept_queue() {
     done
 }
 
-load() {
-    local limit=$1
-    shift
-    timeout -k 5 "$limit" "$LOAD" "$@"
+# Load generator processes running, by result name: "pid pid ...".
+declare -A LOAD_PIDS=()
+
+# Starts the load named $2 in the background: $3 listeners joining at $4 per second over the
+# generators_for processes, each with its share and the rest of the arguments, within $1
+# seconds. One process writes $OUT/$2.json and .log; several write $2.gN.json and .log each,
+# merged into $2.json by finish_load.
+start_load() {
+    local limit=$1 label=$2 listeners=$3 ramp=$4 count g n r out
+    shift 4
+    count=$(generators_for "$listeners")
+    LOAD_PIDS[$label]=""
+    for ((g = 1; g <= count; g++)); do
+        # The first listeners % count processes take one more.
+        n=$((listeners / count + (g <= listeners % count ? 1 : 0)))
+        [ "$n" -gt 0 ] || continue
+        r=$(awk -v r="$ramp" -v n="$n" -v t="$listeners" 'BEGIN { printf "%.6g", r * n / t }')
+        out=$label
+        [ "$count" = 1 ] || out=$label.g$g
+        timeout -k 5 "$limit" "$LOAD" --listeners "$n" --ramp "$r" --ttfb-samples "$@" \
+            >"$OUT/$out.json" 2>"$OUT/$out.log" &
+        LOAD_PIDS[$label]+=" $!"
+        PIDS+=("$!")
+    done
+}
+
+# Waits for the load named $1 and, when it ran in several processes, merges their reports.
+finish_load() {
+    local label=$1 pid failed=0
+    for pid in ${LOAD_PIDS[$label]}; do
+        wait "$pid" || failed=1
+        forget "$pid"
+    done
+    unset "LOAD_PIDS[$label]"
+    [ "$failed" = 0 ] || echo "bench: $label: a load generator failed (see $OUT/$label*.log)" >&2
+    local parts=("$OUT/$label".g*.json)
+    [ -e "${parts[0]}" ] && merge_load "$OUT/$label.json" "${parts[@]}"
+    return 0
+}
+
+# Merges the reports $2... of one load's generators into $1.
+merge_load() {
+    python3 - "$@" <<'PY'
+import json, math, sys
+
+out, parts = sys.argv[1], []
+for name in sys.argv[2:]:
+    try:
+        with open(name) as f:
+            parts.append(json.load(f))
+    except (OSError, ValueError) as e:
+        print(f"bench: {name}: {e}; left out of the merge", file=sys.stderr)
+if not parts:
+    sys.exit(0)
+
+def total(key, *path):
+    vals = []
+    for p in parts:
+        d = p
+        for k in path:
+            d = (d or {}).get(k)
+        vals.append((d or {}).get(key) if path else p.get(key))
+    return [v for v in vals if v is not None]
+
+def nearest_rank(sorted_us, pct):
+    rank = max(1, min(len(sorted_us), math.ceil(pct / 100 * len(sorted_us))))
+    return sorted_us[rank - 1] / 1000
+
+m = dict(parts[0])
+m["generators"] = len(parts)
+m["listeners"] = sum(total("listeners"))
+m["ramp_per_s"] = sum(total("ramp_per_s"))
+m["run_seconds"] = max(total("run_seconds"))
+m["nofile_limit"] = min(total("nofile_limit"))
+m["connects"] = {k: sum(total(k, "connects")) for k in parts[0]["connects"]}
+for key in ("other_statuses", "connect_errors"):
+    acc = {}
+    for p in parts:
+        for k, v in p.get(key, []):
+            acc[k] = acc.get(k, 0) + v
+    m[key] = sorted(acc.items())
+samples = [p.get("ttfb_samples_us") for p in parts]
+m.pop("ttfb_samples_us", None)
+if all(s is not None for s in samples):
+    every = sorted(us for s in samples for us in s)
+    m["ttfb"] = {"count": len(every),
+                 "p50_ms": nearest_rank(every, 50) if every else None,
+                 "p99_ms": nearest_rank(every, 99) if every else None,
+                 "max_ms": every[-1] / 1000 if every else None,
+                 "merge": "exact"}
+else:
+    m["ttfb"] = {"count": sum(total("count", "ttfb")),
+                 **{k: max(total(k, "ttfb"), default=None) for k in ("p50_ms", "p99_ms", "max_ms")},
+                 "merge": "max of the generators"}
+t = {k: sum(total(k, "throughput")) for k in ("total_bytes", "aggregate_mbit_s", "steady_bytes")}
+t["steady_seconds"] = parts[0]["throughput"]["steady_seconds"]
+t["bitrate_kbps"] = next(iter(total("bitrate_kbps", "throughput")), None)
+t["slowest_kbps"] = min(total("slowest_kbps", "throughput"), default=None)
+t["slowest_ratio"] = min(total("slowest_ratio", "throughput"), default=None)
+m["throughput"] = t
+m["quality"] = {k: (max if k == "max_gap_ms" else sum)(total(k, "quality")) for k in parts[0]["quality"]}
+# Server CPU once: the first process's steady phase, per GB delivered to every process in it
+# (each process's steady delivery rate times that phase's length).
+server = parts[0].get("server")
+if server:
+    secs = t["steady_seconds"]
+    rate = sum(p["throughput"]["steady_bytes"] / p["throughput"]["steady_seconds"]
+               for p in parts if p["throughput"]["steady_seconds"] > 0)
+    gb = rate * secs / 1e9
+    server = dict(server, cpu_seconds_per_gb=server["cpu_seconds"] / gb if gb > 0 else None)
+m["server"] = server
+cpu = total("client_cpu_seconds")
+m["client_cpu_seconds"] = sum(cpu) if cpu else None
+m["client_cpu_seconds_each"] = cpu
+with open(out, "w") as f:
+    json.dump(m, f)
+PY
 }
 
 icy_flag=()
@@ -431,30 +577,60 @@ run_steady() {
     ramp_s=$(ceil_div "$LISTENERS" "$RAMP")
     local total=$((ramp_s + DURATION))
     say "$name steady: $LISTENERS listeners at $RAMP/s, $total s"
-    local args=(--url "$LISTEN_URL" "${CLIENT_TLS[@]}" --listeners "$LISTENERS" --ramp "$RAMP"
-        --duration "$total" --prebuffer "$PREBUFFER" --verify-every "$VERIFY_EVERY" "${icy_flag[@]}"
-        --json --pid "$SERVER_PID" "${ALSO_PIDS[@]}")
-    echo "$LOAD ${args[*]}" >"$OUT/$label-steady.cmd"
-    load $((total + 60)) "${args[@]}" >"$OUT/$label-steady.json" 2>"$OUT/$label-steady.log" \
-        || echo "bench: $label steady load run failed" >&2
+    local args=(--url "$LISTEN_URL" "${CLIENT_TLS[@]}" --duration "$total" --prebuffer "$PREBUFFER"
+        --verify-every "$VERIFY_EVERY" "${icy_flag[@]}" --json --pid "$SERVER_PID" "${ALSO_PIDS[@]}")
+    echo "$LOAD --listeners $LISTENERS --ramp $RAMP ${args[*]}   (over $(generators_for "$LISTENERS") process(es))" \
+        >"$OUT/$label-steady.cmd"
+    start_load $((total + 60)) "$label-steady" "$LISTENERS" "$RAMP" "${args[@]}"
+    local perf=""
+    if [ "$PERF" = 1 ]; then
+        # A profile of the steady phase; the perf run's own CPU makes its figures not for comparing.
+        ( sleep $((ramp_s + SETTLE)) && exec perf record -g -F 999 -p "$SERVER_PID" \
+            -o "$OUT/$label-steady.perf.data" -- sleep 15 ) >"$OUT/$label-steady.perf.log" 2>&1 &
+        perf=$!
+        PIDS+=("$perf")
+    fi
+    finish_load "$label-steady"
+    if [ -n "$perf" ]; then
+        wait "$perf" 2>/dev/null || true
+        forget "$perf"
+    fi
     stop_server
 }
 
 # The steady scenario with each fan-out engine in turn (cycast only), plain and with ICY.
 run_engines() {
-    local icy_runs=(0) icy engine saved=("${icy_flag[@]}")
-    [ "$ENGINES_ICY" = 1 ] && icy_runs+=(1)
+    local icy_runs=(0) icy engine variant saved=("${icy_flag[@]}")
+    case "$ENGINES_ICY" in
+        1) icy_runs+=(1) ;;
+        only) icy_runs=(1) ;;
+    esac
     for icy in "${icy_runs[@]}"; do
         icy_flag=()
         [ "$icy" = 1 ] && icy_flag=(--icy)
-        for engine in send io_uring; do
-            CYCAST_CONFIG="$TMP/cycast-$engine.hcl"
-            local label="engine-$engine"
+        for variant in $ENGINES; do
+            engine=${variant%%,*}
+            case "$engine" in send | io_uring) ;; *) die "BENCH_ENGINES: unknown engine $engine" ;; esac
+            SERVER_ENV=()
+            local label="engine-$engine" assignment
+            if [ "$variant" != "$engine" ]; then
+                IFS=, read -ra SERVER_ENV <<<"${variant#*,}"
+                for assignment in "${SERVER_ENV[@]}"; do label="$label-${assignment#*=}"; done
+            fi
             [ "$icy" = 1 ] && label="$label-icy"
+            # A variant listed again (to interleave repeats) gets its own results.
+            local base=$label repeat=1
+            while grep -q "^$label	" "$OUT/engines.txt" 2>/dev/null; do
+                repeat=$((repeat + 1))
+                label=$base-$repeat
+            done
+            CYCAST_CONFIG="$TMP/cycast-$engine.hcl"
+            printf '%s\t%s\t%s\n' "$label" "${variant//,/ }" "$icy" >>"$OUT/engines.txt"
             run_steady cycast "$label"
             grep -m1 'is not available' "$OUT/cycast-${label}-steady-server.log" >&2 || true
         done
     done
+    SERVER_ENV=()
     icy_flag=("${saved[@]}")
     CYCAST_CONFIG="$TMP/cycast.hcl"
 }
@@ -472,34 +648,29 @@ run_storm() {
     local join_total=$((join_s + STORM_TAIL))
     local base_total=$((base_ramp_s + SETTLE + join_total + 5))
     say "$name storm: $STORM_BASE playing, then $STORM_JOIN joining at $STORM_RATE/s"
-    timeout -k 5 $((base_total + 60)) "$LOAD" --url "$LISTEN_URL" "${CLIENT_TLS[@]}" --listeners "$STORM_BASE" \
-        --ramp "$STORM_BASE_RAMP" --duration "$base_total" --prebuffer "$PREBUFFER" \
-        --verify-every "$VERIFY_EVERY" "${icy_flag[@]}" \
-        --quiet --json >"$OUT/$label-storm-base.json" 2>"$OUT/$label-storm-base.log" &
-    local base_pid=$!
-    PIDS+=("$base_pid")
+    start_load $((base_total + 60)) "$label-storm-base" "$STORM_BASE" "$STORM_BASE_RAMP" \
+        --url "$LISTEN_URL" "${CLIENT_TLS[@]}" --duration "$base_total" --prebuffer "$PREBUFFER" \
+        --verify-every "$VERIFY_EVERY" "${icy_flag[@]}" --quiet --json
     sleep $((base_ramp_s + SETTLE))
     netstat_counters >"$OUT/$label-storm-netstat-before.txt"
     thread_ticks "$SERVER_PID" >"$OUT/$label-storm-threads-before.txt"
     sample_accept_queue "$port" "$OUT/$label-storm-acceptq.txt" &
     local sampler=$!
     PIDS+=("$sampler")
-    local args=(--url "$LISTEN_URL" "${CLIENT_TLS[@]}" --listeners "$STORM_JOIN" --ramp "$STORM_RATE"
-        --duration "$join_total" --prebuffer "$PREBUFFER" --verify-every "$VERIFY_EVERY" "${icy_flag[@]}"
-        --json --pid "$SERVER_PID" "${ALSO_PIDS[@]}")
-    echo "$LOAD ${args[*]}   (while $STORM_BASE listeners joined at $STORM_BASE_RAMP/s play)" >"$OUT/$label-storm.cmd"
+    local args=(--url "$LISTEN_URL" "${CLIENT_TLS[@]}" --duration "$join_total" --prebuffer "$PREBUFFER"
+        --verify-every "$VERIFY_EVERY" "${icy_flag[@]}" --json --pid "$SERVER_PID" "${ALSO_PIDS[@]}")
+    echo "$LOAD --listeners $STORM_JOIN --ramp $STORM_RATE ${args[*]}   (over $(generators_for "$STORM_JOIN") process(es), while $STORM_BASE listeners joined at $STORM_BASE_RAMP/s play)" >"$OUT/$label-storm.cmd"
     # The joiners' ramp ends after join_s; samples then cover the storm itself.
     ( sleep "$join_s"; thread_ticks "$SERVER_PID" >"$OUT/$label-storm-threads-after.txt"; \
       netstat_counters >"$OUT/$label-storm-netstat-after.txt" ) &
     local snap=$!
     PIDS+=("$snap")
-    load $((join_total + 60)) "${args[@]}" >"$OUT/$label-storm.json" 2>"$OUT/$label-storm.log" \
-        || echo "bench: $label storm load run failed" >&2
+    start_load $((join_total + 60)) "$label-storm" "$STORM_JOIN" "$STORM_RATE" "${args[@]}"
+    finish_load "$label-storm"
     wait "$snap" 2>/dev/null || true
     forget "$snap"
     stop "$sampler"
-    wait "$base_pid" 2>/dev/null || echo "bench: $label storm base load run failed" >&2
-    forget "$base_pid"
+    finish_load "$label-storm-base"
     stop_server
 }
 
@@ -533,6 +704,7 @@ source: $FILE, looped, real time
 steady: BENCH_LISTENERS=$LISTENERS BENCH_RAMP=$RAMP BENCH_DURATION=$DURATION
 https: BENCH_HTTPS_LISTENERS=$HTTPS_LISTENERS BENCH_HTTPS_DURATION=$HTTPS_DURATION, nginx: $( [ "$NGINX" = 1 ] && nginx -v 2>&1 | sed 's/^nginx version: //' || echo 'not run')
 storm: BENCH_STORM_BASE=$STORM_BASE BENCH_STORM_BASE_RAMP=$STORM_BASE_RAMP BENCH_STORM_JOIN=$STORM_JOIN BENCH_STORM_RATE=$STORM_RATE BENCH_STORM_TAIL=$STORM_TAIL
+load generators: BENCH_GENERATORS=$GENERATORS (steady: $(generators_for "$LISTENERS"), storm: $(generators_for "$STORM_BASE") playing + $(generators_for "$STORM_JOIN") joining); several are merged: counts summed, TTFB percentiles over every listener's sample, server CPU from the first one's steady phase per GB delivered to all
 player: BENCH_PREBUFFER=$PREBUFFER BENCH_VERIFY_EVERY=$VERIFY_EVERY BENCH_ICY=$ICY
 load average at start: $(cut -d' ' -f1-3 /proc/loadavg)
 servers: queue size $QUEUE_SIZE, burst $BURST_SIZE; cycast ring ${RING_MB} MiB, shards $SHARDS
@@ -607,6 +779,16 @@ steady = {s: load(f"{s}-steady.json") for s in servers}
 storm = {s: load(f"{s}-storm.json") for s in servers}
 base = {s: load(f"{s}-storm-base.json") for s in servers}
 
+def generators(d):
+    """Load generator processes and the CPU seconds they used (each, when several)."""
+    if d is None:
+        return None
+    each = d.get("client_cpu_seconds_each")
+    if each:
+        return f"{len(each)}, " + " + ".join(f"{c:.2f}" for c in each)
+    cpu = d.get("client_cpu_seconds")
+    return "1" if cpu is None else f"1, {cpu:.2f}"
+
 def fmt(v, digits=1):
     if v is None:
         return "-"
@@ -644,7 +826,7 @@ if any(steady.values()):
     row("**server CPU s per GB**", each(lambda s: get(steady[s], "server", "cpu_seconds_per_gb")), ratio=True, digits=2)
     row("server RSS end MB", each(lambda s: get(steady[s], "server", "rss_end_mb")), ratio=True)
     row("server RSS peak MB", each(lambda s: get(steady[s], "server", "rss_peak_mb")), ratio=True)
-    row("load generator CPU s", each(lambda s: get(steady[s], "client_cpu_seconds")))
+    row("load generators: processes, CPU s", each(lambda s: generators(steady[s])))
 if any(storm.values()):
     nd = each(netstat_delta)
     tc = each(thread_cpu)
@@ -667,13 +849,21 @@ if rows:
     for label, cells in rows:
         print("| " + " | ".join([label, *cells]) + " |")
 
-# The engines scenario: send and io_uring side by side, plain and ICY listeners.
-runs = [(f"engine-{e}{v}", e, v) for v in ("", "-icy") for e in ("send", "io_uring")]
-runs = [(label, e, v, load(f"{label}-steady.json")) for label, e, v in runs]
+# The engines scenario: the runs of BENCH_ENGINES side by side, plain and ICY listeners, as
+# engines.txt lists them (label, engine and cycast's environment, ICY); older results: the two
+# engines.
+runs = [(r[0], r[1], r[2] == "1") for r in (l.split("\t") for l in open(os.path.join(out, "engines.txt")).read().splitlines())] \
+    if os.path.exists(os.path.join(out, "engines.txt")) \
+    else [(f"engine-{e}{v}", e, v == "-icy") for v in ("", "-icy") for e in ("send", "io_uring")]
+runs = [(label, e, icy, load(f"{label}-steady.json")) for label, e, icy in runs]
 runs = [r for r in runs if r[3]]
 if runs:
     print()
-    cols = [f"{e}{' ICY' if v else ''}" for _, e, v, _ in runs]
+    seen = {}
+    cols = []
+    for _, e, v, _ in runs:
+        seen[(e, v)] = seen.get((e, v), 0) + 1
+        cols.append(f"{e}{' ICY' if v else ''}{f' #{seen[(e, v)]}' if seen[(e, v)] > 1 else ''}")
     print("| fan-out engine | " + " | ".join(cols) + " |")
     print("|" + "|".join(["---"] + ["---:"] * len(cols)) + "|")
     def erow(label, fn):
@@ -685,15 +875,24 @@ if runs:
     erow("server CPU, share of one core", lambda d: f"{get(d, 'server', 'cpu_share'):.3f}")
     erow("**server CPU s per GB**", lambda d: f"{get(d, 'server', 'cpu_seconds_per_gb'):.3f}")
     erow("server RSS peak MB", lambda d: get(d, "server", "rss_peak_mb"))
+    erow("load generators: processes, CPU s", generators)
     print()
-    by = {(e, v): d for _, e, v, d in runs}
-    for v in ("", "-icy"):
-        a, b = by.get(("io_uring", v)), by.get(("send", v))
-        ga, gb = get(a, "server", "cpu_seconds_per_gb"), get(b, "server", "cpu_seconds_per_gb")
-        if ga and gb:
-            r = ga / gb
-            kind = "ICY listeners" if v else "plain listeners"
-            print(f"- io_uring CPU s per GB at most 0.85x send's ({kind}): {'met' if r <= 0.85 else 'missed'} (ratio {r:.3f})")
+    # Each variant's mean over its runs (BENCH_ENGINES may list a variant more than once).
+    per_gb = {}
+    for _, e, v, d in runs:
+        g = get(d, "server", "cpu_seconds_per_gb")
+        if g:
+            per_gb.setdefault((e, v), []).append(g)
+    for (e, v), values in per_gb.items():
+        base = per_gb.get(("send", v))
+        if e == "send" or not base:
+            continue
+        ga, gb = sum(values) / len(values), sum(base) / len(base)
+        r = ga / gb
+        kind = "ICY listeners" if v else "plain listeners"
+        runs_note = f"; means of {len(values)} and {len(base)} runs" if len(values) + len(base) > 2 else ""
+        print(f"- {e} CPU s per GB at most 0.85x send's ({kind}): {'met' if r <= 0.85 else 'missed'} "
+              f"(ratio {r:.3f}: {ga:.3f} against {gb:.3f}{runs_note})")
 
 # The https scenario: cycast plain, cycast HTTPS, Icecast HTTPS, nginx -> cycast, then the
 # handshake storm on cycast HTTPS.

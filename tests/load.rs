@@ -225,6 +225,7 @@ fn a_clean_real_time_server_shows_no_faults() {
         "--verify-every",
         "1",
         "--icy",
+        "--ttfb-samples",
     ]);
     let (c, q, t) = (&r["connects"], &r["quality"], &r["throughput"]);
     assert_eq!(c["answered_200"], 5, "{r}");
@@ -239,6 +240,16 @@ fn a_clean_real_time_server_shows_no_faults() {
     assert_eq!(q["icy_errors"], 0, "{r}");
     assert_eq!(t["bitrate_kbps"], 128, "{r}");
     assert!(r["ttfb"]["p99_ms"].as_f64().unwrap() < 500.0, "{r}");
+    // Every listener's own time to first byte, the summary's slowest among them.
+    let samples: Vec<u64> = r["ttfb_samples_us"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no ttfb_samples_us: {r}"))
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    assert_eq!(samples.len(), 5, "{r}");
+    let slowest = *samples.iter().max().unwrap() as f64 / 1000.0;
+    assert_eq!(Some(slowest), r["ttfb"]["max_ms"].as_f64(), "{r}");
 }
 
 #[test]

@@ -62,6 +62,8 @@ pub struct Settings {
     pub also_pids: Vec<u32>,
     /// Print a progress line every second on stderr.
     pub progress: bool,
+    /// Keep every time to first byte in the report.
+    pub ttfb_samples: bool,
 }
 
 /// The GET request for `url`, asking for ICY metadata when `icy`.
@@ -359,6 +361,7 @@ pub fn run(s: &Settings) -> io::Result<Report> {
         connects: totals.connects,
         other_statuses: statuses,
         connect_errors: totals.connect_errors.into_iter().collect(),
+        ttfb_samples_us: s.ttfb_samples.then(|| totals.ttfb_us.clone()),
         ttfb: Ttfb::from_micros(totals.ttfb_us),
         handshake: s
             .tls

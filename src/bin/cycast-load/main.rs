@@ -112,6 +112,10 @@ pub struct ListenOptions {
     /// Print the report as one JSON object on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Also report every listener's time to first audio byte (`ttfb_samples_us`), so the
+    /// reports of several load processes merge into exact percentiles.
+    #[arg(long)]
+    pub ttfb_samples: bool,
     /// No progress line on stderr.
     #[arg(long)]
     pub quiet: bool,
@@ -234,6 +238,7 @@ pub fn run_listeners(opts: &ListenOptions) -> Result<Report, String> {
         pid: opts.pid,
         also_pids: opts.also_pid.clone(),
         progress: !opts.quiet,
+        ttfb_samples: opts.ttfb_samples,
     };
     let mut report = client::run(&settings).map_err(|e| format!("event loop: {e}"))?;
     report.url = url.redacted();

@@ -228,6 +228,10 @@ pub struct Report {
     pub connect_errors: Vec<(String, u64)>,
     /// Time to first audio byte.
     pub ttfb: Ttfb,
+    /// With `--ttfb-samples`: every listener's time to first audio byte, in microseconds, in
+    /// no order (reports of several processes merge into exact percentiles).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ttfb_samples_us: Option<Vec<u32>>,
     /// For `https://`: time from connect start to the end of the TLS handshake (part of the
     /// time to first byte, reported apart).
     pub handshake: Option<Ttfb>,
