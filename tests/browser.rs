@@ -487,6 +487,62 @@ fn station_page_follows_the_title_and_plays_the_stream() {
     browser.assert_clean(&origin);
 }
 
+/// The station page's player as Safari and iOS see it: a browser that claims HLS
+/// (`canPlayType` of the playlist type, simulated here because no WebKit runs on this
+/// machine) gets the mount's playlist, one that does not gets the Icecast stream, for the
+/// mounts rendered with the page and for one that appears later.
+#[test]
+fn station_page_picks_hls_exactly_when_the_browser_claims_it() {
+    let Some(mut browser) = browser(json!({"colorScheme": "light"})) else {
+        return;
+    };
+    let server = Server::start(&config(""));
+    let _live = LiveSource::start(server.source, "/stream", "Morning Tone Band - First Light");
+    let origin = origin(&server);
+    // `?claims-hls` answers "maybe" for the playlist type, `?no-hls` answers "".
+    browser.call(json!({"cmd": "initScript", "js": "(() => {\
+        const own = HTMLMediaElement.prototype.canPlayType;\
+        HTMLMediaElement.prototype.canPlayType = function (type) {\
+          if (type !== 'application/vnd.apple.mpegurl') return own.call(this, type);\
+          if (location.search === '?claims-hls') return 'maybe';\
+          if (location.search === '?no-hls') return '';\
+          return own.call(this, type);\
+        };\
+      })()"}));
+    let src = |browser: &mut Browser, mount: &str| {
+        browser.eval(&format!(
+            "document.querySelector('audio[data-mount=\"{mount}\"]')?.getAttribute('src') ?? null"
+        ))
+    };
+    let mut second = None;
+    for (hash, claims) in [("?no-hls", false), ("?claims-hls", true)] {
+        assert_eq!(browser.open(&format!("{origin}/{hash}")), json!(200));
+        let expected = |mount: &str| {
+            json!(if claims {
+                format!("{mount}/index.m3u8")
+            } else {
+                mount.to_string()
+            })
+        };
+        assert_eq!(src(&mut browser, "/stream"), expected("/stream"), "{hash}");
+        // A mount that appears while the page is open gets the same choice.
+        let mount = format!("/later{}", u8::from(claims));
+        second = Some(LiveSource::start(
+            server.source,
+            &mount,
+            "Night Owls - Slow Tones",
+        ));
+        browser.wait_for(
+            &format!("document.querySelector('audio[data-mount=\"{mount}\"]')"),
+            Duration::from_secs(5),
+            "a player for the new mount",
+        );
+        assert_eq!(src(&mut browser, &mount), expected(&mount), "{hash}");
+    }
+    drop(second);
+    browser.assert_clean(&origin);
+}
+
 /// hls.js from npm (test-only, installed beside playwright-core), or why it is missing.
 fn hls_js() -> Result<PathBuf, String> {
     let path = manifest_dir().join("tests/browser/node_modules/hls.js/dist/hls.min.js");
