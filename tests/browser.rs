@@ -572,7 +572,7 @@ fn hls_js_plays_the_playlist_and_reports_the_id3_title() {
         return;
     };
     let server = Server::start(&config("hls {\n  segment_seconds = 2\n}\n"));
-    let _live = LiveSource::start(server.source, "/stream", "Morning Tone Band - First Light");
+    let live = LiveSource::start(server.source, "/stream", "Morning Tone Band - First Light");
     let origin = origin(&server);
     wait_until(Duration::from_secs(15), "the first HLS segment", || {
         http_get(server.listen, "/stream/index.m3u8")
@@ -638,6 +638,42 @@ fn hls_js_plays_the_playlist_and_reports_the_id3_title() {
         tags.windows(2).all(|w| w[1].0 <= w[0].0 || w[0].1 < w[1].1),
         "metadata timestamps out of order: {metadata}"
     );
+
+    // Across discontinuities: the live source leaves for one at 48 kHz, which plays 4 s and
+    // leaves for the playlist's 44.1 kHz tracks. hls.js plays into the segments after both.
+    if common::have("ffmpeg") {
+        drop(live);
+        let track = manifest_dir().join("music/01-morning-tone.mp3");
+        let other_rate = Command::new("ffmpeg")
+            .args(["-nostdin", "-v", "error", "-re", "-t", "4", "-i"])
+            .arg(&track)
+            .args(["-c:a", "libmp3lame", "-ar", "48000", "-b:a", "128k"])
+            .args(["-content_type", "audio/mpeg", "-f", "mp3"])
+            .arg(format!("icecast://source:hackme@{}/stream", server.source))
+            .stdin(Stdio::null())
+            .output()
+            .expect("run ffmpeg source");
+        assert!(
+            other_rate.status.success(),
+            "48 kHz source: {}",
+            String::from_utf8_lossy(&other_rate.stderr)
+        );
+        let crossed = browser.wait_for(
+            "report.cc >= 2 && audio.currentTime",
+            Duration::from_secs(30),
+            "hls.js to play past both discontinuities",
+        );
+        browser.wait_for(
+            &format!("audio.currentTime > {} + 1", crossed.as_f64().unwrap()),
+            Duration::from_secs(10),
+            "currentTime to advance after the discontinuities",
+        );
+        let text =
+            String::from_utf8_lossy(&http_get(server.listen, "/stream/index.m3u8").1).into_owned();
+        assert!(text.contains("#EXT-X-DISCONTINUITY\n"), "{text}");
+    } else {
+        eprintln!("ffmpeg not installed; hls.js is not played across a discontinuity");
+    }
     let fatal = browser.eval("report.errors.filter(e => e.startsWith('fatal'))");
     assert_eq!(fatal, json!([]), "hls.js gave up");
     assert!(
