@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -57,8 +56,7 @@ fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
 }
 
 fn request(server: &Server, method: &str, path: &str, extra: &str) -> (String, Vec<u8>) {
-    let raw =
-        format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{extra}\r\n");
+    let raw = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\n{extra}\r\n");
     split_head(&raw_exchange(
         server.listen,
         raw.as_bytes(),
@@ -231,118 +229,6 @@ fn segments_answer_validators_ranges_and_head() {
         .get("/nomount/index.m3u8")
         .0
         .starts_with("HTTP/1.0 404"));
-}
-
-/// Reads one response off `stream`: (head, body of its `Content-Length`).
-fn read_response(stream: &mut std::net::TcpStream) -> (String, Vec<u8>) {
-    let mut all = Vec::new();
-    let mut byte = [0u8; 1];
-    while !all.ends_with(b"\r\n\r\n") {
-        assert_eq!(stream.read(&mut byte).expect("response head"), 1, "closed");
-        all.push(byte[0]);
-    }
-    let head = String::from_utf8(all).unwrap();
-    let len = header(&head, "content-length").map_or(0, |l| l.parse().unwrap());
-    let mut body = vec![0; len];
-    stream.read_exact(&mut body).expect("response body");
-    (head, body)
-}
-
-/// Sends `request` on `stream` and reads the answer.
-fn exchange(stream: &mut std::net::TcpStream, request: &str) -> (String, Vec<u8>) {
-    stream.write_all(request.as_bytes()).unwrap();
-    read_response(stream)
-}
-
-/// Whether the server answers another request on `stream` (it does not once it closed it).
-fn answers_again(stream: &mut std::net::TcpStream) -> bool {
-    let _ = stream.write_all(b"GET /stream/index.m3u8 HTTP/1.1\r\nHost: x\r\n\r\n");
-    let mut byte = [0u8; 1];
-    matches!(stream.read(&mut byte), Ok(1))
-}
-
-fn connect(server: &Server) -> std::net::TcpStream {
-    let stream = std::net::TcpStream::connect(server.listen).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    stream
-}
-
-#[test]
-fn players_fetch_playlist_and_segments_over_one_connection() {
-    let server = Server::start(&(CONFIG.to_string() + "limits {\n  header_timeout = 1\n}\n"));
-    playlist_with(&server, 2);
-    let get =
-        |path: &str, extra: &str| format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n{extra}\r\n");
-    // HTTP/1.1: the playlist, then its newest and oldest segments, on the same connection.
-    let mut stream = connect(&server);
-    let (head, body) = exchange(&mut stream, &get("/stream/index.m3u8", ""));
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    assert_eq!(header(&head, "connection"), Some("keep-alive"));
-    let listed = segments(&String::from_utf8(body).unwrap());
-    let mut etag = String::new();
-    for (_, uri) in [listed.last().unwrap(), listed.first().unwrap()] {
-        let (head, body) = exchange(&mut stream, &get(&format!("/stream/{uri}"), ""));
-        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-        assert_eq!(header(&head, "connection"), Some("keep-alive"));
-        priv_timestamp(&body);
-        walk_frames(&body[tag_len(&body)..]).expect("whole frames");
-        etag = header(&head, "etag").unwrap().to_string();
-    }
-    let path = format!("/stream/{}", listed[0].1);
-    let (head, body) = exchange(
-        &mut stream,
-        &get(&path, &format!("If-None-Match: {etag}\r\n")),
-    );
-    assert!(
-        head.starts_with("HTTP/1.1 304") && body.is_empty(),
-        "{head}"
-    );
-    let (head, body) = exchange(&mut stream, &get(&path, "Range: bytes=0-9\r\n"));
-    assert!(
-        head.starts_with("HTTP/1.1 206") && body.len() == 10,
-        "{head}"
-    );
-    assert!(answers_again(&mut stream));
-
-    // `Connection: close`, HTTP/1.0 without keep-alive, and errors end the connection after
-    // their answer, which says so.
-    for (request, status) in [
-        (
-            get("/stream/index.m3u8", "Connection: close\r\n"),
-            "HTTP/1.1 200",
-        ),
-        (
-            "GET /stream/index.m3u8 HTTP/1.0\r\n\r\n".to_string(),
-            "HTTP/1.1 200",
-        ),
-        (get("/stream/1-99999999.mp3", ""), "HTTP/1.0 404"),
-    ] {
-        let mut stream = connect(&server);
-        let (head, _) = exchange(&mut stream, &request);
-        assert!(head.starts_with(status), "{head}");
-        assert_eq!(header(&head, "connection"), Some("close"), "{request}");
-        assert!(
-            !answers_again(&mut stream),
-            "{request} left the connection open"
-        );
-    }
-    // HTTP/1.0 may ask to keep it.
-    let mut stream = connect(&server);
-    let (head, _) = exchange(
-        &mut stream,
-        "GET /stream/index.m3u8 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
-    );
-    assert_eq!(header(&head, "connection"), Some("keep-alive"), "{head}");
-    assert!(answers_again(&mut stream));
-
-    // An idle connection closes after the header timeout, without an answer.
-    let mut idle = connect(&server);
-    exchange(&mut idle, &get("/stream/index.m3u8", ""));
-    let mut rest = Vec::new();
-    idle.read_to_end(&mut rest).unwrap();
-    assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
 }
 
 #[test]

@@ -40,8 +40,6 @@ pub struct Answer {
     pub reply: Reply,
     /// The mount and whether a playlist (else a segment) was served; `None` for errors.
     pub hit: Option<(Arc<Mount>, Kind)>,
-    /// The response keeps the connection open for the client's next request.
-    pub keep_alive: bool,
 }
 
 /// What an HLS request fetched, for the request counters.
@@ -122,11 +120,9 @@ pub fn route(
         Some(Answer {
             reply: Reply::Whole(response(404, "Not Found", &[], why)),
             hit: None,
-            keep_alive: false,
         })
     };
     let list = mount.hls.load();
-    let keep_alive = keeps_alive(request);
     if name == PLAYLIST {
         if !matches!(
             Format::from_content_type(&mount.info().content_type),
@@ -140,9 +136,8 @@ pub fn route(
         let playlist = ctx.hls_cache.borrow_mut().playlist(&mount, &list);
         return Some(match playlist {
             Some(playlist) => Answer {
-                reply: playlist_reply(&playlist, request, head_only, keep_alive),
+                reply: playlist_reply(&playlist, request, head_only),
                 hit: Some((mount, Kind::Playlist)),
-                keep_alive,
             },
             None => Answer {
                 reply: Reply::Whole(response(
@@ -152,7 +147,6 @@ pub fn route(
                     "No HLS segment is ready yet\n",
                 )),
                 hit: None,
-                keep_alive: false,
             },
         });
     }
@@ -170,13 +164,9 @@ pub fn route(
                         .newest_segment(&mount, &list, segment)
                 })
                 .flatten();
-            let (reply, keep_alive) = segment_reply(
-                &mount, &list, segment, shared, request, head_only, keep_alive,
-            );
             Some(Answer {
-                reply,
+                reply: segment_reply(&mount, &list, segment, shared, request, head_only),
                 hit: Some((mount.clone(), Kind::Segment)),
-                keep_alive,
             })
         }
         None => not_found("This segment is not (or no longer) available\n"),
@@ -193,8 +183,8 @@ struct CachedPlaylist {
     etag: String,
     /// Its `Last-Modified`, Unix milliseconds.
     modified_ms: i64,
-    /// The `200 OK` head, closing the connection and keeping it open.
-    heads: [Rc<[u8]>; 2],
+    /// The `200 OK` head.
+    head: Rc<[u8]>,
     /// The playlist text.
     body: Rc<Vec<u8>>,
 }
@@ -205,17 +195,15 @@ struct CachedSegment {
     epoch: i64,
     /// Its sequence number.
     sequence: u64,
-    /// The `200 OK` head of a whole, unconditional GET, closing the connection and keeping
-    /// it open.
-    heads: [Rc<[u8]>; 2],
+    /// The `200 OK` head of a whole, unconditional GET.
+    head: Rc<[u8]>,
     /// Its tag and validated audio; the buffer is reused for the next segment once no
     /// response holds it.
     body: Rc<Vec<u8>>,
 }
 
-/// The heads of a whole GET of a segment (closing the connection, keeping it open) and its
-/// body, shared between requests.
-type SharedSegment = ([Rc<[u8]>; 2], Rc<Vec<u8>>);
+/// The head of a whole GET of a segment and its body, shared between requests.
+type SharedSegment = (Rc<[u8]>, Rc<Vec<u8>>);
 
 /// This shard's ready-made HLS answers: per mount, one playlist and one segment at most.
 #[derive(Default)]
@@ -247,24 +235,14 @@ impl Cache {
             first,
             newest.map_or(0, |s| s.sequence)
         );
-        let heads = [false, true].map(|keep_alive| {
-            let mut head = head(
-                "200 OK",
-                PLAYLIST_TYPE,
-                PLAYLIST_CACHE,
-                &etag,
-                modified_ms,
-                keep_alive,
-            );
-            head.push_str(&format!("Content-Length: {}\r\n\r\n", text.len()));
-            Rc::from(head.into_bytes())
-        });
+        let mut head = head("200 OK", PLAYLIST_TYPE, PLAYLIST_CACHE, &etag, modified_ms);
+        head.push_str(&format!("Content-Length: {}\r\n\r\n", text.len()));
         let cached = Rc::new(CachedPlaylist {
             list: list.clone(),
             first,
             etag,
             modified_ms,
-            heads,
+            head: head.into_bytes().into(),
             body: Rc::new(text.into_bytes()),
         });
         self.playlists.insert(mount.id, cached.clone());
@@ -281,7 +259,7 @@ impl Cache {
     ) -> Option<SharedSegment> {
         if let Some(cached) = self.segments.get(&mount.id) {
             if cached.epoch == list.epoch && cached.sequence == segment.sequence {
-                return Some((cached.heads.clone(), cached.body.clone()));
+                return Some((cached.head.clone(), cached.body.clone()));
             }
         }
         // Reuse the previous segment's buffer unless a response still sends from it.
@@ -296,25 +274,21 @@ impl Cache {
         body.resize(segment.body_len() as usize, 0);
         mount.ring.read(segment.start, &mut body[tag_len..]).ok()?;
         let etag = segment_etag(list, segment);
-        let heads = [false, true].map(|keep_alive| {
-            let mut head = head(
-                "200 OK",
-                segment.codec.content_type(),
-                SEGMENT_CACHE,
-                &etag,
-                segment.finished_ms,
-                keep_alive,
-            );
-            head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
-            Rc::from(head.into_bytes())
-        });
+        let mut head = head(
+            "200 OK",
+            segment.codec.content_type(),
+            SEGMENT_CACHE,
+            &etag,
+            segment.finished_ms,
+        );
+        head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
         let cached = CachedSegment {
             epoch: list.epoch,
             sequence: segment.sequence,
-            heads,
+            head: head.into_bytes().into(),
             body: Rc::new(body),
         };
-        let shared = (cached.heads.clone(), cached.body.clone());
+        let shared = (cached.head.clone(), cached.body.clone());
         self.segments.insert(mount.id, cached);
         Some(shared)
     }
@@ -355,49 +329,16 @@ fn not_modified(request: &Request, etag: &str, modified_ms: i64) -> bool {
 }
 
 /// Head of a 200/206/304 HLS response.
-fn head(
-    status: &str,
-    content_type: &str,
-    cache: &str,
-    etag: &str,
-    modified_ms: i64,
-    keep_alive: bool,
-) -> String {
+fn head(status: &str, content_type: &str, cache: &str, etag: &str, modified_ms: i64) -> String {
     format!(
         "HTTP/1.1 {status}\r\nServer: {}\r\nContent-Type: {content_type}\r\nCache-Control: {cache}\r\n\
-ETag: {etag}\r\nLast-Modified: {}\r\nAccept-Ranges: bytes\r\nConnection: {}\r\n{CORS}",
+ETag: {etag}\r\nLast-Modified: {}\r\nAccept-Ranges: bytes\r\nConnection: close\r\n{CORS}",
         server_id(),
         http_date(modified_ms),
-        if keep_alive { "keep-alive" } else { "close" },
     )
 }
 
-/// Whether the client asked to keep the connection for its next request: HTTP/1.1 unless it
-/// says `Connection: close`, HTTP/1.0 only with `Connection: keep-alive`. Never when bytes
-/// came after the head, since pipelined requests are not read.
-fn keeps_alive(request: &Request) -> bool {
-    let says = |token: &str| {
-        request.headers.iter().any(|(name, value)| {
-            name.eq_ignore_ascii_case("connection")
-                && value
-                    .split(',')
-                    .any(|t| t.trim().eq_ignore_ascii_case(token))
-        })
-    };
-    request.body.is_empty()
-        && if request.minor_version >= 1 {
-            !says("close")
-        } else {
-            says("keep-alive")
-        }
-}
-
-fn playlist_reply(
-    playlist: &CachedPlaylist,
-    request: &Request,
-    head_only: bool,
-    keep_alive: bool,
-) -> Reply {
+fn playlist_reply(playlist: &CachedPlaylist, request: &Request, head_only: bool) -> Reply {
     let (etag, modified) = (&playlist.etag, playlist.modified_ms);
     if not_modified(request, etag, modified) {
         let mut answer = head(
@@ -406,14 +347,13 @@ fn playlist_reply(
             PLAYLIST_CACHE,
             etag,
             modified,
-            keep_alive,
         );
         answer.push_str("\r\n");
         return Reply::Whole(answer.into_bytes());
     }
     let len = if head_only { 0 } else { playlist.body.len() };
     Reply::Shared {
-        head: playlist.heads[usize::from(keep_alive)].clone(),
+        head: playlist.head.clone(),
         body: playlist.body.clone(),
         range: (0, len),
     }
@@ -466,8 +406,8 @@ fn byte_range(request: &Request, len: u64, etag: &str) -> Result<Option<(u64, u6
     Ok(Some((from, to)))
 }
 
-/// A segment's answer and whether it keeps the connection open; `shared` is this shard's
-/// copy of it (heads of a whole GET, and body) when it is the mount's newest.
+/// A segment's answer; `shared` is this shard's copy of it (head of a whole GET, and body)
+/// when it is the mount's newest.
 fn segment_reply(
     mount: &Mount,
     list: &SegmentList,
@@ -475,24 +415,20 @@ fn segment_reply(
     shared: Option<SharedSegment>,
     request: &Request,
     head_only: bool,
-    keep_alive: bool,
-) -> (Reply, bool) {
+) -> Reply {
     let etag = segment_etag(list, segment);
     let content_type = segment.codec.content_type();
     let modified = segment.finished_ms;
-    let head = |status| {
-        head(
-            status,
+    if not_modified(request, &etag, modified) {
+        let mut answer = head(
+            "304 Not Modified",
             content_type,
             SEGMENT_CACHE,
             &etag,
             modified,
-            keep_alive,
-        )
-    };
-    if not_modified(request, &etag, modified) {
-        let answer = head("304 Not Modified") + "\r\n";
-        return (Reply::Whole(answer.into_bytes()), keep_alive);
+        );
+        answer.push_str("\r\n");
+        return Reply::Whole(answer.into_bytes());
     }
     let len = segment.body_len();
     let (status, range) = match byte_range(request, len, &etag) {
@@ -503,18 +439,17 @@ fn segment_reply(
                 "HTTP/1.1 416 Range Not Satisfiable\r\nServer: {}\r\nContent-Range: bytes */{len}\r\nContent-Length: 0\r\nConnection: close\r\n{CORS}\r\n",
                 server_id()
             );
-            return (Reply::Whole(answer.into_bytes()), false);
+            return Reply::Whole(answer.into_bytes());
         }
     };
-    if let Some((heads, body)) = shared.as_ref().filter(|_| range == (0, len)) {
-        let reply = Reply::Shared {
-            head: heads[usize::from(keep_alive)].clone(),
+    if let Some((head, body)) = shared.as_ref().filter(|_| range == (0, len)) {
+        return Reply::Shared {
+            head: head.clone(),
             body: body.clone(),
             range: (0, if head_only { 0 } else { body.len() }),
         };
-        return (reply, keep_alive);
     }
-    let mut answer = head(status);
+    let mut answer = head(status, content_type, SEGMENT_CACHE, &etag, modified);
     if range != (0, len) {
         answer.push_str(&format!(
             "Content-Range: bytes {}-{}/{len}\r\n",
@@ -523,34 +458,32 @@ fn segment_reply(
         ));
     }
     answer.push_str(&format!("Content-Length: {}\r\n\r\n", range.1 - range.0));
-    let reply = if head_only {
-        Reply::Whole(answer.into_bytes())
-    } else if let Some((_, body)) = shared {
-        Reply::Shared {
+    if head_only {
+        return Reply::Whole(answer.into_bytes());
+    }
+    if let Some((_, body)) = shared {
+        return Reply::Shared {
             head: answer.into_bytes().into(),
             body,
             range: (range.0 as usize, range.1 as usize),
-        }
-    } else {
-        Reply::Segment {
-            head: answer.into_bytes(),
-            ring: mount.ring.clone(),
-            tag: segment.tag.clone(),
-            audio_start: segment.start,
-            range,
-        }
-    };
-    (reply, keep_alive)
+        };
+    }
+    Reply::Segment {
+        head: answer.into_bytes(),
+        ring: mount.ring.clone(),
+        tag: segment.tag.clone(),
+        audio_start: segment.start,
+        range,
+    }
 }
 
-/// Sends `reply`; returns the bytes sent (head and body) and whether all of it went out. A
-/// segment whose audio the writer overwrites while it goes out is cut short (the connection
-/// closes before its announced length).
-pub async fn send(stream: &mut Conn, reply: Reply) -> (u64, bool) {
+/// Sends `reply`; returns the bytes sent (head and body). A segment whose audio the writer overwrites
+/// while it goes out is cut short (the connection closes before its announced length).
+pub async fn send(stream: &mut Conn, reply: Reply) -> u64 {
     match reply {
         Reply::Whole(answer) => {
-            let whole = stream.write_all(&answer).await.is_ok();
-            (answer.len() as u64, whole)
+            let _ = stream.write_all(&answer).await;
+            answer.len() as u64
         }
         Reply::Shared {
             head,
@@ -558,13 +491,13 @@ pub async fn send(stream: &mut Conn, reply: Reply) -> (u64, bool) {
             range: (from, to),
         } => {
             if stream.write_all(&head).await.is_err() {
-                return (0, false);
+                return 0;
             }
             let part = &body[from..to];
             if !part.is_empty() && stream.write_all(part).await.is_err() {
-                return (head.len() as u64, false);
+                return head.len() as u64;
             }
-            ((head.len() + part.len()) as u64, true)
+            (head.len() + part.len()) as u64
         }
         Reply::Segment {
             head,
@@ -574,14 +507,14 @@ pub async fn send(stream: &mut Conn, reply: Reply) -> (u64, bool) {
             range: (from, to),
         } => {
             if stream.write_all(&head).await.is_err() {
-                return (0, false);
+                return 0;
             }
             let tag_len = tag.len() as u64;
             let mut sent = head.len() as u64;
             if from < tag_len {
                 let part = &tag[from as usize..to.min(tag_len) as usize];
                 if stream.write_all(part).await.is_err() {
-                    return (sent, false);
+                    return sent;
                 }
                 sent += part.len() as u64;
             }
@@ -593,12 +526,12 @@ pub async fn send(stream: &mut Conn, reply: Reply) -> (u64, bool) {
                 if ring.read(pos, &mut buf[..n]).is_err()
                     || stream.write_all(&buf[..n]).await.is_err()
                 {
-                    return (sent, false);
+                    break;
                 }
                 pos += n as u64;
                 sent += n as u64;
             }
-            (sent, true)
+            sent
         }
     }
 }
@@ -650,18 +583,16 @@ impl Sessions {
 }
 
 /// Sends an HLS answer and counts it: requests and bytes per shard and mount, and the session.
-/// Returns whether the connection stays open for the client's next request.
 pub async fn respond(
     ctx: &super::ShardContext,
     stream: &mut Conn,
     answer: Answer,
     request: &Request,
     client: IpAddr,
-) -> bool {
-    let (sent, whole) = send(stream, answer.reply).await;
-    let again = answer.keep_alive && whole;
+) {
+    let sent = send(stream, answer.reply).await;
     let Some((mount, kind)) = answer.hit else {
-        return again;
+        return;
     };
     ctx.hls_sessions
         .borrow_mut()
@@ -671,7 +602,6 @@ pub async fn respond(
     let [shard, mount] = labels;
     let labels = [shard, mount, ("kind", kind.as_str().to_string())];
     metrics::counter!("cycast_hls_requests_total", &labels).increment(1);
-    again
 }
 
 /// Publishes this shard's current sessions for the status pages and metrics.
@@ -745,17 +675,14 @@ mod tests {
             render(&list, 0).unwrap()
         );
         let newest = list.segments.back().unwrap();
-        let (heads, body) = cache.newest_segment(&mount, &list, newest).unwrap();
+        let (head, body) = cache.newest_segment(&mount, &list, newest).unwrap();
         let mut expected = newest.tag.to_vec();
         let mut audio = vec![0; (newest.end - newest.start) as usize];
         mount.ring.read(newest.start, &mut audio).unwrap();
         expected.extend_from_slice(&audio);
         assert_eq!(*body, expected);
-        for (head, connection) in heads.iter().zip(["close", "keep-alive"]) {
-            let head = String::from_utf8_lossy(head);
-            assert!(head.contains(&format!("Content-Length: {}\r\n", expected.len())));
-            assert!(head.contains(&format!("Connection: {connection}\r\n")));
-        }
+        assert!(String::from_utf8_lossy(&head)
+            .contains(&format!("Content-Length: {}\r\n", expected.len())));
         let (_, shared) = cache.newest_segment(&mount, &list, newest).unwrap();
         assert!(Rc::ptr_eq(&body, &shared), "copied twice for one segment");
         let buffer = body.as_ptr();

@@ -13,7 +13,7 @@ use super::fanout::Listener;
 use super::icy::IcyCursor;
 use super::ShardContext;
 use crate::config::Config;
-use crate::http::{client_addr, read_or_reject, response, server_id, Request, RequestError};
+use crate::http::{client_addr, read_or_reject, response, server_id, Request};
 use crate::logging::escape;
 use crate::mount::Mount;
 use crate::observability::access_log::AccessLog;
@@ -65,81 +65,47 @@ pub async fn handle_tls(ctx: Rc<ShardContext>, mut stream: TcpStream) {
     }
 }
 
-async fn serve(
-    ctx: Rc<ShardContext>,
-    mut stream: Conn,
-    mut request: Request,
-    mut accepted: Instant,
-) {
+async fn serve(ctx: Rc<ShardContext>, mut stream: Conn, request: Request, accepted: Instant) {
+    let cfg = ctx.shared.config();
     let Ok(peer) = stream.stream.peer_addr() else {
         return;
     };
-    // HLS players fetch a playlist and its segments one after another; each HLS answer that
-    // keeps the connection open is followed by the client's next request, served alike.
-    loop {
-        let cfg = ctx.shared.config();
-        let client = SocketAddr::new(
-            client_addr(peer.ip(), &request, &cfg.server.trusted_proxies),
-            peer.port(),
-        );
-        let redirect = match (&cfg.tls, &stream.tls) {
-            // Pages move to HTTPS; streams stay, for players that only speak HTTP.
-            (Some(tls), None)
-                if tls.redirect_pages
-                    && matches!(request.method.as_str(), "GET" | "HEAD")
-                    && ctx.shared.mounts.find(&request.path).is_none() =>
-            {
-                crate::tls::redirect_to_https(&request, ctx.shared.tls_port)
-            }
-            _ => None,
-        };
-        let routed = match redirect {
-            Some(answer) => Route::Reply(answer),
-            None => route(&ctx, &cfg, &request),
-        };
-        match routed {
-            Route::Reply(answer) => {
-                return reply(&ctx, &mut stream, &request, client, &answer).await
-            }
-            Route::Hls(answer) => {
-                if !super::hls::respond(&ctx, &mut stream, answer, &request, client.ip()).await {
-                    return;
+    let client = SocketAddr::new(
+        client_addr(peer.ip(), &request, &cfg.server.trusted_proxies),
+        peer.port(),
+    );
+    let redirect = match (&cfg.tls, &stream.tls) {
+        // Pages move to HTTPS; streams stay, for players that only speak HTTP.
+        (Some(tls), None)
+            if tls.redirect_pages
+                && matches!(request.method.as_str(), "GET" | "HEAD")
+                && ctx.shared.mounts.find(&request.path).is_none() =>
+        {
+            crate::tls::redirect_to_https(&request, ctx.shared.tls_port)
+        }
+        _ => None,
+    };
+    let routed = match redirect {
+        Some(answer) => Route::Reply(answer),
+        None => route(&ctx, &cfg, &request),
+    };
+    match routed {
+        Route::Reply(answer) => reply(&ctx, &mut stream, &request, client, &answer).await,
+        Route::Hls(answer) => {
+            super::hls::respond(&ctx, &mut stream, answer, &request, client.ip()).await;
+        }
+        // The place stays taken while the auth backend is asked, so an admitted listener
+        // always fits; a refusal drops the admission, which gives it back.
+        Route::Stream { admission, metaint } => {
+            match super::auth::gate(&ctx, &cfg, &request, client.ip()).await {
+                Ok(pass) => {
+                    let started = Started { accepted, client };
+                    start_stream(&ctx, stream, admission, &request, metaint, started, pass).await
                 }
-                let next = stream
-                    .read_request(cfg.limits.max_header_bytes, cfg.header_timeout())
-                    .await;
-                match next {
-                    Ok(next) => {
-                        request = next;
-                        accepted = Instant::now();
-                    }
-                    // An idle connection just closes.
-                    Err(RequestError::Timeout(_) | RequestError::Closed | RequestError::Io(_)) => {
-                        return
-                    }
-                    Err(e) => {
-                        tracing::debug!(?peer, "request refused: {e}");
-                        if let Some(answer) = e.response() {
-                            let _ = stream.write_all(&answer).await;
-                        }
-                        return;
-                    }
+                Err(answer) => {
+                    drop(admission);
+                    reply(&ctx, &mut stream, &request, client, &answer).await
                 }
-            }
-            // The place stays taken while the auth backend is asked, so an admitted listener
-            // always fits; a refusal drops the admission, which gives it back.
-            Route::Stream { admission, metaint } => {
-                return match super::auth::gate(&ctx, &cfg, &request, client.ip()).await {
-                    Ok(pass) => {
-                        let started = Started { accepted, client };
-                        start_stream(&ctx, stream, admission, &request, metaint, started, pass)
-                            .await
-                    }
-                    Err(answer) => {
-                        drop(admission);
-                        reply(&ctx, &mut stream, &request, client, &answer).await
-                    }
-                };
             }
         }
     }
