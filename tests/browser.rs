@@ -487,6 +487,62 @@ fn station_page_follows_the_title_and_plays_the_stream() {
     browser.assert_clean(&origin);
 }
 
+/// The station page's player as Safari and iOS see it: a browser that claims HLS
+/// (`canPlayType` of the playlist type, simulated here because no WebKit runs on this
+/// machine) gets the mount's playlist, one that does not gets the Icecast stream, for the
+/// mounts rendered with the page and for one that appears later.
+#[test]
+fn station_page_picks_hls_exactly_when_the_browser_claims_it() {
+    let Some(mut browser) = browser(json!({"colorScheme": "light"})) else {
+        return;
+    };
+    let server = Server::start(&config(""));
+    let _live = LiveSource::start(server.source, "/stream", "Morning Tone Band - First Light");
+    let origin = origin(&server);
+    // `?claims-hls` answers "maybe" for the playlist type, `?no-hls` answers "".
+    browser.call(json!({"cmd": "initScript", "js": "(() => {\
+        const own = HTMLMediaElement.prototype.canPlayType;\
+        HTMLMediaElement.prototype.canPlayType = function (type) {\
+          if (type !== 'application/vnd.apple.mpegurl') return own.call(this, type);\
+          if (location.search === '?claims-hls') return 'maybe';\
+          if (location.search === '?no-hls') return '';\
+          return own.call(this, type);\
+        };\
+      })()"}));
+    let src = |browser: &mut Browser, mount: &str| {
+        browser.eval(&format!(
+            "document.querySelector('audio[data-mount=\"{mount}\"]')?.getAttribute('src') ?? null"
+        ))
+    };
+    let mut second = None;
+    for (hash, claims) in [("?no-hls", false), ("?claims-hls", true)] {
+        assert_eq!(browser.open(&format!("{origin}/{hash}")), json!(200));
+        let expected = |mount: &str| {
+            json!(if claims {
+                format!("{mount}/index.m3u8")
+            } else {
+                mount.to_string()
+            })
+        };
+        assert_eq!(src(&mut browser, "/stream"), expected("/stream"), "{hash}");
+        // A mount that appears while the page is open gets the same choice.
+        let mount = format!("/later{}", u8::from(claims));
+        second = Some(LiveSource::start(
+            server.source,
+            &mount,
+            "Night Owls - Slow Tones",
+        ));
+        browser.wait_for(
+            &format!("document.querySelector('audio[data-mount=\"{mount}\"]')"),
+            Duration::from_secs(5),
+            "a player for the new mount",
+        );
+        assert_eq!(src(&mut browser, &mount), expected(&mount), "{hash}");
+    }
+    drop(second);
+    browser.assert_clean(&origin);
+}
+
 /// hls.js from npm (test-only, installed beside playwright-core), or why it is missing.
 fn hls_js() -> Result<PathBuf, String> {
     let path = manifest_dir().join("tests/browser/node_modules/hls.js/dist/hls.min.js");
@@ -516,7 +572,7 @@ fn hls_js_plays_the_playlist_and_reports_the_id3_title() {
         return;
     };
     let server = Server::start(&config("hls {\n  segment_seconds = 2\n}\n"));
-    let _live = LiveSource::start(server.source, "/stream", "Morning Tone Band - First Light");
+    let live = LiveSource::start(server.source, "/stream", "Morning Tone Band - First Light");
     let origin = origin(&server);
     wait_until(Duration::from_secs(15), "the first HLS segment", || {
         http_get(server.listen, "/stream/index.m3u8")
@@ -582,6 +638,42 @@ fn hls_js_plays_the_playlist_and_reports_the_id3_title() {
         tags.windows(2).all(|w| w[1].0 <= w[0].0 || w[0].1 < w[1].1),
         "metadata timestamps out of order: {metadata}"
     );
+
+    // Across discontinuities: the live source leaves for one at 48 kHz, which plays 4 s and
+    // leaves for the playlist's 44.1 kHz tracks. hls.js plays into the segments after both.
+    if common::have("ffmpeg") {
+        drop(live);
+        let track = manifest_dir().join("music/01-morning-tone.mp3");
+        let other_rate = Command::new("ffmpeg")
+            .args(["-nostdin", "-v", "error", "-re", "-t", "4", "-i"])
+            .arg(&track)
+            .args(["-c:a", "libmp3lame", "-ar", "48000", "-b:a", "128k"])
+            .args(["-content_type", "audio/mpeg", "-f", "mp3"])
+            .arg(format!("icecast://source:hackme@{}/stream", server.source))
+            .stdin(Stdio::null())
+            .output()
+            .expect("run ffmpeg source");
+        assert!(
+            other_rate.status.success(),
+            "48 kHz source: {}",
+            String::from_utf8_lossy(&other_rate.stderr)
+        );
+        let crossed = browser.wait_for(
+            "report.cc >= 2 && audio.currentTime",
+            Duration::from_secs(30),
+            "hls.js to play past both discontinuities",
+        );
+        browser.wait_for(
+            &format!("audio.currentTime > {} + 1", crossed.as_f64().unwrap()),
+            Duration::from_secs(10),
+            "currentTime to advance after the discontinuities",
+        );
+        let text =
+            String::from_utf8_lossy(&http_get(server.listen, "/stream/index.m3u8").1).into_owned();
+        assert!(text.contains("#EXT-X-DISCONTINUITY\n"), "{text}");
+    } else {
+        eprintln!("ffmpeg not installed; hls.js is not played across a discontinuity");
+    }
     let fatal = browser.eval("report.errors.filter(e => e.startsWith('fatal'))");
     assert_eq!(fatal, json!([]), "hls.js gave up");
     assert!(

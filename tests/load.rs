@@ -6,6 +6,8 @@ mod common;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{numbered_frames, Server};
@@ -332,8 +334,10 @@ fn cycast_with_a_real_time_source_shows_no_faults() {
 }
 
 /// A fake HLS origin whose playlist never moves on: three 1 s segments (target 1 s) whose
-/// third timestamp is off by a second. Serves until the test process ends.
-fn frozen_hls_server() -> SocketAddr {
+/// third timestamp is off by a second. It keeps connections open for more requests when
+/// `keep_alive`, else closes each after one answer; it counts the connections it accepted.
+/// Serves until the test process ends.
+fn frozen_hls_server(keep_alive: bool) -> (SocketAddr, Arc<AtomicUsize>) {
     use cycast::hls::id3::segment_tag;
     use cycast::ingest::mp3::silence_frame;
     let frame = silence_frame(128, 44100, true);
@@ -348,19 +352,34 @@ fn frozen_hls_server() -> SocketAddr {
     let segments = [segment(0), segment(89_339), segment(2 * 89_339 + 90_000)];
     let playlist = "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:1\n#EXT-X-MEDIA-SEQUENCE:0\n\
                     #EXTINF:0.992653,\n0.mp3\n#EXTINF:0.992653,\n1.mp3\n#EXTINF:0.992653,\n2.mp3\n";
+    let segments = Arc::new(segments);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counted = connections.clone();
     std::thread::spawn(move || {
         for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { break };
-            let mut request = Vec::new();
-            let mut byte = [0u8; 1];
-            while !request.ends_with(b"\r\n\r\n") {
-                match conn.read(&mut byte) {
-                    Ok(1) => request.push(byte[0]),
-                    _ => break,
-                }
+            let Ok(conn) = conn else { break };
+            counted.fetch_add(1, Ordering::Relaxed);
+            let segments = segments.clone();
+            std::thread::spawn(move || serve_frozen(conn, playlist, &segments, keep_alive));
+        }
+    });
+    (addr, connections)
+}
+
+/// Answers requests on one connection of [`frozen_hls_server`].
+fn serve_frozen(mut conn: TcpStream, playlist: &str, segments: &[Vec<u8>; 3], keep_alive: bool) {
+    loop {
+        let mut request = Vec::new();
+        let mut byte = [0u8; 1];
+        while !request.ends_with(b"\r\n\r\n") {
+            match conn.read(&mut byte) {
+                Ok(1) => request.push(byte[0]),
+                _ => return,
             }
+        }
+        {
             let request = String::from_utf8_lossy(&request);
             let path = request.split_whitespace().nth(1).unwrap_or("");
             let body: &[u8] = match path {
@@ -375,22 +394,29 @@ fn frozen_hls_server() -> SocketAddr {
             } else {
                 "200 OK"
             };
+            let (version, connection) = if keep_alive {
+                ("1.1", "keep-alive")
+            } else {
+                ("1.0", "close")
+            };
             let _ = conn.write_all(
                 format!(
-                    "HTTP/1.0 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    "HTTP/{version} {status}\r\nContent-Length: {}\r\nConnection: {connection}\r\n\r\n",
                     body.len()
                 )
                 .as_bytes(),
             );
             let _ = conn.write_all(body);
         }
-    });
-    addr
+        if !keep_alive {
+            return;
+        }
+    }
 }
 
 #[test]
 fn hls_clients_see_a_frozen_playlist_and_a_timestamp_jump() {
-    let addr = frozen_hls_server();
+    let (addr, connections) = frozen_hls_server(false);
     let r = load(&[
         "--hls",
         "--url",
@@ -418,6 +444,30 @@ fn hls_clients_see_a_frozen_playlist_and_a_timestamp_jump() {
     // Three seconds of audio, four seconds of run: every modelled player runs dry.
     assert_eq!(r["underruns"], 2, "{r}");
     assert!(r["playlist_requests"].as_u64().unwrap() >= 4, "{r}");
+    // An origin that closes after each answer gets a connection per request.
+    let requests = r["playlist_requests"].as_u64().unwrap() + 6;
+    assert_eq!(connections.load(Ordering::Relaxed) as u64, requests, "{r}");
+}
+
+#[test]
+fn hls_clients_keep_their_connection_when_the_origin_allows_it() {
+    let (addr, connections) = frozen_hls_server(true);
+    let r = load(&[
+        "--hls",
+        "--url",
+        &format!("http://{addr}/s/index.m3u8"),
+        "--listeners",
+        "2",
+        "--duration",
+        "3",
+        "--quiet",
+    ]);
+    assert_eq!(r["segments"], 6, "{r}");
+    assert_eq!(r["segment_errors"], 0, "{r}");
+    assert_eq!(r["playlist_errors"], 0, "{r}");
+    assert!(r["playlist_requests"].as_u64().unwrap() >= 4, "{r}");
+    // Every reload and segment of a client went over its one connection.
+    assert_eq!(connections.load(Ordering::Relaxed), 2, "{r}");
 }
 
 #[test]

@@ -1,13 +1,18 @@
 //! HLS requests on the listen port: `GET`/`HEAD /<mount>/index.m3u8` and the segments it
-//! lists. Playlists are rendered from the mount's segment list; a segment is its ID3 tag
-//! followed by the ring's bytes, copied piece by piece into a small buffer and validated like
-//! the fan-out's reads, so no per-segment copy of the audio is made and no torn byte is sent.
-//! Responses are built for caches: short-lived playlists, immutable segments with names that
-//! never repeat, validators and conditional GET, byte ranges.
+//! lists. Responses are built for caches: short-lived playlists, immutable segments with names
+//! that never repeat, validators and conditional GET, byte ranges.
+//!
+//! Players ask every shard for the same few objects, so each shard makes them once ([`Cache`]):
+//! a mount's playlist response is rendered once per segment-list snapshot, and its newest
+//! segment (the one every player fetches as soon as it is listed) is read out of the ring
+//! once, validated, into a per-shard scratch that every request for it shares. Other segments
+//! are the ID3 tag followed by the ring's bytes, copied piece by piece into a small buffer and
+//! validated like the fan-out's reads. No torn byte is ever sent.
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::net::IpAddr;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -60,6 +65,15 @@ impl Kind {
 pub enum Reply {
     /// A complete response.
     Whole(Vec<u8>),
+    /// A head and `range` of a body this shard shares between requests.
+    Shared {
+        /// Response head.
+        head: Rc<[u8]>,
+        /// The whole body (a playlist, or a segment's tag and audio).
+        body: Rc<Vec<u8>>,
+        /// Body bytes to send, `[from, to)`.
+        range: (usize, usize),
+    },
     /// A segment (or part of one): the head, then `range` of the tag-plus-audio body.
     Segment {
         /// Response head.
@@ -88,7 +102,7 @@ pub fn playlist_path(cfg: &Config, mount: &Mount) -> Option<String> {
 
 /// Answers `request` if it is for a mount's playlist or segment; `None` for other paths.
 pub fn route(
-    mounts: &crate::mount::MountTable,
+    ctx: &super::ShardContext,
     cfg: &Config,
     request: &Request,
     head_only: bool,
@@ -98,7 +112,7 @@ pub fn route(
     if name != PLAYLIST && segment_name.is_none() {
         return None;
     }
-    let mount = mounts.find(mount_path)?;
+    let mount = ctx.shared.mounts.find(mount_path)?;
     if !cfg.hls_for(&mount.name).enabled {
         return None;
     }
@@ -119,9 +133,10 @@ pub fn route(
                 "HLS is offered for MP3 and AAC (ADTS) mounts only; this mount carries another format\n",
             );
         }
-        return Some(match render(&list, mount.ring.oldest_valid()) {
-            Some(text) => Answer {
-                reply: playlist_reply(&list, &text, request, head_only),
+        let playlist = ctx.hls_cache.borrow_mut().playlist(&mount, &list);
+        return Some(match playlist {
+            Some(playlist) => Answer {
+                reply: playlist_reply(&playlist, request, head_only),
                 hit: Some((mount, Kind::Playlist)),
             },
             None => Answer {
@@ -141,13 +156,156 @@ pub fn route(
         .filter(|s| epoch == list.epoch && ext == s.codec.extension())
         .filter(|s| s.start >= mount.ring.oldest_valid());
     match segment {
-        Some(segment) => Some(Answer {
-            reply: segment_reply(&mount, segment, request, head_only),
-            hit: Some((mount.clone(), Kind::Segment)),
-        }),
+        Some(segment) => {
+            let shared = (list.segments.back().map(|s| s.sequence) == Some(sequence))
+                .then(|| {
+                    ctx.hls_cache
+                        .borrow_mut()
+                        .newest_segment(&mount, &list, segment)
+                })
+                .flatten();
+            Some(Answer {
+                reply: segment_reply(&mount, &list, segment, shared, request, head_only),
+                hit: Some((mount.clone(), Kind::Segment)),
+            })
+        }
         None => not_found("This segment is not (or no longer) available\n"),
     }
 }
+
+/// A mount's playlist response as this shard made it for one segment-list snapshot.
+struct CachedPlaylist {
+    /// The snapshot it was rendered from (compared by address).
+    list: Arc<SegmentList>,
+    /// The first segment it lists (segments the ring no longer holds are left out).
+    first: u64,
+    /// Its `ETag`.
+    etag: String,
+    /// Its `Last-Modified`, Unix milliseconds.
+    modified_ms: i64,
+    /// The `200 OK` head.
+    head: Rc<[u8]>,
+    /// The playlist text.
+    body: Rc<Vec<u8>>,
+}
+
+/// A mount's newest segment as this shard read it out of the ring.
+struct CachedSegment {
+    /// Epoch of the list it belongs to.
+    epoch: i64,
+    /// Its sequence number.
+    sequence: u64,
+    /// The `200 OK` head of a whole, unconditional GET.
+    head: Rc<[u8]>,
+    /// Its tag and validated audio; the buffer is reused for the next segment once no
+    /// response holds it.
+    body: Rc<Vec<u8>>,
+}
+
+/// The head of a whole GET of a segment and its body, shared between requests.
+type SharedSegment = (Rc<[u8]>, Rc<Vec<u8>>);
+
+/// This shard's ready-made HLS answers: per mount, one playlist and one segment at most.
+#[derive(Default)]
+pub struct Cache {
+    /// Playlist responses by mount.
+    playlists: HashMap<MountId, Rc<CachedPlaylist>>,
+    /// Newest segments by mount.
+    segments: HashMap<MountId, CachedSegment>,
+}
+
+impl Cache {
+    /// `mount`'s playlist for snapshot `list`, rendered when the snapshot (or the first
+    /// segment the ring still holds) changed since the last request; `None` when no segment
+    /// can be listed.
+    fn playlist(&mut self, mount: &Mount, list: &Arc<SegmentList>) -> Option<Rc<CachedPlaylist>> {
+        let oldest = mount.ring.oldest_valid();
+        let first = list.window().find(|s| s.start >= oldest)?.sequence;
+        if let Some(cached) = self.playlists.get(&mount.id) {
+            if Arc::ptr_eq(&cached.list, list) && cached.first == first {
+                return Some(cached.clone());
+            }
+        }
+        let text = render(list, oldest)?;
+        let newest = list.segments.back();
+        let modified_ms = newest.map_or(list.epoch, |s| s.finished_ms);
+        let etag = format!(
+            "\"{}-{}-{}\"",
+            list.epoch,
+            first,
+            newest.map_or(0, |s| s.sequence)
+        );
+        let mut head = head("200 OK", PLAYLIST_TYPE, PLAYLIST_CACHE, &etag, modified_ms);
+        head.push_str(&format!("Content-Length: {}\r\n\r\n", text.len()));
+        let cached = Rc::new(CachedPlaylist {
+            list: list.clone(),
+            first,
+            etag,
+            modified_ms,
+            head: head.into_bytes().into(),
+            body: Rc::new(text.into_bytes()),
+        });
+        self.playlists.insert(mount.id, cached.clone());
+        Some(cached)
+    }
+
+    /// The shared copy of `segment`, `mount`'s newest: read out of the ring and validated on
+    /// the first request for it; `None` when the ring overwrote it meanwhile.
+    fn newest_segment(
+        &mut self,
+        mount: &Mount,
+        list: &SegmentList,
+        segment: &Segment,
+    ) -> Option<SharedSegment> {
+        if let Some(cached) = self.segments.get(&mount.id) {
+            if cached.epoch == list.epoch && cached.sequence == segment.sequence {
+                return Some((cached.head.clone(), cached.body.clone()));
+            }
+        }
+        // Reuse the previous segment's buffer unless a response still sends from it.
+        let mut body = self
+            .segments
+            .remove(&mount.id)
+            .and_then(|old| Rc::try_unwrap(old.body).ok())
+            .unwrap_or_default();
+        body.clear();
+        body.extend_from_slice(&segment.tag);
+        let tag_len = body.len();
+        body.resize(segment.body_len() as usize, 0);
+        mount.ring.read(segment.start, &mut body[tag_len..]).ok()?;
+        let etag = segment_etag(list, segment);
+        let mut head = head(
+            "200 OK",
+            segment.codec.content_type(),
+            SEGMENT_CACHE,
+            &etag,
+            segment.finished_ms,
+        );
+        head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+        let cached = CachedSegment {
+            epoch: list.epoch,
+            sequence: segment.sequence,
+            head: head.into_bytes().into(),
+            body: Rc::new(body),
+        };
+        let shared = (cached.head.clone(), cached.body.clone());
+        self.segments.insert(mount.id, cached);
+        Some(shared)
+    }
+
+    /// Forgets mounts that no longer exist.
+    fn retain(&mut self, mounts: &crate::mount::MountTable) {
+        self.playlists.retain(|id, _| mounts.get(*id).is_some());
+        self.segments.retain(|id, _| mounts.get(*id).is_some());
+    }
+}
+
+/// Content-Type of playlists.
+const PLAYLIST_TYPE: &str = "application/vnd.apple.mpegurl";
+/// Playlists change every segment; caches keep them a second.
+const PLAYLIST_CACHE: &str = "max-age=1";
+/// Segments never change under their name.
+const SEGMENT_CACHE: &str = "max-age=86400, immutable";
 
 /// An HTTP date (`Last-Modified`).
 fn http_date(unix_ms: i64) -> String {
@@ -180,28 +338,30 @@ ETag: {etag}\r\nLast-Modified: {}\r\nAccept-Ranges: bytes\r\nConnection: close\r
     )
 }
 
-fn playlist_reply(list: &SegmentList, text: &str, request: &Request, head_only: bool) -> Reply {
-    let newest = list.segments.back();
-    let modified = newest.map_or(list.epoch, |s| s.finished_ms);
-    let etag = format!(
-        "\"{}-{}-{}\"",
-        list.epoch,
-        list.window().next().map_or(0, |s| s.sequence),
-        newest.map_or(0, |s| s.sequence)
-    );
-    let content_type = "application/vnd.apple.mpegurl";
-    let cache = "max-age=1";
-    if not_modified(request, &etag, modified) {
-        let mut answer = head("304 Not Modified", content_type, cache, &etag, modified);
+fn playlist_reply(playlist: &CachedPlaylist, request: &Request, head_only: bool) -> Reply {
+    let (etag, modified) = (&playlist.etag, playlist.modified_ms);
+    if not_modified(request, etag, modified) {
+        let mut answer = head(
+            "304 Not Modified",
+            PLAYLIST_TYPE,
+            PLAYLIST_CACHE,
+            etag,
+            modified,
+        );
         answer.push_str("\r\n");
         return Reply::Whole(answer.into_bytes());
     }
-    let mut answer = head("200 OK", content_type, cache, &etag, modified);
-    answer.push_str(&format!("Content-Length: {}\r\n\r\n", text.len()));
-    if !head_only {
-        answer.push_str(text);
+    let len = if head_only { 0 } else { playlist.body.len() };
+    Reply::Shared {
+        head: playlist.head.clone(),
+        body: playlist.body.clone(),
+        range: (0, len),
     }
-    Reply::Whole(answer.into_bytes())
+}
+
+/// A segment's `ETag`.
+fn segment_etag(list: &SegmentList, segment: &Segment) -> String {
+    format!("\"{}-{}\"", list.epoch, segment.sequence)
 }
 
 /// A requested byte range: `Ok(None)` for the whole body, `Err` when it cannot be satisfied.
@@ -246,14 +406,27 @@ fn byte_range(request: &Request, len: u64, etag: &str) -> Result<Option<(u64, u6
     Ok(Some((from, to)))
 }
 
-fn segment_reply(mount: &Mount, segment: &Segment, request: &Request, head_only: bool) -> Reply {
-    let list_epoch = mount.hls.load().epoch;
-    let etag = format!("\"{}-{}\"", list_epoch, segment.sequence);
+/// A segment's answer; `shared` is this shard's copy of it (head of a whole GET, and body)
+/// when it is the mount's newest.
+fn segment_reply(
+    mount: &Mount,
+    list: &SegmentList,
+    segment: &Segment,
+    shared: Option<SharedSegment>,
+    request: &Request,
+    head_only: bool,
+) -> Reply {
+    let etag = segment_etag(list, segment);
     let content_type = segment.codec.content_type();
-    let cache = "max-age=86400, immutable";
     let modified = segment.finished_ms;
     if not_modified(request, &etag, modified) {
-        let mut answer = head("304 Not Modified", content_type, cache, &etag, modified);
+        let mut answer = head(
+            "304 Not Modified",
+            content_type,
+            SEGMENT_CACHE,
+            &etag,
+            modified,
+        );
         answer.push_str("\r\n");
         return Reply::Whole(answer.into_bytes());
     }
@@ -269,7 +442,14 @@ fn segment_reply(mount: &Mount, segment: &Segment, request: &Request, head_only:
             return Reply::Whole(answer.into_bytes());
         }
     };
-    let mut answer = head(status, content_type, cache, &etag, modified);
+    if let Some((head, body)) = shared.as_ref().filter(|_| range == (0, len)) {
+        return Reply::Shared {
+            head: head.clone(),
+            body: body.clone(),
+            range: (0, if head_only { 0 } else { body.len() }),
+        };
+    }
+    let mut answer = head(status, content_type, SEGMENT_CACHE, &etag, modified);
     if range != (0, len) {
         answer.push_str(&format!(
             "Content-Range: bytes {}-{}/{len}\r\n",
@@ -281,6 +461,13 @@ fn segment_reply(mount: &Mount, segment: &Segment, request: &Request, head_only:
     if head_only {
         return Reply::Whole(answer.into_bytes());
     }
+    if let Some((_, body)) = shared {
+        return Reply::Shared {
+            head: answer.into_bytes().into(),
+            body,
+            range: (range.0 as usize, range.1 as usize),
+        };
+    }
     Reply::Segment {
         head: answer.into_bytes(),
         ring: mount.ring.clone(),
@@ -290,13 +477,27 @@ fn segment_reply(mount: &Mount, segment: &Segment, request: &Request, head_only:
     }
 }
 
-/// Sends `reply`; returns the bytes sent. A segment whose audio the writer overwrites
+/// Sends `reply`; returns the bytes sent (head and body). A segment whose audio the writer overwrites
 /// while it goes out is cut short (the connection closes before its announced length).
 pub async fn send(stream: &mut Conn, reply: Reply) -> u64 {
     match reply {
         Reply::Whole(answer) => {
             let _ = stream.write_all(&answer).await;
             answer.len() as u64
+        }
+        Reply::Shared {
+            head,
+            body,
+            range: (from, to),
+        } => {
+            if stream.write_all(&head).await.is_err() {
+                return 0;
+            }
+            let part = &body[from..to];
+            if !part.is_empty() && stream.write_all(part).await.is_err() {
+                return head.len() as u64;
+            }
+            (head.len() + part.len()) as u64
         }
         Reply::Segment {
             head,
@@ -309,11 +510,11 @@ pub async fn send(stream: &mut Conn, reply: Reply) -> u64 {
                 return 0;
             }
             let tag_len = tag.len() as u64;
-            let mut sent = 0;
+            let mut sent = head.len() as u64;
             if from < tag_len {
                 let part = &tag[from as usize..to.min(tag_len) as usize];
                 if stream.write_all(part).await.is_err() {
-                    return 0;
+                    return sent;
                 }
                 sent += part.len() as u64;
             }
@@ -406,6 +607,7 @@ pub async fn respond(
 /// Publishes this shard's current sessions for the status pages and metrics.
 pub fn flush(ctx: &super::ShardContext) {
     let cfg = ctx.shared.config();
+    ctx.hls_cache.borrow_mut().retain(&ctx.shared.mounts);
     let current = ctx
         .hls_sessions
         .borrow_mut()
@@ -419,4 +621,103 @@ pub fn flush(ctx: &super::ShardContext) {
         metrics::gauge!("cycast_hls_sessions", &labels).set(count as f64);
     }
     ctx.stats.hls_sessions.store(Arc::new(current));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::hls::HlsConfig;
+    use crate::hls::segment::{Codec, FrameTiming, SegmentWriter};
+    use crate::mount::{MountTable, StreamInfo};
+    use crate::ring::RingWriter;
+
+    const FRAME: FrameTiming = FrameTiming {
+        codec: Codec::Mp3,
+        samples: 1152,
+        sample_rate: 44_100,
+        channels: 2,
+    };
+
+    /// Publishes one 4 s segment of 154 numbered 100-byte chunks (one frame each).
+    fn segment(writer: &mut RingWriter, segments: &mut SegmentWriter, mount: &Mount, n: u8) {
+        for i in 0..154u32 {
+            let start = writer.ring().committed();
+            if segments.must_cut_before(&FRAME) {
+                segments.close(start, &mount.hls, 0);
+            }
+            if !segments.is_open() {
+                segments.open(start, &FRAME, "A - B", 0);
+            }
+            segments.add(&FRAME);
+            writer.publish(&[n.wrapping_add(i as u8); 100]);
+        }
+    }
+
+    #[test]
+    fn playlists_and_the_newest_segment_are_made_once_and_shared() {
+        let mounts = MountTable::new(64 * 1024);
+        let (mount, mut writer) = mounts.create("/s", StreamInfo::default()).unwrap();
+        let mut segments = SegmentWriter::new(HlsConfig::default(), &mount.hls, 0);
+        let mut cache = Cache::default();
+        assert!(cache.playlist(&mount, &mount.hls.load()).is_none());
+        segment(&mut writer, &mut segments, &mount, 0);
+        segment(&mut writer, &mut segments, &mount, 1);
+        // Segment 0 is done (segment 1's first frame closed it).
+        let list = mount.hls.load();
+        let first = cache.playlist(&mount, &list).unwrap();
+        let again = cache.playlist(&mount, &list).unwrap();
+        assert!(
+            Rc::ptr_eq(&first, &again),
+            "rendered twice for one snapshot"
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&first.body),
+            render(&list, 0).unwrap()
+        );
+        let newest = list.segments.back().unwrap();
+        let (head, body) = cache.newest_segment(&mount, &list, newest).unwrap();
+        let mut expected = newest.tag.to_vec();
+        let mut audio = vec![0; (newest.end - newest.start) as usize];
+        mount.ring.read(newest.start, &mut audio).unwrap();
+        expected.extend_from_slice(&audio);
+        assert_eq!(*body, expected);
+        assert!(String::from_utf8_lossy(&head)
+            .contains(&format!("Content-Length: {}\r\n", expected.len())));
+        let (_, shared) = cache.newest_segment(&mount, &list, newest).unwrap();
+        assert!(Rc::ptr_eq(&body, &shared), "copied twice for one segment");
+        let buffer = body.as_ptr();
+        drop((body, shared));
+
+        // The next segment: a new playlist, and the scratch buffer reused for its audio.
+        segment(&mut writer, &mut segments, &mount, 2);
+        let list = mount.hls.load();
+        let next = cache.playlist(&mount, &list).unwrap();
+        assert!(!Rc::ptr_eq(&first, &next));
+        assert!(String::from_utf8_lossy(&next.body).ends_with("-1.mp3\n"));
+        let newest = list.segments.back().unwrap();
+        let (_, body) = cache.newest_segment(&mount, &list, newest).unwrap();
+        assert_eq!(body.as_ptr(), buffer, "the scratch was not reused");
+        assert_eq!(body[newest.tag.len()], 1);
+
+        // A response still sending the old copy keeps it whole; the next gets a new buffer.
+        segment(&mut writer, &mut segments, &mount, 3);
+        let list = mount.hls.load();
+        let newest = list.segments.back().unwrap();
+        let (_, fresh) = cache.newest_segment(&mount, &list, newest).unwrap();
+        assert!(!Rc::ptr_eq(&body, &fresh));
+        assert_eq!(body[newest.tag.len()], 1);
+        assert_eq!(fresh[newest.tag.len()], 2);
+
+        // Once the ring has overwritten a segment, no copy of it is made.
+        for n in 4..12 {
+            segment(&mut writer, &mut segments, &mount, n);
+        }
+        let stale = list.segments.back().unwrap();
+        assert!(stale.start < mount.ring.oldest_valid());
+        let mut cache = Cache::default();
+        assert!(cache.newest_segment(&mount, &list, stale).is_none());
+        // Nor does a playlist list it.
+        let text = cache.playlist(&mount, &mount.hls.load()).unwrap();
+        assert!(!String::from_utf8_lossy(&text.body).contains(&format!("-{}.mp3", stale.sequence)));
+    }
 }

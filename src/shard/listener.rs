@@ -212,8 +212,7 @@ fn route(ctx: &Rc<ShardContext>, cfg: &Config, request: &Request) -> Route {
         ))
     };
     let Some(requested) = ctx.shared.mounts.find(&request.path) else {
-        return super::hls::route(&ctx.shared.mounts, cfg, request, head_only)
-            .map_or_else(not_found, Route::Hls);
+        return super::hls::route(ctx, cfg, request, head_only).map_or_else(not_found, Route::Hls);
     };
     // A mount a source created has nothing to play once the source left (no playlist, no
     // fallback): Icecast answers 404 too. Listeners already on it stay until they leave.

@@ -64,6 +64,8 @@ pub struct ShardContext {
     pub access_log: Option<Rc<AccessLog>>,
     /// HLS players seen lately on this shard.
     pub hls_sessions: RefCell<hls::Sessions>,
+    /// Playlists and newest segments this shard made once for all their requests.
+    pub hls_cache: RefCell<hls::Cache>,
 }
 
 impl Control for ShardContext {
@@ -154,6 +156,7 @@ pub async fn serve(
         stats,
         to_ingest,
         hls_sessions: RefCell::default(),
+        hls_cache: RefCell::default(),
     });
     // Joins are latency-sensitive, fan-out passes are throughput work: separate task queues let
     // the scheduler preempt a long pass (at its slice boundaries) to accept and answer joins.

@@ -62,6 +62,11 @@ const commands = {
     await page.route((url) => url.pathname === urlPath, (r) => r.fulfill({ path, contentType }));
     return null;
   },
+  // Runs `js` in every page before its own scripts, from the next navigation on.
+  async initScript({ js }) {
+    await context.addInitScript(js);
+    return null;
+  },
   async click({ selector }) {
     await page.click(selector, { timeout: 10000 });
     return null;

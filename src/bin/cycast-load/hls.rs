@@ -11,8 +11,10 @@
 //! the last new one appeared (or that fails). Underruns come from the same player model as
 //! the stream listeners', fed with the segments' playing time as they arrive.
 //!
-//! Clients hold no connection between requests, so a small pool of threads serves them all
-//! from a queue ordered by when each is next due; every request has a timeout.
+//! Like browsers and AVPlayer, a client keeps its connection for its next request when the
+//! server allows it (HTTP/1.1 keep-alive) and connects again when the server closed it. A
+//! small pool of threads serves all clients from a queue ordered by when each is next due;
+//! every request has a timeout.
 
 use std::collections::BinaryHeap;
 use std::io::{Read, Write};
@@ -328,6 +330,8 @@ struct Client {
     stalls: u64,
     /// The modelled player, fed one "byte" per millisecond of audio (see [`MS_KBPS`]).
     player: Player,
+    /// The connection the server kept open after the last answer.
+    conn: Option<TcpStream>,
 }
 
 /// The player model converts bytes to time at a bitrate; at 8 kbps one byte is one
@@ -391,6 +395,7 @@ pub fn run(opts: &ListenOptions) -> Result<HlsReport, String> {
                 stalled: false,
                 stalls: 0,
                 player,
+                conn: None,
             })
         })
         .collect();
@@ -526,7 +531,8 @@ fn reload(shared: &Shared, client: &mut Client) -> Instant {
     );
     let started = Instant::now();
     let fallback_target = Duration::from_secs(1);
-    let playlist = get(shared.addr, &shared.url, &shared.url.path, &agent).and_then(|body| {
+    let path = &shared.url.path;
+    let playlist = get(shared, &mut client.conn, path, &agent).and_then(|body| {
         let text = String::from_utf8(body).map_err(|_| "playlist is not UTF-8".to_string())?;
         parse_playlist(&text)
     });
@@ -607,7 +613,7 @@ fn note_stall(shared: &Shared, client: &mut Client, now: Instant, target: Option
 /// Fetches and checks one segment, and feeds its playing time to the player model.
 fn fetch_segment(shared: &Shared, client: &mut Client, entry: &Entry, agent: &str) {
     let body = match resolve(&shared.url, &entry.uri)
-        .and_then(|path| get(shared.addr, &shared.url, &path, agent))
+        .and_then(|path| get(shared, &mut client.conn, &path, agent))
     {
         Ok(b) => b,
         Err(e) => {
@@ -675,66 +681,129 @@ fn resolve(playlist: &HttpUrl, uri: &str) -> Result<String, String> {
     Ok(format!("{dir}{uri}"))
 }
 
-/// A GET of `path` on `url`'s server: the body of a 200 answer, else what went wrong.
-fn get(addr: SocketAddr, url: &HttpUrl, path: &str, agent: &str) -> Result<Vec<u8>, String> {
-    let deadline = Instant::now() + REQUEST_TIMEOUT;
-    let mut stream =
-        TcpStream::connect_timeout(&addr, REQUEST_TIMEOUT).map_err(|e| format!("connect: {e}"))?;
+/// A GET of `path` on the playlist's server, on the connection `conn` kept open if there is
+/// one: the body of a 200 answer, else what went wrong. The connection is kept when the
+/// answer allows it; a kept one the server has closed meanwhile is replaced once.
+fn get(
+    shared: &Shared,
+    conn: &mut Option<TcpStream>,
+    path: &str,
+    agent: &str,
+) -> Result<Vec<u8>, String> {
     let request = format!(
-        "GET {path} HTTP/1.0\r\nHost: {}\r\nUser-Agent: {agent}\r\nAccept: */*\r\n\r\n",
-        url.host_header()
+        "GET {path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: {agent}\r\nAccept: */*\r\n\r\n",
+        shared.url.host_header()
     );
+    let deadline = Instant::now() + REQUEST_TIMEOUT;
+    if let Some(mut stream) = conn.take() {
+        match exchange(&mut stream, request.as_bytes(), deadline) {
+            Ok((body, keep)) => {
+                if keep {
+                    *conn = Some(stream);
+                }
+                return body;
+            }
+            // Closed before any answer: the server ended the idle connection.
+            Err(None) => {}
+            Err(Some(e)) => return Err(e),
+        }
+    }
+    let mut stream = TcpStream::connect_timeout(&shared.addr, REQUEST_TIMEOUT)
+        .map_err(|e| format!("connect: {e}"))?;
+    match exchange(&mut stream, request.as_bytes(), deadline) {
+        Ok((body, keep)) => {
+            if keep {
+                *conn = Some(stream);
+            }
+            body
+        }
+        Err(e) => Err(e.unwrap_or_else(|| "closed before answering".into())),
+    }
+}
+
+/// One answer: the 200 body (or what went wrong with it) and whether the connection may carry
+/// the next request.
+type Exchanged = (Result<Vec<u8>, String>, bool);
+
+/// Sends `request` and reads one answer by `deadline`: its 200 body (or what went wrong with
+/// it) and whether the connection may carry the next request. `Err(None)` when the
+/// connection failed before any byte of an answer came, `Err(Some(..))` for other failures.
+fn exchange(
+    stream: &mut TcpStream,
+    request: &[u8],
+    deadline: Instant,
+) -> Result<Exchanged, Option<String>> {
     stream
         .set_write_timeout(Some(REQUEST_TIMEOUT))
-        .and_then(|_| stream.write_all(request.as_bytes()))
-        .map_err(|e| format!("send: {e}"))?;
+        .and_then(|_| stream.write_all(request))
+        .map_err(|_| None)?;
     let mut answer = Vec::new();
-    let mut buf = [0u8; 16 * 1024];
+    let mut buf = [0u8; 64 * 1024];
+    let mut head: Option<(usize, String)> = None;
+    let mut length = None;
     loop {
+        if let (Some((end, _)), Some(len)) = (&head, length) {
+            if answer.len() >= end + 4 + len {
+                break;
+            }
+        }
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Err("timed out".into());
+            return Err(Some("timed out".into()));
         }
         stream
             .set_read_timeout(Some(left))
-            .map_err(|e| format!("receive: {e}"))?;
+            .map_err(|e| Some(format!("receive: {e}")))?;
         match stream.read(&mut buf) {
+            Ok(0) if answer.is_empty() => return Err(None),
             Ok(0) => break,
             Ok(n) => {
                 answer.extend_from_slice(&buf[..n]);
                 if answer.len() > MAX_BODY {
-                    return Err("answer too large".into());
+                    return Err(Some("answer too large".into()));
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(format!("receive: {e}")),
+            Err(_) if answer.is_empty() => return Err(None),
+            Err(e) => return Err(Some(format!("receive: {e}"))),
+        }
+        if head.is_none() {
+            if let Some(end) = answer.windows(4).position(|w| w == b"\r\n\r\n") {
+                let text = String::from_utf8_lossy(&answer[..end]).into_owned();
+                length = header_value(&text, "content-length").and_then(|v| v.parse().ok());
+                head = Some((end, text));
+            }
         }
     }
-    let end = answer
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or("no complete answer head")?;
-    let head = String::from_utf8_lossy(&answer[..end]);
+    let (end, head) = head.ok_or_else(|| Some("no complete answer head".to_string()))?;
+    let body = answer[end + 4..].to_vec();
+    let keep = length == Some(body.len())
+        && head.starts_with("HTTP/1.1")
+        && !header_value(&head, "connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
     let status = head.lines().next().unwrap_or("");
     if status.split_whitespace().nth(1) != Some("200") {
-        return Err(format!("answered {status:?}"));
+        return Ok((Err(format!("answered {status:?}")), false));
     }
-    let body = answer[end + 4..].to_vec();
-    let length = head.lines().find_map(|l| {
-        let (k, v) = l.split_once(':')?;
-        k.trim()
-            .eq_ignore_ascii_case("content-length")
-            .then(|| v.trim().parse::<usize>().ok())?
-    });
     if let Some(length) = length {
         if length != body.len() {
-            return Err(format!(
-                "Content-Length {length} but {} bytes came",
-                body.len()
+            return Ok((
+                Err(format!(
+                    "Content-Length {length} but {} bytes came",
+                    body.len()
+                )),
+                false,
             ));
         }
     }
-    Ok(body)
+    Ok((Ok(body), keep))
+}
+
+/// The value of header `name` in a response head.
+fn header_value<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().skip(1).find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
 }
 
 #[cfg(test)]
