@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::{http_get, raw_exchange, Listener, Server, Source, SOURCE_AUTH};
+use common::{ffmpeg_live_source, http_get, raw_exchange, Listener, Server, Source, SOURCE_AUTH};
 use cycast::ingest::mp3::parse_header;
 use serde_json::{json, Value};
 
@@ -643,21 +643,7 @@ fn hls_js_plays_the_playlist_and_reports_the_id3_title() {
     // leaves for the playlist's 44.1 kHz tracks. hls.js plays into the segments after both.
     if common::have("ffmpeg") {
         drop(live);
-        let track = manifest_dir().join("music/01-morning-tone.mp3");
-        let other_rate = Command::new("ffmpeg")
-            .args(["-nostdin", "-v", "error", "-re", "-t", "4", "-i"])
-            .arg(&track)
-            .args(["-c:a", "libmp3lame", "-ar", "48000", "-b:a", "128k"])
-            .args(["-content_type", "audio/mpeg", "-f", "mp3"])
-            .arg(format!("icecast://source:hackme@{}/stream", server.source))
-            .stdin(Stdio::null())
-            .output()
-            .expect("run ffmpeg source");
-        assert!(
-            other_rate.status.success(),
-            "48 kHz source: {}",
-            String::from_utf8_lossy(&other_rate.stderr)
-        );
+        ffmpeg_live_source(server.source, 4, 48_000);
         let crossed = browser.wait_for(
             "report.cc >= 2 && audio.currentTime",
             Duration::from_secs(30),

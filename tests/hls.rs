@@ -564,27 +564,7 @@ fn play_across_a_live_switch(rate: u32) -> SwitchRun {
         "Authorization: Basic YWRtaW46YWRtaW5wdw==\r\n",
     );
     assert!(head.contains(" 200 "), "{head}");
-    let track = format!("{}/music/01-morning-tone.mp3", env!("CARGO_MANIFEST_DIR"));
-    let live = Command::new("ffmpeg")
-        .args(["-nostdin", "-v", "error", "-re", "-t", "3", "-i", &track])
-        .args([
-            "-c:a",
-            "libmp3lame",
-            "-ar",
-            &rate.to_string(),
-            "-b:a",
-            "128k",
-        ])
-        .args(["-content_type", "audio/mpeg", "-f", "mp3"])
-        .arg(format!("icecast://source:hackme@{}/stream", server.source))
-        .stdin(Stdio::null())
-        .output()
-        .expect("run ffmpeg source");
-    assert!(
-        live.status.success(),
-        "source: {}",
-        String::from_utf8_lossy(&live.stderr)
-    );
+    ffmpeg_live_source(server.source, 3, rate);
     let finish = |child: std::process::Child, what: &str| {
         let out = child.wait_with_output().unwrap();
         let errors = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -629,7 +609,7 @@ fn assert_only_dts_order_complaints(run: &SwitchRun, rate: u32) {
 
 #[test]
 fn a_live_source_of_another_rate_is_bracketed_by_discontinuities_and_ffmpeg_plays_across() {
-    if which("ffmpeg").is_err() {
+    if !have("ffmpeg") {
         eprintln!("ffmpeg not installed; skipping");
         return;
     }
@@ -666,7 +646,7 @@ fn a_live_source_of_another_rate_is_bracketed_by_discontinuities_and_ffmpeg_play
 
 #[test]
 fn ffmpeg_plays_across_a_title_change_and_a_live_source_at_the_same_rate() {
-    if which("ffmpeg").is_err() {
+    if !have("ffmpeg") {
         eprintln!("ffmpeg not installed; skipping");
         return;
     }
@@ -691,7 +671,7 @@ fn ffmpeg_plays_across_a_title_change_and_a_live_source_at_the_same_rate() {
 
 #[test]
 fn ffprobe_reads_the_priv_timestamp() {
-    if which("ffprobe").is_err() {
+    if !have("ffprobe") {
         eprintln!("ffprobe not installed; skipping");
         return;
     }

@@ -549,3 +549,22 @@ pub fn have(program: &str) -> bool {
         .map(|o| o.status.success())
         .unwrap_or(false)
 }
+
+/// Plays `seconds` of the demo track in real time as a live source on `/stream` at `source`,
+/// re-encoded by ffmpeg at `rate` Hz (128 kbps MP3), and returns when ffmpeg is done.
+pub fn ffmpeg_live_source(source: SocketAddr, seconds: u32, rate: u32) {
+    let track = concat!(env!("CARGO_MANIFEST_DIR"), "/music/01-morning-tone.mp3");
+    let out = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-re", "-t", &seconds.to_string()])
+        .args(["-i", track, "-c:a", "libmp3lame", "-ar", &rate.to_string()])
+        .args(["-b:a", "128k", "-content_type", "audio/mpeg", "-f", "mp3"])
+        .arg(format!("icecast://source:hackme@{source}/stream"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("run ffmpeg source");
+    assert!(
+        out.status.success(),
+        "{rate} Hz ffmpeg source: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
