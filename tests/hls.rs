@@ -389,11 +389,23 @@ fn counter_sum(metrics: &str, name: &str, label: &str) -> f64 {
         .sum()
 }
 
-/// nginx, run in the foreground from a temporary prefix; killed on drop.
+/// nginx, run in the foreground from a temporary prefix; stopped on drop.
 struct Nginx(std::process::Child);
 
 impl Drop for Nginx {
     fn drop(&mut self) {
+        // SIGTERM, so the master stops its workers and cache processes: a killed master
+        // leaves them running (and holding whatever descriptors they inherited).
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -435,7 +447,7 @@ fn many_players_through_the_nginx_cache_reach_cycast_once_per_object() {
          include {d}/site.conf;\n}}\n"
     );
     std::fs::write(dir.path().join("nginx.conf"), main).unwrap();
-    let _nginx = Nginx(
+    let nginx = Nginx(
         Command::new(nginx)
             .args(["-p", &d, "-e", &format!("{d}/error.log"), "-c"])
             .arg(dir.path().join("nginx.conf"))
@@ -514,6 +526,29 @@ fn many_players_through_the_nginx_cache_reach_cycast_once_per_object() {
         origin_playlists <= 30.0 && (playlists as f64) >= 8.0 * origin_playlists,
         "{origin_playlists} origin playlist requests for {playlists} served"
     );
+    // Stopping the edge stops all of it: no worker outlives the test.
+    let master = nginx.0.id().to_string();
+    let helpers = Command::new("pgrep")
+        .args(["-P", &master])
+        .output()
+        .unwrap();
+    let helpers: Vec<String> = String::from_utf8_lossy(&helpers.stdout)
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    assert!(!helpers.is_empty(), "nginx {master} has no workers");
+    drop(nginx);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while helpers
+        .iter()
+        .any(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists())
+    {
+        assert!(
+            Instant::now() < deadline,
+            "nginx processes {helpers:?} outlived their master"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// Path of an installed program.
