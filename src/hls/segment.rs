@@ -213,6 +213,11 @@ pub struct SegmentWriter {
     rate: u32,
     /// Wall clock of the end of the last segment, to notice a gap in the audio.
     last_finished_ms: Option<i64>,
+    /// Wall clock the program dates count from: the first sample after the last break.
+    date_anchor_ms: i64,
+    /// Samples since `date_anchor_ms`, so each date is the anchor plus the audio before it
+    /// (publishing runs ahead of playing by a varying lead, so its own times would jitter).
+    date_samples: u64,
 }
 
 impl SegmentWriter {
@@ -234,6 +239,8 @@ impl SegmentWriter {
             samples_since_base: 0,
             rate: 0,
             last_finished_ms: None,
+            date_anchor_ms: now_ms,
+            date_samples: 0,
         }
     }
 
@@ -269,15 +276,31 @@ impl SegmentWriter {
             .last_finished_ms
             .is_some_and(|t| now_ms - t > self.settings.segment_seconds as i64 * 1000);
         let timestamp = self.ticks_base + id3::ticks(self.samples_since_base, self.rate);
+        let discontinuity = self.broken || params_changed || gap;
+        let started_ms = self.program_date(discontinuity, now_ms);
         self.open = Some(OpenSegment {
             start,
             timing: *first,
             samples: 0,
-            discontinuity: self.broken || params_changed || gap,
-            started_ms: now_ms,
+            discontinuity,
+            started_ms,
             tag: id3::segment_tag(timestamp, title).into(),
         });
         self.broken = false;
+    }
+
+    /// Wall clock of the first sample of a segment opening at `now_ms`: the previous one's
+    /// plus its audio while the stream runs on, so the dates step by exactly the `#EXTINF`s;
+    /// `now_ms` after a break, or once the audio's clock has drifted a second from the wall's.
+    fn program_date(&mut self, discontinuity: bool, now_ms: i64) -> i64 {
+        let rate = self.rate.max(1) as u64;
+        let expected = self.date_anchor_ms + (self.date_samples * 1000 / rate) as i64;
+        if discontinuity || self.next_sequence == 0 || (expected - now_ms).abs() > 1000 {
+            self.date_anchor_ms = now_ms;
+            self.date_samples = 0;
+            return now_ms;
+        }
+        expected
     }
 
     /// Counts one frame into the open segment.
@@ -289,6 +312,7 @@ impl SegmentWriter {
             }
             open.samples += timing.samples as u64;
             self.samples_since_base += timing.samples as u64;
+            self.date_samples += timing.samples as u64;
         }
     }
 
@@ -405,6 +429,49 @@ mod tests {
             "{extinf} vs {ticks}"
         );
         assert_eq!(list.epoch, 1_000);
+    }
+
+    #[test]
+    fn program_dates_step_by_the_audio_and_start_again_after_a_drift() {
+        let (mut w, log) = writer(20);
+        let mut pos = 0;
+        // Published ahead of time by a lead that varies between 0 and 300 ms.
+        let mut frame = 0i64;
+        let mut publish = |w: &mut SegmentWriter, frames: usize, late_ms: i64| {
+            for _ in 0..frames {
+                let now = 5_000 + frame * 1152 * 1000 / 44_100 - (frame * 37) % 300 + late_ms;
+                if w.must_cut_before(&MP3) {
+                    w.close(pos, &log, now);
+                }
+                if !w.is_open() {
+                    w.open(pos, &MP3, "A - B", now);
+                }
+                w.add(&MP3);
+                pos += 100;
+                frame += 1;
+            }
+        };
+        publish(&mut w, 154 * 4 + 1, 0);
+        let list = log.load();
+        let segs: Vec<_> = list.segments.iter().collect();
+        assert_eq!(segs.len(), 4);
+        assert_eq!(segs[0].started_ms, 5_000);
+        for (i, s) in segs.iter().enumerate() {
+            // The anchor plus the audio before it, to the millisecond.
+            let audio_ms = (i as u64 * 154 * 1152 * 1000 / 44_100) as i64;
+            assert_eq!(s.started_ms, 5_000 + audio_ms, "segment {i}");
+        }
+        // The wall clock moves 2 s away from the audio: the next date follows the wall clock.
+        publish(&mut w, 154 * 2, 2_000);
+        let list = log.load();
+        let last = list.segments.iter().last().unwrap();
+        assert_eq!(last.sequence, 5);
+        let audio_ms = (5 * 154 * 1152 * 1000 / 44_100) as i64;
+        assert!(
+            last.started_ms >= 5_000 + audio_ms + 1_700,
+            "{}",
+            last.started_ms
+        );
     }
 
     #[test]
