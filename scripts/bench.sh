@@ -392,11 +392,8 @@ start_plain_server() {
     PIDS+=("$SERVER_PID")
     local port=${LISTEN_URL##*:}
     port=${port%%/*}
-    for _ in $(seq 1 100); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
-        kill -0 "$SERVER_PID" 2>/dev/null || die "$name exited at start: $(tail -5 "$OUT/$name-$2-server.log")"
-        sleep 0.1
-    done
+    wait_port "$port" "$SERVER_PID" || kill -0 "$SERVER_PID" 2>/dev/null \
+        || die "$name exited at start: $(tail -5 "$OUT/$name-$2-server.log")"
     # A server just started may turn the first source away; try a few times.
     for _ in 1 2 3 4 5; do
         "$LOAD" source --url "$source_url" --file "$FILE" --loop >>"$OUT/$name-$2-source.log" 2>&1 &

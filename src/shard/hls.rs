@@ -195,15 +195,10 @@ struct CachedSegment {
     epoch: i64,
     /// Its sequence number.
     sequence: u64,
-    /// The `200 OK` head of a whole, unconditional GET.
-    head: Rc<[u8]>,
     /// Its tag and validated audio; the buffer is reused for the next segment once no
     /// response holds it.
     body: Rc<Vec<u8>>,
 }
-
-/// The head of a whole GET of a segment and its body, shared between requests.
-type SharedSegment = (Rc<[u8]>, Rc<Vec<u8>>);
 
 /// This shard's ready-made HLS answers: per mount, one playlist and one segment at most.
 #[derive(Default)]
@@ -256,10 +251,10 @@ impl Cache {
         mount: &Mount,
         list: &SegmentList,
         segment: &Segment,
-    ) -> Option<SharedSegment> {
+    ) -> Option<Rc<Vec<u8>>> {
         if let Some(cached) = self.segments.get(&mount.id) {
             if cached.epoch == list.epoch && cached.sequence == segment.sequence {
-                return Some((cached.head.clone(), cached.body.clone()));
+                return Some(cached.body.clone());
             }
         }
         // Reuse the previous segment's buffer unless a response still sends from it.
@@ -273,24 +268,16 @@ impl Cache {
         let tag_len = body.len();
         body.resize(segment.body_len() as usize, 0);
         mount.ring.read(segment.start, &mut body[tag_len..]).ok()?;
-        let etag = segment_etag(list, segment);
-        let mut head = head(
-            "200 OK",
-            segment.codec.content_type(),
-            SEGMENT_CACHE,
-            &etag,
-            segment.finished_ms,
+        let body = Rc::new(body);
+        self.segments.insert(
+            mount.id,
+            CachedSegment {
+                epoch: list.epoch,
+                sequence: segment.sequence,
+                body: body.clone(),
+            },
         );
-        head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
-        let cached = CachedSegment {
-            epoch: list.epoch,
-            sequence: segment.sequence,
-            head: head.into_bytes().into(),
-            body: Rc::new(body),
-        };
-        let shared = (cached.head.clone(), cached.body.clone());
-        self.segments.insert(mount.id, cached);
-        Some(shared)
+        Some(body)
     }
 
     /// Forgets mounts that no longer exist.
@@ -406,13 +393,13 @@ fn byte_range(request: &Request, len: u64, etag: &str) -> Result<Option<(u64, u6
     Ok(Some((from, to)))
 }
 
-/// A segment's answer; `shared` is this shard's copy of it (head of a whole GET, and body)
-/// when it is the mount's newest.
+/// A segment's answer; `shared` is this shard's copy of its tag and audio when it is the
+/// mount's newest.
 fn segment_reply(
     mount: &Mount,
     list: &SegmentList,
     segment: &Segment,
-    shared: Option<SharedSegment>,
+    shared: Option<Rc<Vec<u8>>>,
     request: &Request,
     head_only: bool,
 ) -> Reply {
@@ -442,13 +429,6 @@ fn segment_reply(
             return Reply::Whole(answer.into_bytes());
         }
     };
-    if let Some((head, body)) = shared.as_ref().filter(|_| range == (0, len)) {
-        return Reply::Shared {
-            head: head.clone(),
-            body: body.clone(),
-            range: (0, if head_only { 0 } else { body.len() }),
-        };
-    }
     let mut answer = head(status, content_type, SEGMENT_CACHE, &etag, modified);
     if range != (0, len) {
         answer.push_str(&format!(
@@ -461,7 +441,7 @@ fn segment_reply(
     if head_only {
         return Reply::Whole(answer.into_bytes());
     }
-    if let Some((_, body)) = shared {
+    if let Some(body) = shared {
         return Reply::Shared {
             head: answer.into_bytes().into(),
             body,
@@ -477,8 +457,9 @@ fn segment_reply(
     }
 }
 
-/// Sends `reply`; returns the bytes sent (head and body). A segment whose audio the writer overwrites
-/// while it goes out is cut short (the connection closes before its announced length).
+/// Sends `reply`; returns the bytes sent (head and body). A segment whose audio the writer
+/// overwrites while it goes out is cut short (the connection closes before its announced
+/// length).
 pub async fn send(stream: &mut Conn, reply: Reply) -> u64 {
     match reply {
         Reply::Whole(answer) => {
@@ -675,15 +656,29 @@ mod tests {
             render(&list, 0).unwrap()
         );
         let newest = list.segments.back().unwrap();
-        let (head, body) = cache.newest_segment(&mount, &list, newest).unwrap();
+        let body = cache.newest_segment(&mount, &list, newest).unwrap();
         let mut expected = newest.tag.to_vec();
         let mut audio = vec![0; (newest.end - newest.start) as usize];
         mount.ring.read(newest.start, &mut audio).unwrap();
         expected.extend_from_slice(&audio);
         assert_eq!(*body, expected);
+        // A whole GET of it goes out from that copy, announced at its length.
+        let get = crate::http::parse_head(b"GET /s/x.mp3 HTTP/1.1\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        let Reply::Shared {
+            head,
+            body: sent,
+            range,
+        } = segment_reply(&mount, &list, newest, Some(body.clone()), &get, false)
+        else {
+            panic!("the newest segment was not sent from the shared copy");
+        };
+        assert!(Rc::ptr_eq(&sent, &body) && range == (0, expected.len()));
         assert!(String::from_utf8_lossy(&head)
             .contains(&format!("Content-Length: {}\r\n", expected.len())));
-        let (_, shared) = cache.newest_segment(&mount, &list, newest).unwrap();
+        drop(sent);
+        let shared = cache.newest_segment(&mount, &list, newest).unwrap();
         assert!(Rc::ptr_eq(&body, &shared), "copied twice for one segment");
         let buffer = body.as_ptr();
         drop((body, shared));
@@ -695,7 +690,7 @@ mod tests {
         assert!(!Rc::ptr_eq(&first, &next));
         assert!(String::from_utf8_lossy(&next.body).ends_with("-1.mp3\n"));
         let newest = list.segments.back().unwrap();
-        let (_, body) = cache.newest_segment(&mount, &list, newest).unwrap();
+        let body = cache.newest_segment(&mount, &list, newest).unwrap();
         assert_eq!(body.as_ptr(), buffer, "the scratch was not reused");
         assert_eq!(body[newest.tag.len()], 1);
 
@@ -703,7 +698,7 @@ mod tests {
         segment(&mut writer, &mut segments, &mount, 3);
         let list = mount.hls.load();
         let newest = list.segments.back().unwrap();
-        let (_, fresh) = cache.newest_segment(&mount, &list, newest).unwrap();
+        let fresh = cache.newest_segment(&mount, &list, newest).unwrap();
         assert!(!Rc::ptr_eq(&body, &fresh));
         assert_eq!(body[newest.tag.len()], 1);
         assert_eq!(fresh[newest.tag.len()], 2);
