@@ -357,7 +357,7 @@ fn a_silent_source_gives_way_to_the_playlist_and_comes_back_with_sound() {
     source.wait_sent();
     // Let the last live chunk reach the listener before the source leaves.
     sleep(Duration::from_millis(3 * CHUNK_MS));
-    let log = server.log();
+    let log = server.wait_log("dead air");
     assert!(!log.contains("source disconnected"), "{log}");
     assert!(log.contains("dead air"), "{log}");
     let bytes = capture.finish();
@@ -482,7 +482,7 @@ fn without_a_playlist_listeners_go_to_the_fallback_mount_and_come_back() {
         [LIVE_KBPS, PLAYLIST_KBPS, LIVE_KBPS],
         "live, the fallback mount's playlist through the dead air, live again"
     );
-    let log = server.log();
+    let log = server.wait_log("listeners moved to the fallback");
     assert!(log.contains("listeners moved to the fallback"), "{log}");
 }
 
@@ -534,7 +534,8 @@ fn a_silent_source_can_still_be_killed() {
     wait_status(&server, "/stream", timeout, "the source gone", |s| {
         s["silent"] == false && s["live"] == false
     });
-    let log = server.log();
+    server.wait_log("source removed by an operator");
+    let log = server.wait_log("source disconnected");
     assert!(log.contains("source removed by an operator"), "{log}");
     assert!(log.contains("source disconnected"), "{log}");
 }

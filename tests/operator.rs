@@ -340,7 +340,7 @@ mount "/stream" {{ dump_file = "{}/not-a-dir/%H%M%S.mp3" }}
         assert!(Instant::now() < deadline, "dump errors not counted");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let log = server.log();
+    let log = server.wait_log("cannot write the recording");
     assert_eq!(
         log.matches("cannot write the recording").count(),
         1,
@@ -492,7 +492,8 @@ mount "/stream" {{ intro = "{}" }}
         let head = parse_header_of(&listener.body);
         assert_eq!(head, 44100, "the listener did not get the mount's stream");
     }
-    let log = server.log();
+    // The log is read by another thread: wait for the line before counting.
+    let log = server.wait_log("intro not used");
     assert_eq!(
         log.matches("intro not used").count(),
         1,
