@@ -370,8 +370,20 @@ mod tests {
             .spawn()
             .unwrap();
         let id = child.id();
-        // Asleep, so its figures stand still between the samples.
-        let alone = sample_proc(&id.to_string(), 100).expect("child");
+        // Once asleep (started, and two samples alike) its figures stand still.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let alone = loop {
+            let first = sample_proc(&id.to_string(), 100).expect("child");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            let stat = std::fs::read_to_string(format!("/proc/{id}/stat")).unwrap_or_default();
+            let asleep = stat
+                .rsplit_once(") ")
+                .is_some_and(|(_, rest)| rest.starts_with('S'));
+            if asleep && sample_proc(&id.to_string(), 100) == Some(first) {
+                break first;
+            }
+            assert!(std::time::Instant::now() < deadline, "sleep never settled");
+        };
         assert!(alone.rss_bytes > 0);
         let twice = sample_server(id, &[id], 100).expect("child twice");
         assert_eq!(twice, alone + alone);
